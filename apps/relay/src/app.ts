@@ -1,0 +1,200 @@
+import { randomBytes } from 'node:crypto';
+import { createBus } from '@paidrelay/bus';
+import type { Config } from '@paidrelay/config';
+import { openDatabase, purgeExpired } from '@paidrelay/db';
+import { encodeAuth, type NostrEvent, type ParseLimits } from '@paidrelay/nostr';
+import { sql } from 'kysely';
+import type { Logger } from 'pino';
+import { send, type Connection } from './connection.ts';
+import { EVENTS_CHANNEL, type RelayContext } from './context.ts';
+import { deliver, SubscriptionIndex } from './fanout.ts';
+import { httpRoutes } from './http.ts';
+import { ingest } from './ingest.ts';
+import { IpCounter, TokenBucket } from './limits.ts';
+import { createMetrics } from './metrics.ts';
+import { defaultPolicies, type WritePolicy } from './policy.ts';
+import { closeSub } from './query.ts';
+import { loadRelayKey } from './relay-key.ts';
+import { GroupCommitWriter } from './store.ts';
+import { loadUws, type us_listen_socket } from './uws.ts';
+import { VerifyPool } from './verify.ts';
+
+export type Relay = {
+  port: number;
+  url: string;
+  ctx: RelayContext;
+  close(): Promise<void>;
+};
+
+export type RelayOptions = {
+  /** Extra write policies appended after the defaults (bans, payment gate...). */
+  policies?: WritePolicy[];
+};
+
+const decoder = new TextDecoder();
+
+/** Builds and starts one relay process: storage, bus, verifier, then the WebSocket server. */
+export async function startRelay(config: Config, log: Logger, opts: RelayOptions = {}): Promise<Relay> {
+  const uWS = loadUws();
+  const metrics = createMetrics();
+  const db = await openDatabase({
+    databaseUrl: config.DATABASE_URL,
+    dataDir: config.DATA_DIR,
+    poolSize: config.DATABASE_POOL_SIZE,
+    onPoolError: (err) => log.warn({ err: err.message }, 'database connection lost'),
+  });
+  await db.migrate();
+  const bus = await createBus({ redisUrl: config.REDIS_URL, logger: log });
+  const verifier = await VerifyPool.start(config.VERIFY_WORKERS, (n) => metrics.verifyBatch.observe(n));
+  const key = loadRelayKey(config.RELAY_SECRET_KEY, config.DATA_DIR);
+  const limits: ParseLimits = {
+    maxTags: config.MAX_EVENT_TAGS,
+    maxContentLength: config.MAX_CONTENT_LENGTH,
+    maxLimit: config.MAX_LIMIT,
+    defaultLimit: config.DEFAULT_LIMIT,
+    maxFilters: config.MAX_FILTERS,
+    maxSubIdLength: config.MAX_SUBID_LENGTH,
+  };
+  const ctx: RelayContext = {
+    config,
+    log,
+    db,
+    bus,
+    writer: new GroupCommitWriter(db, config.WRITE_BATCH_MAX, metrics, log),
+    verifier,
+    index: new SubscriptionIndex(),
+    metrics,
+    policies: [...defaultPolicies(config), ...(opts.policies ?? [])],
+    limits,
+    relayUrl: config.RELAY_URL ?? `ws://localhost:${config.PORT}`,
+    key,
+  };
+
+  // Events stored or relayed by other replicas reach this replica's subscribers.
+  await bus.subscribe(EVENTS_CHANNEL, (json, origin) => {
+    if (origin === bus.id) return;
+    try {
+      const ev = JSON.parse(json) as NostrEvent;
+      metrics.delivered.inc(deliver(ctx.index, ev, json));
+    } catch (err) {
+      log.warn({ err: (err as Error).message }, 'bus: bad event message');
+    }
+  });
+
+  const ipCounter = new IpCounter(config.MAX_CONNECTIONS_PER_IP);
+  const connections = new Set<Connection>();
+  let nextId = 1;
+  let shuttingDown = false;
+  const app = uWS.App();
+
+  app.ws<Connection>('/*', {
+    compression: uWS.DISABLED,
+    // uWS closes the socket on a frame above this; ours is larger than the advertised limit so
+    // a slightly oversized message gets a NOTICE and the connection stays usable.
+    maxPayloadLength: Math.max(config.MAX_MESSAGE_LENGTH * 2, 1 << 20),
+    maxBackpressure: config.MAX_BACKPRESSURE,
+    closeOnBackpressureLimit: 1,
+    idleTimeout: 120,
+    sendPingsAutomatically: true,
+    upgrade: (res, req, context) => {
+      const forwarded = config.TRUST_PROXY ? req.getHeader('x-forwarded-for').split(',')[0].trim() || req.getHeader('x-real-ip') : '';
+      const ip = forwarded || decoder.decode(res.getRemoteAddressAsText());
+      if (shuttingDown) {
+        res.writeStatus('503 Service Unavailable').end('shutting down');
+        return;
+      }
+      if (!ipCounter.tryOpen(ip)) {
+        metrics.messages.inc({ type: 'connection-refused' });
+        res.writeStatus('429 Too Many Requests').end(`too many connections from this address (max ${config.MAX_CONNECTIONS_PER_IP})`);
+        return;
+      }
+      const conn: Connection = {
+        id: nextId++,
+        ip,
+        closed: false,
+        ws: null,
+        challenge: randomBytes(16).toString('hex'),
+        authed: new Set(),
+        subs: new Map(),
+        bucket: new TokenBucket(config.MAX_MESSAGES_PER_SECOND, config.MAX_MESSAGES_PER_SECOND * 2),
+        queries: 0,
+      };
+      res.upgrade(
+        conn,
+        req.getHeader('sec-websocket-key'),
+        req.getHeader('sec-websocket-protocol'),
+        req.getHeader('sec-websocket-extensions'),
+        context,
+      );
+    },
+    open: (ws) => {
+      const conn = ws.getUserData();
+      conn.ws = ws;
+      connections.add(conn);
+      metrics.connections.inc();
+      send(conn, encodeAuth(conn.challenge));
+    },
+    message: (ws, message) => {
+      // The ArrayBuffer is only valid during this call: decode it now.
+      ingest(ctx, ws.getUserData(), decoder.decode(message));
+    },
+    close: (ws) => {
+      const conn = ws.getUserData();
+      conn.closed = true;
+      conn.ws = null;
+      for (const sub of [...conn.subs.values()]) closeSub(ctx, sub);
+      connections.delete(conn);
+      ipCounter.close(conn.ip);
+      metrics.connections.dec();
+    },
+  });
+
+  let dbOk = true;
+  let dbCheckedAt = 0;
+  const ready = async () => {
+    if (shuttingDown) return false;
+    if (Date.now() - dbCheckedAt > 1000) {
+      dbCheckedAt = Date.now();
+      try {
+        await sql`select 1`.execute(db.kysely);
+        dbOk = true;
+      } catch {
+        dbOk = false;
+      }
+    }
+    return dbOk;
+  };
+  httpRoutes(app, ctx, { ready });
+
+  const listenSocket = await new Promise<us_listen_socket>((resolve, reject) => {
+    app.listen(config.HOST, config.PORT, (s) => (s ? resolve(s) : reject(new Error(`cannot listen on ${config.HOST}:${config.PORT}`))));
+  });
+  const port = uWS.us_socket_local_port(listenSocket);
+  if (!config.RELAY_URL) ctx.relayUrl = `ws://localhost:${port}`;
+
+  const purge = setInterval(() => {
+    purgeExpired(db.kysely, Math.floor(Date.now() / 1000)).then(
+      (n) => n > 0 && log.info({ purged: n }, 'expired events purged'),
+      (err) => log.warn({ err: (err as Error).message }, 'purge failed'),
+    );
+  }, config.PURGE_INTERVAL_SECONDS * 1000);
+  purge.unref();
+
+  log.info({ url: ctx.relayUrl, port, db: db.kind, bus: bus.kind, verifier: verifier.backend, self: key.pubkey }, 'relay listening');
+
+  return {
+    port,
+    url: ctx.relayUrl,
+    ctx,
+    async close() {
+      shuttingDown = true;
+      clearInterval(purge);
+      uWS.us_listen_socket_close(listenSocket);
+      await ctx.writer.drain();
+      for (const conn of [...connections]) conn.ws?.end(1001, 'relay shutting down');
+      await verifier.close();
+      await bus.close();
+      await db.close();
+    },
+  };
+}

@@ -1,0 +1,30 @@
+import type { Bus } from '@paidrelay/bus';
+import type { Config } from '@paidrelay/config';
+import type { Database } from '@paidrelay/db';
+import type { ParseLimits } from '@paidrelay/nostr';
+import type { Logger } from 'pino';
+import type { SubscriptionIndex } from './fanout.ts';
+import type { Metrics } from './metrics.ts';
+import type { WritePolicy } from './policy.ts';
+import type { RelayKey } from './relay-key.ts';
+import type { GroupCommitWriter } from './store.ts';
+import type { VerifyPool } from './verify.ts';
+
+/** Everything the stages share, built once at start. */
+export type RelayContext = {
+  config: Config;
+  log: Logger;
+  db: Database;
+  bus: Bus;
+  writer: GroupCommitWriter;
+  verifier: VerifyPool;
+  index: SubscriptionIndex;
+  metrics: Metrics;
+  policies: WritePolicy[];
+  limits: ParseLimits;
+  relayUrl: string;
+  key: RelayKey;
+};
+
+/** Bus channel carrying stored and ephemeral events to the other replicas. */
+export const EVENTS_CHANNEL = 'events';

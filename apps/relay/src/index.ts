@@ -1,0 +1,2 @@
+export { startRelay, type Relay, type RelayOptions } from './app.ts';
+export type { WritePolicy, WriteContext } from './policy.ts';

@@ -1,0 +1,52 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/** One registry per relay instance, so several relays in one test process do not collide. */
+export function createMetrics() {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  return {
+    registry,
+    connections: new Gauge({ name: 'relay_connections', help: 'Open WebSocket connections', registers: [registry] }),
+    subscriptions: new Gauge({ name: 'relay_subscriptions', help: 'Open live subscriptions', registers: [registry] }),
+    messages: new Counter({
+      name: 'relay_messages_total',
+      help: 'Client messages received, by verb',
+      labelNames: ['type'],
+      registers: [registry],
+    }),
+    events: new Counter({
+      name: 'relay_events_total',
+      help: 'EVENT messages answered, by result and reason prefix',
+      labelNames: ['result', 'reason'],
+      registers: [registry],
+    }),
+    delivered: new Counter({ name: 'relay_events_delivered_total', help: 'Events sent to live subscriptions', registers: [registry] }),
+    queryDuration: new Histogram({
+      name: 'relay_query_duration_seconds',
+      help: 'Time to answer the stored part of a REQ or COUNT',
+      labelNames: ['type'],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers: [registry],
+    }),
+    commitDuration: new Histogram({
+      name: 'relay_commit_duration_seconds',
+      help: 'Time of one group-commit transaction',
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers: [registry],
+    }),
+    commitBatch: new Histogram({
+      name: 'relay_commit_batch_size',
+      help: 'Events per group-commit transaction',
+      buckets: [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000],
+      registers: [registry],
+    }),
+    verifyBatch: new Histogram({
+      name: 'relay_verify_batch_size',
+      help: 'Signatures per verification batch',
+      buckets: [1, 2, 5, 10, 25, 50, 100, 250, 500],
+      registers: [registry],
+    }),
+  };
+}
+
+export type Metrics = ReturnType<typeof createMetrics>;

@@ -1,0 +1,41 @@
+import { readFileSync } from 'node:fs';
+import type { Config } from '@paidrelay/config';
+
+const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+
+export const SUPPORTED_NIPS = [1, 9, 11, 13, 40, 42, 45, 70];
+
+/** The NIP-11 document: every limit listed here is one the relay enforces. */
+export function relayInfo(config: Config, selfPubkey: string): Record<string, unknown> {
+  const doc: Record<string, unknown> = {
+    name: config.RELAY_NAME,
+    description: config.RELAY_DESCRIPTION,
+    self: selfPubkey,
+    pubkey: config.RELAY_ADMIN_PUBKEY ?? selfPubkey,
+    supported_nips: SUPPORTED_NIPS,
+    software: config.RELAY_SOFTWARE_URL,
+    version: pkg.version,
+    limitation: {
+      max_message_length: config.MAX_MESSAGE_LENGTH,
+      max_subscriptions: config.MAX_SUBSCRIPTIONS,
+      max_filters: config.MAX_FILTERS,
+      max_limit: config.MAX_LIMIT,
+      default_limit: config.DEFAULT_LIMIT,
+      max_subid_length: config.MAX_SUBID_LENGTH,
+      max_event_tags: config.MAX_EVENT_TAGS,
+      max_content_length: config.MAX_CONTENT_LENGTH,
+      min_pow_difficulty: config.MIN_POW_DIFFICULTY,
+      auth_required: config.AUTH_REQUIRED,
+      payment_required: false,
+      restricted_writes: config.MIN_POW_DIFFICULTY > 0 || config.AUTH_REQUIRED,
+      created_at_lower_limit: config.CREATED_AT_LOWER_LIMIT,
+      created_at_upper_limit: config.CREATED_AT_UPPER_LIMIT,
+      max_connections_per_ip: config.MAX_CONNECTIONS_PER_IP,
+      max_messages_per_second: config.MAX_MESSAGES_PER_SECOND,
+    },
+  };
+  if (config.RELAY_CONTACT) doc.contact = config.RELAY_CONTACT;
+  if (config.RELAY_ICON) doc.icon = config.RELAY_ICON;
+  if (config.RELAY_TERMS_URL) doc.terms_of_service = config.RELAY_TERMS_URL;
+  return doc;
+}

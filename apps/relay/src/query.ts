@@ -1,0 +1,97 @@
+import { countEvents, queryEvents } from '@paidrelay/db';
+import { encodeClosed, encodeCount, encodeEose, encodeEvent, reason, type Filter } from '@paidrelay/nostr';
+import { send, type Connection, type Subscription } from './connection.ts';
+import type { RelayContext } from './context.ts';
+
+const now = () => Math.floor(Date.now() / 1000);
+/** Stored-event queries one connection may have running at once; more wait their turn. */
+const QUERIES_PER_CONNECTION = 4;
+
+async function withQuerySlot<T>(conn: Connection, fn: () => Promise<T>): Promise<T> {
+  while (conn.queries >= QUERIES_PER_CONNECTION) await new Promise((r) => setTimeout(r, 5));
+  conn.queries++;
+  try {
+    return await fn();
+  } finally {
+    conn.queries--;
+  }
+}
+
+/**
+ * REQ: the subscription goes live first (matches wait in its backlog), then the stored
+ * events are sent, then EOSE, then the backlog: nothing stored in between is missed.
+ */
+export async function handleReq(ctx: RelayContext, conn: Connection, subId: string, filters: Filter[]): Promise<void> {
+  const existing = conn.subs.get(subId);
+  if (existing) closeSub(ctx, existing);
+  if (ctx.config.AUTH_REQUIRED && conn.authed.size === 0) {
+    send(conn, encodeClosed(subId, reason('auth-required', 'authenticate with NIP-42 AUTH first')));
+    return;
+  }
+  if (conn.subs.size >= ctx.config.MAX_SUBSCRIPTIONS) {
+    send(conn, encodeClosed(subId, reason('rate-limited', `too many open subscriptions (max ${ctx.config.MAX_SUBSCRIPTIONS})`)));
+    return;
+  }
+  const sub: Subscription = { conn, id: subId, filters, backlog: [] };
+  conn.subs.set(subId, sub);
+  ctx.index.add(sub);
+  ctx.metrics.subscriptions.inc();
+
+  let stored: string[];
+  const end = ctx.metrics.queryDuration.startTimer({ type: 'req' });
+  try {
+    stored = await withQuerySlot(conn, () => queryEvents(ctx.db.kysely, filters, now()));
+  } catch (err) {
+    ctx.log.warn({ err: (err as Error).message }, 'query failed');
+    if (conn.subs.get(subId) === sub) {
+      closeSub(ctx, sub);
+      send(conn, encodeClosed(subId, reason('error', 'could not query the database, try again')));
+    }
+    return;
+  } finally {
+    end();
+  }
+  if (conn.closed || conn.subs.get(subId) !== sub) return;
+  const sent = new Set<string>();
+  conn.ws!.cork(() => {
+    for (const json of stored) {
+      send(conn, encodeEvent(subId, json));
+    }
+    send(conn, encodeEose(subId));
+    const backlog = sub.backlog!;
+    sub.backlog = null;
+    if (backlog.length > 0) {
+      for (const json of stored) sent.add(idOf(json));
+      for (const item of backlog) if (!sent.has(item.id)) send(conn, encodeEvent(subId, item.json));
+    }
+  });
+}
+
+/** Stored JSON always starts with {"id":"<64 hex>" (we write it that way). */
+function idOf(json: string): string {
+  const at = json.indexOf('"id":"');
+  return json.slice(at + 6, at + 70);
+}
+
+export function closeSub(ctx: RelayContext, sub: Subscription): void {
+  if (sub.conn.subs.get(sub.id) === sub) sub.conn.subs.delete(sub.id);
+  ctx.index.remove(sub);
+  ctx.metrics.subscriptions.dec();
+}
+
+export async function handleCount(ctx: RelayContext, conn: Connection, subId: string, filters: Filter[]): Promise<void> {
+  if (ctx.config.AUTH_REQUIRED && conn.authed.size === 0) {
+    send(conn, encodeClosed(subId, reason('auth-required', 'authenticate with NIP-42 AUTH first')));
+    return;
+  }
+  const end = ctx.metrics.queryDuration.startTimer({ type: 'count' });
+  try {
+    const n = await withQuerySlot(conn, () => countEvents(ctx.db.kysely, filters, now()));
+    send(conn, encodeCount(subId, n));
+  } catch (err) {
+    ctx.log.warn({ err: (err as Error).message }, 'count failed');
+    send(conn, encodeClosed(subId, reason('error', 'could not count, try again')));
+  } finally {
+    end();
+  }
+}

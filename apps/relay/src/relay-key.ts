@@ -1,0 +1,26 @@
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { bytesToHex, hexToBytes } from 'nostr-tools/utils';
+import { generateSecretKey, getPublicKey } from 'nostr-tools/pure';
+
+export type RelayKey = { secretKey: Uint8Array; pubkey: string };
+
+/**
+ * The relay's own identity (NIP-11 `self`): from RELAY_SECRET_KEY, or created once in the
+ * data folder so a laptop relay keeps its identity across restarts.
+ */
+export function loadRelayKey(secretHex: string | undefined, dataDir: string): RelayKey {
+  let hex = secretHex;
+  if (!hex) {
+    const file = join(dataDir, 'relay.key');
+    if (existsSync(file)) {
+      hex = readFileSync(file, 'utf8').trim();
+    } else {
+      mkdirSync(dataDir, { recursive: true });
+      hex = bytesToHex(generateSecretKey());
+      writeFileSync(file, hex + '\n', { mode: 0o600 });
+    }
+  }
+  const secretKey = hexToBytes(hex);
+  return { secretKey, pubkey: getPublicKey(secretKey) };
+}

@@ -1,0 +1,108 @@
+import { availableParallelism } from 'node:os';
+import { Worker } from 'node:worker_threads';
+import type { NostrEvent } from '@paidrelay/nostr';
+
+type Item = { id: string; pubkey: string; sig: string };
+type Pending = { items: Item[]; resolvers: ((ok: boolean) => void)[] };
+
+const MAX_BATCH = 256;
+
+/**
+ * Signature checks run on worker threads, never on the event loop. Calls made in the same
+ * tick are sent together as one batch; each worker gets the next batch as soon as it is free.
+ */
+export class VerifyPool {
+  private workers: { worker: Worker; busy: boolean }[] = [];
+  private queue: Item[] = [];
+  private resolvers: ((ok: boolean) => void)[] = [];
+  private inflight = new Map<number, Pending>();
+  private nextBatch = 1;
+  private scheduled = false;
+  backend = 'unknown';
+
+  private constructor(private readonly onBatch?: (size: number) => void) {}
+
+  static async start(threads: number, onBatch?: (size: number) => void): Promise<VerifyPool> {
+    const pool = new VerifyPool(onBatch);
+    const n = threads > 0 ? threads : Math.max(1, availableParallelism() - 1);
+    await Promise.all(Array.from({ length: n }, () => pool.spawn()));
+    return pool;
+  }
+
+  private spawn(): Promise<void> {
+    // The worker is TypeScript: register tsx inside it so it runs the same under tsx and vitest.
+    const bootstrap = `
+      const { register } = await import('tsx/esm/api');
+      register();
+      await import(${JSON.stringify(new URL('./verify-worker.ts', import.meta.url).href)});
+    `;
+    const worker = new Worker(bootstrap, { eval: true, type: 'module' } as never);
+    const slot = { worker, busy: false };
+    return new Promise((resolve, reject) => {
+      worker.once('error', reject);
+      worker.on('message', (msg: { ready?: boolean; backend?: string; batch?: number; ok?: Uint8Array }) => {
+        if (msg.ready) {
+          this.backend = msg.backend ?? 'unknown';
+          this.workers.push(slot);
+          worker.off('error', reject);
+          worker.on('error', (err) => this.failWorker(slot, err));
+          resolve();
+          return;
+        }
+        const pending = this.inflight.get(msg.batch!);
+        if (!pending) return;
+        this.inflight.delete(msg.batch!);
+        slot.busy = false;
+        for (let i = 0; i < pending.resolvers.length; i++) pending.resolvers[i](msg.ok![i] === 1);
+        this.dispatch();
+      });
+    });
+  }
+
+  private failWorker(slot: { worker: Worker; busy: boolean }, err: Error): void {
+    // A crashed worker fails its batch (those events get a clear error) and is replaced.
+    this.workers = this.workers.filter((w) => w !== slot);
+    for (const [id, p] of this.inflight) {
+      if ((p as Pending & { slot?: unknown }).slot === slot) {
+        this.inflight.delete(id);
+        for (const r of p.resolvers) r(false);
+      }
+    }
+    void err;
+    void this.spawn().then(() => this.dispatch());
+  }
+
+  verify(ev: Pick<NostrEvent, 'id' | 'pubkey' | 'sig'>): Promise<boolean> {
+    return new Promise((resolve) => {
+      this.queue.push({ id: ev.id, pubkey: ev.pubkey, sig: ev.sig });
+      this.resolvers.push(resolve);
+      if (!this.scheduled) {
+        this.scheduled = true;
+        setImmediate(() => {
+          this.scheduled = false;
+          this.dispatch();
+        });
+      }
+    });
+  }
+
+  private dispatch(): void {
+    for (const slot of this.workers) {
+      if (this.queue.length === 0) return;
+      if (slot.busy) continue;
+      const items = this.queue.splice(0, MAX_BATCH);
+      const resolvers = this.resolvers.splice(0, items.length);
+      const batch = this.nextBatch++;
+      const pending: Pending & { slot?: unknown } = { items, resolvers, slot };
+      this.inflight.set(batch, pending);
+      slot.busy = true;
+      this.onBatch?.(items.length);
+      slot.worker.postMessage({ batch, items });
+    }
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.workers.map((w) => w.worker.terminate()));
+    this.workers = [];
+  }
+}

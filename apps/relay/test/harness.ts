@@ -1,0 +1,181 @@
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import WebSocket from 'ws';
+import { loadConfig, createLogger } from '@paidrelay/config';
+import { finalizeEvent, generateSecretKey, getEventHash, getPublicKey, type EventTemplate } from 'nostr-tools/pure';
+import { powDifficulty, type NostrEvent } from '@paidrelay/nostr';
+import { Relay as NostrRelay, useWebSocketImplementation } from 'nostr-tools/relay';
+import { startRelay, type Relay, type RelayOptions } from '../src/index.ts';
+
+useWebSocketImplementation(WebSocket);
+
+export type Backend = 'pglite' | 'postgres';
+
+/** PGlite always; real Postgres too when TEST_DATABASE_URL is set (CI sets it). */
+export function backends(): Backend[] {
+  if (process.env.CI && !process.env.TEST_DATABASE_URL) throw new Error('CI must set TEST_DATABASE_URL');
+  return process.env.TEST_DATABASE_URL ? ['pglite', 'postgres'] : ['pglite'];
+}
+
+/** A fresh database on the test server, dropped by the returned function. */
+export async function freshDatabase(): Promise<{ url: string; drop: () => Promise<void> }> {
+  const base = process.env.TEST_DATABASE_URL!;
+  const name = `paidrelay_test_${Date.now().toString(36)}_${Math.random().toString(36).slice(2, 8)}`;
+  const admin = new pg.Client({ connectionString: base });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE ${name}`);
+  await admin.end();
+  const url = new URL(base);
+  url.pathname = '/' + name;
+  return {
+    url: url.toString(),
+    drop: async () => {
+      const c = new pg.Client({ connectionString: base });
+      await c.connect();
+      await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      await c.end();
+    },
+  };
+}
+
+export type TestRelay = Relay & { stop: () => Promise<void>; databaseUrl?: string };
+
+export async function startTestRelay(
+  backend: Backend,
+  env: Record<string, string> = {},
+  opts: RelayOptions & { databaseUrl?: string } = {},
+): Promise<TestRelay> {
+  let db: { url: string; drop: () => Promise<void> } | undefined;
+  let databaseUrl = opts.databaseUrl;
+  if (backend === 'postgres' && !databaseUrl) {
+    db = await freshDatabase();
+    databaseUrl = db.url;
+  }
+  const config = loadConfig({
+    HOST: '127.0.0.1',
+    PORT: '0',
+    DATA_DIR: mkdtempSync(join(tmpdir(), 'paidrelay-test-')),
+    LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
+    VERIFY_WORKERS: '1',
+    ...(databaseUrl ? { DATABASE_URL: databaseUrl } : {}),
+    ...env,
+  });
+  const relay = await startRelay(config, createLogger(config.LOG_LEVEL, 'relay-test'), opts);
+  return Object.assign(relay, {
+    databaseUrl,
+    stop: async () => {
+      await relay.close();
+      await db?.drop();
+    },
+  });
+}
+
+export function newKey() {
+  const sk = generateSecretKey();
+  return { sk, pubkey: getPublicKey(sk) };
+}
+
+/** A signed event as a plain object (nostr-tools marks its own with a symbol). */
+export function sign(sk: Uint8Array, t: Partial<EventTemplate> = {}): NostrEvent {
+  return plain(finalizeEvent({ kind: 1, created_at: Math.floor(Date.now() / 1000), tags: [], content: 'hello', ...t }, sk));
+}
+
+export function plain<T>(x: T): T {
+  return JSON.parse(JSON.stringify(x)) as T;
+}
+
+/** NIP-13: adds a nonce tag and searches until the id has `bits` leading zero bits; created_at is kept. */
+export function mine(sk: Uint8Array, t: Partial<EventTemplate>, bits: number): NostrEvent {
+  const base = { kind: 1, created_at: Math.floor(Date.now() / 1000), tags: [], content: 'pow', ...t };
+  const pubkey = getPublicKey(sk);
+  for (let nonce = 0; ; nonce++) {
+    const tags = [...base.tags, ['nonce', String(nonce), String(bits)]];
+    const id = getEventHash({ ...base, tags, pubkey });
+    if (powDifficulty(id) >= bits) return sign(sk, { ...base, tags });
+  }
+}
+
+export async function nostrClient(url: string) {
+  return NostrRelay.connect(url);
+}
+
+/** A bare WebSocket client that records every message, for exact-wire tests. */
+export class RawClient {
+  messages: unknown[][] = [];
+  private waiters: { pred: (m: unknown[]) => boolean; resolve: (m: unknown[]) => void }[] = [];
+  closed = false;
+
+  private constructor(readonly ws: WebSocket) {
+    ws.on('message', (data) => {
+      const msg = JSON.parse(data.toString()) as unknown[];
+      this.messages.push(msg);
+      this.waiters = this.waiters.filter((w) => {
+        if (w.pred(msg)) {
+          w.resolve(msg);
+          return false;
+        }
+        return true;
+      });
+    });
+    ws.on('close', () => (this.closed = true));
+  }
+
+  static open(url: string, headers: Record<string, string> = {}): Promise<RawClient> {
+    return new Promise((resolve, reject) => {
+      const ws = new WebSocket(url, { headers });
+      const c = new RawClient(ws);
+      ws.once('open', () => resolve(c));
+      ws.once('error', reject);
+      ws.once('unexpected-response', (_req, res) => reject(new Error(`HTTP ${res.statusCode}`)));
+    });
+  }
+
+  send(msg: unknown): void {
+    this.ws.send(typeof msg === 'string' ? msg : JSON.stringify(msg));
+  }
+
+  /** The first message (already received or future) that satisfies pred. */
+  next(pred: (m: unknown[]) => boolean, timeoutMs = 5000): Promise<unknown[]> {
+    const have = this.messages.find(pred);
+    if (have) {
+      this.messages.splice(this.messages.indexOf(have), 1);
+      return Promise.resolve(have);
+    }
+    return new Promise((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error('timed out waiting for a message')), timeoutMs);
+      this.waiters.push({
+        pred,
+        resolve: (m) => {
+          clearTimeout(t);
+          this.messages.splice(this.messages.indexOf(m), 1);
+          resolve(m);
+        },
+      });
+    });
+  }
+
+  ok(id: string) {
+    return this.next((m) => m[0] === 'OK' && m[1] === id);
+  }
+
+  notice() {
+    return this.next((m) => m[0] === 'NOTICE');
+  }
+
+  /** Sends a REQ and collects its stored events until EOSE (or CLOSED). */
+  async req(subId: string, ...filters: object[]): Promise<{ events: Record<string, unknown>[]; end: unknown[] }> {
+    this.send(['REQ', subId, ...filters]);
+    const end = await this.next((m) => (m[0] === 'EOSE' || m[0] === 'CLOSED') && m[1] === subId);
+    const events = this.messages.filter((m) => m[0] === 'EVENT' && m[1] === subId).map((m) => m[2] as Record<string, unknown>);
+    this.messages = this.messages.filter((m) => !(m[0] === 'EVENT' && m[1] === subId));
+    return { events, end };
+  }
+
+  close(): void {
+    this.ws.close();
+  }
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -1,0 +1,28 @@
+import type { Logger } from 'pino';
+import { MemoryBus } from './memory.ts';
+import { RedisBus } from './redis.ts';
+
+/** Receives every message on a channel, with the id of the bus (process) that sent it. */
+export type BusHandler = (message: string, origin: string) => void;
+
+/**
+ * What crosses replicas: new events for fan-out, grant changes. Publishing never throws
+ * and never blocks the caller; a bus that cannot reach its backend keeps messages in a
+ * bounded outbox and delivers them when it is back.
+ */
+export interface Bus {
+  readonly id: string;
+  readonly kind: 'redis' | 'memory';
+  publish(channel: string, message: string): void;
+  subscribe(channel: string, handler: BusHandler): Promise<void>;
+  /** True when the backend is reachable (always true in memory). */
+  healthy(): boolean;
+  close(): Promise<void>;
+}
+
+export async function createBus(opts: { redisUrl?: string; logger: Logger }): Promise<Bus> {
+  if (!opts.redisUrl) return new MemoryBus();
+  const bus = new RedisBus(opts.redisUrl, opts.logger);
+  await bus.start();
+  return bus;
+}

@@ -1,0 +1,3 @@
+export { createBus, type Bus, type BusHandler } from './bus.ts';
+export { MemoryBus } from './memory.ts';
+export { RedisBus } from './redis.ts';

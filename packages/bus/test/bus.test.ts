@@ -1,0 +1,144 @@
+import { afterAll, describe, expect, it } from 'vitest';
+import { pino } from 'pino';
+import { createBus, type Bus } from '../src/index.ts';
+
+const log = pino({ level: 'silent' });
+const redisUrl = process.env.TEST_REDIS_URL;
+if (process.env.CI && !redisUrl) throw new Error('CI must set TEST_REDIS_URL');
+
+function collect(bus: Bus, channel: string) {
+  const got: { message: string; origin: string }[] = [];
+  return { got, ready: bus.subscribe(channel, (message, origin) => got.push({ message, origin })) };
+}
+
+async function until(pred: () => boolean, ms = 5000) {
+  const end = Date.now() + ms;
+  while (!pred()) {
+    if (Date.now() > end) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+describe('memory bus', () => {
+  it('delivers to this process with its own origin', async () => {
+    const bus = await createBus({ logger: log });
+    const c = collect(bus, 'x');
+    await c.ready;
+    bus.publish('x', 'hello');
+    bus.publish('y', 'elsewhere');
+    await until(() => c.got.length === 1);
+    expect(c.got).toEqual([{ message: 'hello', origin: bus.id }]);
+    await bus.close();
+  });
+});
+
+describe.runIf(redisUrl)('redis bus', () => {
+  const buses: Bus[] = [];
+  afterAll(async () => {
+    await Promise.all(buses.map((b) => b.close()));
+  });
+
+  it('carries messages between two processes in order, tagged with the sender', async () => {
+    const channel = 'test-' + Math.random().toString(36).slice(2);
+    const a = await createBus({ redisUrl, logger: log });
+    const b = await createBus({ redisUrl, logger: log });
+    buses.push(a, b);
+    const onB = collect(b, channel);
+    await onB.ready;
+    for (let i = 0; i < 100; i++) a.publish(channel, `m${i}`);
+    await until(() => onB.got.length === 100);
+    expect(onB.got.map((g) => g.message)).toEqual(Array.from({ length: 100 }, (_, i) => `m${i}`));
+    expect(new Set(onB.got.map((g) => g.origin))).toEqual(new Set([a.id]));
+    expect(a.healthy()).toBe(true);
+  });
+
+  it('a subscriber that starts later does not replay old messages', async () => {
+    const channel = 'test-' + Math.random().toString(36).slice(2);
+    const a = await createBus({ redisUrl, logger: log });
+    buses.push(a);
+    const first = collect(a, channel);
+    await first.ready;
+    a.publish(channel, 'old');
+    await until(() => first.got.length === 1);
+    const late = await createBus({ redisUrl, logger: log });
+    buses.push(late);
+    const c = collect(late, channel);
+    await c.ready;
+    a.publish(channel, 'new');
+    await until(() => c.got.length >= 1);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(c.got.map((g) => g.message)).toEqual(['new']);
+  });
+});
+
+/** A TCP hop to Redis that the test can cut and restore, to play an outage. */
+async function cuttableProxy(target: URL) {
+  const net = await import('node:net');
+  const sockets = new Set<import('node:net').Socket>();
+  let server: import('node:net').Server | null = null;
+  let port = 0;
+  const listen = () =>
+    new Promise<void>((resolve) => {
+      server = net.createServer((client) => {
+        const upstream = net.connect(Number(target.port || 6379), target.hostname);
+        for (const s of [client, upstream]) {
+          sockets.add(s);
+          s.on('close', () => sockets.delete(s));
+          s.on('error', () => s.destroy());
+        }
+        client.pipe(upstream).pipe(client);
+      });
+      server.listen(port, '127.0.0.1', () => {
+        port = (server!.address() as { port: number }).port;
+        resolve();
+      });
+    });
+  await listen();
+  return {
+    url: () => `redis://127.0.0.1:${port}`,
+    cut: async () => {
+      await new Promise<void>((r) => {
+        server!.close(() => r());
+        for (const s of sockets) s.destroy();
+      });
+    },
+    restore: listen,
+    close: async () => {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((r) => (server!.listening ? server!.close(() => r()) : r()));
+    },
+  };
+}
+
+describe.runIf(redisUrl)('redis bus through an outage', () => {
+  it('keeps what was published while Redis was away, and a reader catches up afterwards', async () => {
+    const channel = 'test-' + Math.random().toString(36).slice(2);
+    const proxyA = await cuttableProxy(new URL(redisUrl!));
+    const proxyB = await cuttableProxy(new URL(redisUrl!));
+    const a = await createBus({ redisUrl: proxyA.url(), logger: log });
+    const b = await createBus({ redisUrl: proxyB.url(), logger: log });
+    const third = await createBus({ redisUrl, logger: log });
+    const onB = collect(b, channel);
+    await onB.ready;
+    a.publish(channel, 'before');
+    await until(() => onB.got.length === 1);
+
+    // the publisher loses Redis: its messages wait in its outbox
+    await proxyA.cut();
+    await until(() => !a.healthy());
+    a.publish(channel, 'during-a');
+    // the reader loses Redis while someone else publishes: it must catch up later
+    await proxyB.cut();
+    third.publish(channel, 'during-b');
+    await new Promise((r) => setTimeout(r, 300));
+    expect(onB.got.map((g) => g.message)).toEqual(['before']);
+
+    await proxyA.restore();
+    await proxyB.restore();
+    await until(() => onB.got.length === 3, 10_000);
+    expect(onB.got.map((g) => g.message).sort()).toEqual(['before', 'during-a', 'during-b']);
+    await Promise.all([a.close(), b.close(), third.close()]);
+    await proxyA.close();
+    await proxyB.close();
+  });
+});

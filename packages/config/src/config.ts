@@ -1,0 +1,92 @@
+import { readFileSync } from 'node:fs';
+import { z } from 'zod';
+
+const bool = z
+  .union([z.boolean(), z.enum(['true', 'false', '1', '0', 'yes', 'no'])])
+  .transform((v) => v === true || v === 'true' || v === '1' || v === 'yes');
+const int = (def: number, min = 0) => z.coerce.number().int().min(min).default(def);
+const optionalString = z
+  .string()
+  .optional()
+  .transform((v) => (v === undefined || v === '' ? undefined : v));
+
+/**
+ * Every setting of every app. Environment variable names are the keys, upper-cased
+ * (the README lists each with its default). One schema so the relay, the admission
+ * service and the dashboard read the same names.
+ */
+export const configSchema = z.object({
+  NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
+  HOST: z.string().default('0.0.0.0'),
+  PORT: int(7777, 0).pipe(z.number().max(65535)),
+  DATA_DIR: z.string().default('./data'),
+  DATABASE_URL: optionalString,
+  DATABASE_POOL_SIZE: int(10, 1),
+  REDIS_URL: optionalString,
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+
+  /** Public URL of the relay as clients see it; NIP-42 AUTH events must name it. */
+  RELAY_URL: optionalString,
+  RELAY_NAME: z.string().default('paidrelay'),
+  RELAY_DESCRIPTION: z.string().default('A paid Nostr relay: micropayments fund it and price out spam.'),
+  RELAY_CONTACT: optionalString,
+  /** Administrative contact pubkey (NIP-11 `pubkey`), hex. */
+  RELAY_ADMIN_PUBKEY: optionalString.pipe(z.string().regex(/^[0-9a-f]{64}$/).optional()),
+  /** The relay's own secret key, hex (NIP-11 `self`). Generated into DATA_DIR when unset. */
+  RELAY_SECRET_KEY: optionalString.pipe(z.string().regex(/^[0-9a-f]{64}$/).optional()),
+  RELAY_ICON: optionalString,
+  RELAY_TERMS_URL: optionalString,
+  /** NIP-11 `software`: the project's homepage. */
+  RELAY_SOFTWARE_URL: z.string().default('https://github.com/paidrelay/paidrelay'),
+  /** Trust X-Forwarded-For / X-Real-IP for the client IP (behind an ingress). */
+  TRUST_PROXY: bool.default(false),
+
+  MAX_MESSAGE_LENGTH: int(131072, 1024),
+  MAX_SUBSCRIPTIONS: int(50, 1),
+  MAX_FILTERS: int(10, 1),
+  MAX_LIMIT: int(1000, 1),
+  DEFAULT_LIMIT: int(500, 1),
+  MAX_SUBID_LENGTH: int(64, 1),
+  MAX_EVENT_TAGS: int(2000, 1),
+  MAX_CONTENT_LENGTH: int(65536, 1),
+  /** created_at may be at most this many seconds in the past (0 disables). */
+  CREATED_AT_LOWER_LIMIT: int(94608000),
+  /** created_at may be at most this many seconds in the future. */
+  CREATED_AT_UPPER_LIMIT: int(900),
+  MAX_CONNECTIONS_PER_IP: int(200, 1),
+  MAX_MESSAGES_PER_SECOND: int(200, 1),
+  MIN_POW_DIFFICULTY: int(0),
+  AUTH_REQUIRED: bool.default(false),
+  /** Bytes queued to a slow reader before its connection is dropped. */
+  MAX_BACKPRESSURE: int(4 * 1024 * 1024, 65536),
+
+  /** Largest batch one group-commit transaction takes. */
+  WRITE_BATCH_MAX: int(500, 1),
+  /** Signature-verification worker threads (0 = one fewer than the cores, at least one). */
+  VERIFY_WORKERS: int(0),
+  PURGE_INTERVAL_SECONDS: int(60, 1),
+});
+
+export type Config = z.infer<typeof configSchema>;
+
+/**
+ * Reads the config once: an optional JSON file named by CONFIG_FILE, overridden by the
+ * environment. Throws with every invalid variable listed, so a bad deploy fails at start.
+ */
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  let fromFile: Record<string, unknown> = {};
+  if (env.CONFIG_FILE) {
+    fromFile = JSON.parse(readFileSync(env.CONFIG_FILE, 'utf8')) as Record<string, unknown>;
+  }
+  const merged: Record<string, unknown> = { ...fromFile };
+  for (const key of Object.keys(configSchema.shape)) {
+    const v = env[key];
+    if (v !== undefined) merged[key] = v;
+  }
+  const parsed = configSchema.safeParse(merged);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => `  ${i.path.join('.')}: ${i.message}`);
+    throw new Error(`invalid configuration:\n${lines.join('\n')}`);
+  }
+  return parsed.data;
+}

@@ -1,0 +1,17 @@
+import type { Migration, MigrationProvider } from 'kysely';
+import { m0001_events } from './0001_events.ts';
+
+/**
+ * Every migration of the shared schema, in order. Append new ones at the end with the next
+ * number (`0002_accounts`, ...); never rename or edit one that has shipped.
+ */
+export const migrations: Record<string, Migration> = {
+  '0001_events': m0001_events,
+};
+
+/** A static provider (no folder scan), so it works the same under tsx, vitest and bundlers. */
+export const migrationProvider: MigrationProvider = {
+  async getMigrations() {
+    return migrations;
+  },
+};

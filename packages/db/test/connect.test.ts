@@ -1,0 +1,125 @@
+import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sql } from 'kysely';
+import { migrations, openDatabase, storeEvents, queryEvents, type Database } from '../src/index.ts';
+import { author, backends, createTestDatabase, mk, TEST_DATABASE_URL, type Opened } from './backends.ts';
+
+describe.each(backends)('database on $name', (backend) => {
+  let opened: Opened;
+  let db: Database;
+
+  beforeAll(async () => {
+    opened = await backend.open();
+    db = opened.db;
+  });
+
+  afterAll(async () => {
+    await opened?.cleanup();
+  });
+
+  it('reports its kind', () => {
+    expect(db.kind).toBe(backend.name);
+  });
+
+  it('migrate() is idempotent', async () => {
+    await db.migrate();
+    await db.migrate();
+    const { rows } = await sql<{ name: string }>`SELECT name FROM kysely_migration ORDER BY name`.execute(db.kysely);
+    expect(rows.map((r) => r.name)).toEqual(Object.keys(migrations));
+    const tables = await sql<{ table_name: string }>`
+      SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY table_name`.execute(
+      db.kysely,
+    );
+    expect(tables.rows.map((r) => r.table_name)).toEqual(
+      expect.arrayContaining(['deletions', 'event_tags', 'events', 'kysely_migration']),
+    );
+  });
+
+  it('creates the indexes the queries rely on', async () => {
+    const { rows } = await sql<{ indexname: string }>`
+      SELECT indexname FROM pg_indexes WHERE schemaname = 'public' ORDER BY indexname`.execute(db.kysely);
+    expect(rows.map((r) => r.indexname)).toEqual(
+      expect.arrayContaining([
+        'events_pkey',
+        'events_created_at_idx',
+        'events_pubkey_created_at_idx',
+        'events_kind_created_at_idx',
+        'events_pubkey_kind_created_at_idx',
+        'events_expires_at_idx',
+        'events_address_idx',
+        'event_tags_name_value_created_at_idx',
+        'event_tags_event_id_idx',
+        'deletions_pkey',
+      ]),
+    );
+  });
+
+  it('returns bigint columns as JS numbers', async () => {
+    const { rows } = await sql<{ a: unknown; n: unknown }>`SELECT 1700000000123::int8 AS a, count(*) AS n FROM events`.execute(
+      db.kysely,
+    );
+    expect(rows[0]).toEqual({ a: 1700000000123, n: 0 });
+  });
+
+  it('serves concurrent queries and transactions on the same handle', async () => {
+    const a = author();
+    const items = Array.from({ length: 20 }, (_, i) => mk(a, { created_at: 100 + i }));
+    const work = items.map((it, i) =>
+      i % 2 === 0 ? storeEvents(db.kysely, [it], 0) : queryEvents(db.kysely, [{ authors: [a.pubkey], limit: 5 }], 0),
+    );
+    await Promise.all(work);
+    expect(await queryEvents(db.kysely, [{ authors: [a.pubkey], limit: 100 }], 0)).toHaveLength(10);
+  });
+});
+
+describe('PGlite persistence', () => {
+  it('keeps data in ${dataDir}/pglite across reopen', async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), 'paidrelay-db-persist-'));
+    try {
+      const first = await openDatabase({ dataDir: join(dataDir, 'nested', 'dir') });
+      await first.migrate();
+      const e = mk(author());
+      expect(await storeEvents(first.kysely, [e], 0)).toEqual([{ status: 'stored' }]);
+      await first.close();
+      expect((await stat(join(dataDir, 'nested', 'dir', 'pglite'))).isDirectory()).toBe(true);
+
+      const second = await openDatabase({ dataDir: join(dataDir, 'nested', 'dir') });
+      await second.migrate();
+      expect(await queryEvents(second.kysely, [{ ids: [e.event.id], limit: 1 }], 0)).toEqual([e.raw]);
+      await second.close();
+    } finally {
+      await rm(dataDir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe.runIf(TEST_DATABASE_URL !== undefined)('Postgres migrations across replicas', () => {
+  it('several replicas migrating a fresh database at once do not race', async () => {
+    const { url, drop } = await createTestDatabase(TEST_DATABASE_URL as string);
+    const replicas = await Promise.all(
+      [1, 2, 3, 4].map(() => openDatabase({ databaseUrl: url, dataDir: tmpdir(), poolSize: 2 })),
+    );
+    try {
+      await Promise.all(replicas.map((r) => r.migrate()));
+      const { rows } = await sql<{ n: number }>`SELECT count(*) AS n FROM kysely_migration`.execute(replicas[0].kysely);
+      expect(rows[0].n).toBe(Object.keys(migrations).length);
+    } finally {
+      await Promise.all(replicas.map((r) => r.close()));
+      await drop();
+    }
+  });
+
+  it('migrates with a pool of one connection', async () => {
+    const { url, drop } = await createTestDatabase(TEST_DATABASE_URL as string);
+    const db = await openDatabase({ databaseUrl: url, dataDir: tmpdir(), poolSize: 1 });
+    try {
+      await db.migrate();
+      await db.migrate();
+    } finally {
+      await db.close();
+      await drop();
+    }
+  });
+});
