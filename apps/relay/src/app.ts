@@ -1,12 +1,13 @@
 import { randomBytes } from 'node:crypto';
-import { createBus } from '@paidrelay/bus';
-import type { Config } from '@paidrelay/config';
-import { openDatabase, purgeExpired } from '@paidrelay/db';
+import { createBus, decodeEventMessage, EVENTS_CHANNEL, type Bus } from '@paidrelay/bus';
+import { loadRelayKey, type Config } from '@paidrelay/config';
+import { openDatabase, purgeExpired, purgeHeldEvents, type Database } from '@paidrelay/db';
+import { isPaid, pricingFromConfig, type Pricing } from '@paidrelay/pricing';
 import { encodeAuth, type NostrEvent, type ParseLimits } from '@paidrelay/nostr';
 import { sql } from 'kysely';
 import type { Logger } from 'pino';
 import { send, type Connection } from './connection.ts';
-import { EVENTS_CHANNEL, type RelayContext } from './context.ts';
+import type { RelayContext } from './context.ts';
 import { deliver, SubscriptionIndex } from './fanout.ts';
 import { httpRoutes } from './http.ts';
 import { ingest } from './ingest.ts';
@@ -14,7 +15,7 @@ import { IpCounter, TokenBucket } from './limits.ts';
 import { createMetrics } from './metrics.ts';
 import { defaultPolicies, type WritePolicy } from './policy.ts';
 import { closeSub } from './query.ts';
-import { loadRelayKey } from './relay-key.ts';
+import { createPaymentGate } from './payments.ts';
 import { GroupCommitWriter } from './store.ts';
 import { loadUws, type us_listen_socket } from './uws.ts';
 import { VerifyPool } from './verify.ts';
@@ -27,8 +28,13 @@ export type Relay = {
 };
 
 export type RelayOptions = {
-  /** Extra write policies appended after the defaults (bans, payment gate...). */
+  /** Extra write policies appended after the defaults. */
   policies?: WritePolicy[];
+  /** Share a database and a bus with other services of this process (they are not closed with the relay). */
+  db?: Database;
+  bus?: Bus;
+  /** Prices, when not the ones of the config (the dev launcher waives its wallets' kinds). */
+  pricing?: Pricing;
 };
 
 const decoder = new TextDecoder();
@@ -37,14 +43,18 @@ const decoder = new TextDecoder();
 export async function startRelay(config: Config, log: Logger, opts: RelayOptions = {}): Promise<Relay> {
   const uWS = loadUws();
   const metrics = createMetrics();
-  const db = await openDatabase({
-    databaseUrl: config.DATABASE_URL,
-    dataDir: config.DATA_DIR,
-    poolSize: config.DATABASE_POOL_SIZE,
-    onPoolError: (err) => log.warn({ err: err.message }, 'database connection lost'),
-  });
-  await db.migrate();
-  const bus = await createBus({ redisUrl: config.REDIS_URL, logger: log });
+  const pricing = opts.pricing ?? pricingFromConfig(config);
+  const db =
+    opts.db ??
+    (await openDatabase({
+      databaseUrl: config.DATABASE_URL,
+      dataDir: config.DATA_DIR,
+      poolSize: config.DATABASE_POOL_SIZE,
+      onPoolError: (err) => log.warn({ err: err.message }, 'database connection lost'),
+    }));
+  if (!opts.db) await db.migrate();
+  const bus = opts.bus ?? (await createBus({ redisUrl: config.REDIS_URL, logger: log }));
+  const gate = isPaid(pricing) ? await createPaymentGate(config, pricing, db, bus, log) : undefined;
   const verifier = await VerifyPool.start(config.VERIFY_WORKERS, (n) => metrics.verifyBatch.observe(n));
   const key = loadRelayKey(config.RELAY_SECRET_KEY, config.DATA_DIR);
   const limits: ParseLimits = {
@@ -60,7 +70,7 @@ export async function startRelay(config: Config, log: Logger, opts: RelayOptions
     log,
     db,
     bus,
-    writer: new GroupCommitWriter(db, config.WRITE_BATCH_MAX, metrics, log),
+    writer: new GroupCommitWriter(db, config.WRITE_BATCH_MAX, metrics, log, gate?.debit),
     verifier,
     index: new SubscriptionIndex(),
     metrics,
@@ -68,14 +78,18 @@ export async function startRelay(config: Config, log: Logger, opts: RelayOptions
     limits,
     relayUrl: config.RELAY_URL ?? `ws://localhost:${config.PORT}`,
     key,
+    instanceId: randomBytes(8).toString('hex'),
+    gate,
+    pricing,
   };
 
   // Events stored or relayed by other replicas reach this replica's subscribers.
-  await bus.subscribe(EVENTS_CHANNEL, (json, origin) => {
-    if (origin === bus.id) return;
+  await bus.subscribe(EVENTS_CHANNEL, (msg) => {
+    const m = decodeEventMessage(msg);
+    if (!m || m.sender === ctx.instanceId) return;
     try {
-      const ev = JSON.parse(json) as NostrEvent;
-      metrics.delivered.inc(deliver(ctx.index, ev, json));
+      const ev = JSON.parse(m.eventJson) as NostrEvent;
+      metrics.delivered.inc(deliver(ctx.index, ev, m.eventJson));
     } catch (err) {
       log.warn({ err: (err as Error).message }, 'bus: bad event message');
     }
@@ -173,8 +187,9 @@ export async function startRelay(config: Config, log: Logger, opts: RelayOptions
   if (!config.RELAY_URL) ctx.relayUrl = `ws://localhost:${port}`;
 
   const purge = setInterval(() => {
-    purgeExpired(db.kysely, Math.floor(Date.now() / 1000)).then(
-      (n) => n > 0 && log.info({ purged: n }, 'expired events purged'),
+    const now = Math.floor(Date.now() / 1000);
+    Promise.all([purgeExpired(db.kysely, now), gate ? purgeHeldEvents(db.kysely, now) : 0]).then(
+      ([n, h]) => (n > 0 || h > 0) && log.info({ purged: n, heldPurged: h }, 'expired events purged'),
       (err) => log.warn({ err: (err as Error).message }, 'purge failed'),
     );
   }, config.PURGE_INTERVAL_SECONDS * 1000);
@@ -193,8 +208,9 @@ export async function startRelay(config: Config, log: Logger, opts: RelayOptions
       await ctx.writer.drain();
       for (const conn of [...connections]) conn.ws?.end(1001, 'relay shutting down');
       await verifier.close();
-      await bus.close();
-      await db.close();
+      gate?.close();
+      if (!opts.bus) await bus.close();
+      if (!opts.db) await db.close();
     },
   };
 }

@@ -6,7 +6,9 @@ import type { Logger } from 'pino';
 import type { SubscriptionIndex } from './fanout.ts';
 import type { Metrics } from './metrics.ts';
 import type { WritePolicy } from './policy.ts';
-import type { RelayKey } from './relay-key.ts';
+import type { RelayKey } from '@paidrelay/config';
+import type { Pricing } from '@paidrelay/pricing';
+import type { PaymentGate } from './gate.ts';
 import type { GroupCommitWriter } from './store.ts';
 import type { VerifyPool } from './verify.ts';
 
@@ -24,7 +26,8 @@ export type RelayContext = {
   limits: ParseLimits;
   relayUrl: string;
   key: RelayKey;
+  /** Sender id of this relay's messages on the events channel (its own are not delivered twice). */
+  instanceId: string;
+  gate?: PaymentGate;
+  pricing: Pricing;
 };
-
-/** Bus channel carrying stored and ephemeral events to the other replicas. */
-export const EVENTS_CHANNEL = 'events';

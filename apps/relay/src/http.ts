@@ -19,7 +19,7 @@ function reply(res: HttpResponse, status: string, type: string, body: string): v
 
 /** HTTP on the relay's own port: NIP-11, Prometheus metrics, liveness and readiness. */
 export function httpRoutes(app: TemplatedApp, ctx: RelayContext, state: { ready: () => Promise<boolean> }): void {
-  const info = JSON.stringify(relayInfo(ctx.config, ctx.key.pubkey));
+  const info = JSON.stringify(relayInfo(ctx.config, ctx.key.pubkey, ctx.pricing));
 
   app.options('/*', (res) => reply(res, '204 No Content', 'text/plain', ''));
 

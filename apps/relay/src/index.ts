@@ -1,2 +1,4 @@
 export { startRelay, type Relay, type RelayOptions } from './app.ts';
 export type { WritePolicy, WriteContext } from './policy.ts';
+export type { PaymentGate, GateDecision } from './gate.ts';
+export { SUPPORTED_NIPS } from './nip11.ts';

@@ -10,7 +10,8 @@ import {
   type NostrEvent,
 } from '@paidrelay/nostr';
 import { send, type Connection } from './connection.ts';
-import { EVENTS_CHANNEL, type RelayContext } from './context.ts';
+import { encodeEventMessage, EVENTS_CHANNEL } from '@paidrelay/bus';
+import type { RelayContext } from './context.ts';
 import { deliver } from './fanout.ts';
 import { runPolicies } from './policy.ts';
 import { closeSub, handleCount, handleReq } from './query.ts';
@@ -76,7 +77,17 @@ async function handleEvent(ctx: RelayContext, conn: Connection, ev: NostrEvent):
   if (why !== undefined) return refuse(ctx, conn, ev.id, why);
 
   const json = eventToJson(ev);
-  if (kindClass(ev.kind) === 'ephemeral') {
+  let charge: number | undefined;
+  if (ctx.gate) {
+    const decision = ctx.gate.check(ev, json);
+    if (decision.action === 'refuse') {
+      // An ephemeral event is only worth something now: there is nothing to hold for later.
+      if (kindClass(ev.kind) !== 'ephemeral') await ctx.gate.hold(ev, json, decision.amountMsat);
+      return refuse(ctx, conn, ev.id, decision.reason);
+    }
+    if (decision.action === 'debit') charge = decision.amountMsat;
+  }
+  if (kindClass(ev.kind) === 'ephemeral' && charge === undefined) {
     ctx.metrics.events.inc({ result: 'accepted', reason: 'ephemeral' });
     send(conn, encodeOk(ev.id, true, ''));
     publish(ctx, ev, json);
@@ -84,7 +95,7 @@ async function handleEvent(ctx: RelayContext, conn: Connection, ev: NostrEvent):
   }
   let outcome;
   try {
-    outcome = await ctx.writer.write(ev, json);
+    outcome = await ctx.writer.write(ev, json, charge);
   } catch {
     return refuse(ctx, conn, ev.id, reason('error', 'could not store the event, try again'));
   }
@@ -92,6 +103,8 @@ async function handleEvent(ctx: RelayContext, conn: Connection, ev: NostrEvent):
     ctx.metrics.events.inc({ result: 'accepted', reason: '' });
     send(conn, encodeOk(ev.id, true, ''));
     publish(ctx, ev, json);
+  } else if (outcome.status === 'unpaid') {
+    refuse(ctx, conn, ev.id, outcome.message);
   } else if (outcome.status === 'duplicate') {
     ctx.metrics.events.inc({ result: 'duplicate', reason: 'duplicate' });
     send(conn, encodeOk(ev.id, true, reason('duplicate', outcome.message)));
@@ -103,7 +116,7 @@ async function handleEvent(ctx: RelayContext, conn: Connection, ev: NostrEvent):
 /** Local subscribers now, other replicas through the bus. */
 function publish(ctx: RelayContext, ev: NostrEvent, json: string): void {
   ctx.metrics.delivered.inc(deliver(ctx.index, ev, json));
-  ctx.bus.publish(EVENTS_CHANNEL, json);
+  ctx.bus.publish(EVENTS_CHANNEL, encodeEventMessage(ctx.instanceId, json));
 }
 
 /** NIP-42: a connection may authenticate several pubkeys. */

@@ -1,12 +1,14 @@
 import { readFileSync } from 'node:fs';
 import type { Config } from '@paidrelay/config';
+import { nip11Payments, type Pricing } from '@paidrelay/pricing';
 
 const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
 
 export const SUPPORTED_NIPS = [1, 9, 11, 13, 40, 42, 45, 70];
 
 /** The NIP-11 document: every limit listed here is one the relay enforces. */
-export function relayInfo(config: Config, selfPubkey: string): Record<string, unknown> {
+export function relayInfo(config: Config, selfPubkey: string, pricing: Pricing): Record<string, unknown> {
+  const pay = nip11Payments(pricing);
   const doc: Record<string, unknown> = {
     name: config.RELAY_NAME,
     description: config.RELAY_DESCRIPTION,
@@ -26,14 +28,16 @@ export function relayInfo(config: Config, selfPubkey: string): Record<string, un
       max_content_length: config.MAX_CONTENT_LENGTH,
       min_pow_difficulty: config.MIN_POW_DIFFICULTY,
       auth_required: config.AUTH_REQUIRED,
-      payment_required: false,
-      restricted_writes: config.MIN_POW_DIFFICULTY > 0 || config.AUTH_REQUIRED,
+      payment_required: pay.payment_required,
+      restricted_writes: pay.restricted_writes || config.MIN_POW_DIFFICULTY > 0 || config.AUTH_REQUIRED,
       created_at_lower_limit: config.CREATED_AT_LOWER_LIMIT,
       created_at_upper_limit: config.CREATED_AT_UPPER_LIMIT,
       max_connections_per_ip: config.MAX_CONNECTIONS_PER_IP,
       max_messages_per_second: config.MAX_MESSAGES_PER_SECOND,
     },
   };
+  if (pay.payments_url) doc.payments_url = pay.payments_url;
+  if (pay.fees) doc.fees = pay.fees;
   if (config.RELAY_CONTACT) doc.contact = config.RELAY_CONTACT;
   if (config.RELAY_ICON) doc.icon = config.RELAY_ICON;
   if (config.RELAY_TERMS_URL) doc.terms_of_service = config.RELAY_TERMS_URL;

@@ -60,6 +60,46 @@ export const configSchema = z.object({
   /** Bytes queued to a slow reader before its connection is dropped. */
   MAX_BACKPRESSURE: int(4 * 1024 * 1024, 65536),
 
+  // ---- payments (the relay, the admission service and NIP-11 all read these) ----
+  /** One-time admission fee per pubkey, msat (0: none). */
+  PRICE_ADMISSION_MSAT: int(0),
+  /** Subscription fee per period, msat (0: none). */
+  PRICE_SUBSCRIPTION_MSAT: int(0),
+  SUBSCRIPTION_PERIOD_SECONDS: int(2592000, 1),
+  /** Price of publishing one event, msat, debited from the prepaid balance (0: free). */
+  PRICE_PUBLICATION_MSAT: int(0),
+  /** Per-kind publication prices overriding the default, e.g. "1:100,30023:1000". */
+  PRICE_PUBLICATION_KINDS: z.string().default(''),
+  /** Extra publication price per started KiB of event JSON, msat (0: size does not matter). */
+  PRICE_PUBLICATION_PER_KB_MSAT: int(0),
+  /** Price to publish one held event with no account (pay-per-event), msat (0: not offered). */
+  PRICE_EVENT_MSAT: int(0),
+  /** Pubkeys (hex or npub, comma separated) that write for free. */
+  ALLOWED_PUBKEYS: z.string().default(''),
+  /**
+   * Kinds (comma separated) that are free for everyone: zap receipts (9735) and the Nostr
+   * Wallet Connect kinds (13194, 23194-23197), so wallets can use this relay to be paid.
+   */
+  WAIVED_KINDS: z.string().default('9735,13194,23194,23195,23196,23197'),
+  /** Events with at least this NIP-13 difficulty are free (0: proof of work buys nothing). */
+  FREE_POW_DIFFICULTY: int(0),
+  /** Refused events kept per pubkey, waiting for payment. */
+  HELD_EVENTS_PER_PUBKEY: int(20, 0),
+  HELD_EVENT_TTL_SECONDS: int(86400, 60),
+  HELD_EVENT_MAX_BYTES: int(65536, 1024),
+  /** The pay page, as people reach it (NIP-11 payments_url); its origin serves the admission API. */
+  PAYMENTS_URL: z.string().url().default('http://localhost:7778/pay'),
+  /** HTTP port of the admission service. */
+  ADMISSION_PORT: int(7778, 0).pipe(z.number().max(65535)),
+  /** Nostr Wallet Connect string of the operator's wallet; unset: the dev Lightning network (refused in production). */
+  NWC_URL: optionalString,
+  INVOICE_EXPIRY_SECONDS: int(900, 60),
+  /** Invoices one IP may create per minute. */
+  INVOICES_PER_MINUTE_PER_IP: int(20, 1),
+  RECONCILE_INTERVAL_SECONDS: int(30, 1),
+  /** Name of the relay's lightning address (`<name>@<payments host>`, NIP-57 zaps). */
+  LNURL_NAME: z.string().regex(/^[a-z0-9._-]+$/).default('relay'),
+
   /** Largest batch one group-commit transaction takes. */
   WRITE_BATCH_MAX: int(500, 1),
   /** Signature-verification worker threads (0 = one fewer than the cores, at least one). */

@@ -1,2 +1,3 @@
 export { loadConfig, configSchema, type Config } from './config.ts';
 export { createLogger, type Logger } from './logger.ts';
+export { loadRelayKey, type RelayKey } from './relay-key.ts';

@@ -86,10 +86,14 @@ function openPostgres(databaseUrl: string, opts: OpenDatabaseOptions): Database 
         }
       });
     },
-    async close() {
-      await kysely.destroy();
-    },
+    close: once(() => kysely.destroy()),
   };
+}
+
+/** close() may be called more than once (shutdown paths often overlap). */
+function once(fn: () => Promise<void>): () => Promise<void> {
+  let p: Promise<void> | undefined;
+  return () => (p ??= fn());
 }
 
 async function openPGlite(dataDir: string): Promise<Database> {
@@ -105,8 +109,6 @@ async function openPGlite(dataDir: string): Promise<Database> {
       // One session in one process: the driver's mutex already serialises everything.
       await runMigrations(kysely);
     },
-    async close() {
-      await kysely.destroy();
-    },
+    close: once(() => kysely.destroy()),
   };
 }

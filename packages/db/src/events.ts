@@ -196,12 +196,18 @@ const STALE: StoreOutcome = Object.freeze({ status: 'stale', message: MESSAGE_ST
 
 /**
  * Stores a batch of events in one transaction and returns one outcome per item, in input order.
- * Ephemeral events must not be passed (they would be stored as regular ones).
+ * Ephemeral events must not be passed (they would be stored as regular ones), nor events that are
+ * already expired (NIP-40 says to drop them on publish; that is the relay's policy to apply).
  * `now` (unix seconds) lets an expired current version of an address be replaced by any version.
+ *
+ * `db` may be a Kysely transaction: the batch then joins it (for example to debit balances in
+ * the same commit), and the caller owns commit, rollback and retries. Otherwise the function
+ * opens its own transaction and retries it a few times on deadlock/serialization failures.
  */
 export async function storeEvents(db: Kysely<Schema>, items: StoreItem[], now: number): Promise<StoreOutcome[]> {
   if (items.length === 0) return [];
   const prepared = items.map(prepare);
+  if (db.isTransaction) return storeInTransaction(db, prepared, now);
   for (let attempt = 1; ; attempt++) {
     try {
       return await db.transaction().execute((trx) => storeInTransaction(trx, prepared, now));
@@ -225,12 +231,10 @@ async function storeInTransaction(db: Kysely<Schema>, P: Prepared[], now: number
   }
   const buckets = [...exclusive.keys()].sort((a, b) => a - b);
   const modes = buckets.map((b) => exclusive.get(b) === true);
-  // The ORDER BY inside a subquery with ORDER BY is not flattened away, so locks are taken in order.
-  await sql`SELECT count(*) FROM (
-      SELECT CASE WHEN l.x THEN pg_advisory_xact_lock(${WRITE_LOCK_NAMESPACE}::int4, l.b)
-                  ELSE pg_advisory_xact_lock_shared(${WRITE_LOCK_NAMESPACE}::int4, l.b) END
-      FROM (SELECT b, x FROM unnest(${buckets}::int4[], ${modes}::bool[]) AS t(b, x) ORDER BY b) AS l
-    ) AS s`.execute(db);
+  // A subquery with ORDER BY is not flattened, so the lock calls above it run in bucket order.
+  await sql`SELECT CASE WHEN l.x THEN pg_advisory_xact_lock(${WRITE_LOCK_NAMESPACE}::int4, l.b)
+                        ELSE pg_advisory_xact_lock_shared(${WRITE_LOCK_NAMESPACE}::int4, l.b) END AS locked
+    FROM (SELECT b, x FROM unnest(${buckets}::int4[], ${modes}::bool[]) AS t(b, x) ORDER BY b) AS l`.execute(db);
 
   // 2. Reads, under the locks (each statement sees everything committed before it started).
   const targets: string[] = [];
@@ -278,7 +282,7 @@ async function storeInTransaction(db: Kysely<Schema>, P: Prepared[], now: number
     }>`
       SELECT encode(e.id, 'hex') AS id, encode(e.pubkey, 'hex') AS pubkey, e.kind, e.d_tag, e.created_at, e.expires_at
       FROM events e
-      WHERE (e.pubkey, e.kind, e.d_tag) IN (
+      WHERE e.d_tag IS NOT NULL AND (e.pubkey, e.kind, e.d_tag) IN (
         SELECT * FROM unnest(${addressed.map((p) => p.pubkey)}::bytea[], ${addressed.map((p) => p.ev.kind)}::int4[],
                              ${addressed.map((p) => p.dTag as string)}::text[]))`.execute(db);
     for (const r of rows) {
@@ -436,7 +440,8 @@ async function storeInTransaction(db: Kysely<Schema>, P: Prepared[], now: number
         USING unnest(${deleteByAddress.map((x) => x.pubkey)}::bytea[], ${deleteByAddress.map((x) => x.kind)}::int4[],
                      ${deleteByAddress.map((x) => x.d)}::text[], ${deleteByAddress.map((x) => x.until)}::int8[])
               AS t(pubkey, kind, d_tag, until)
-        WHERE e.pubkey = t.pubkey AND e.kind = t.kind AND e.d_tag = t.d_tag AND e.created_at <= t.until
+        WHERE e.d_tag IS NOT NULL AND e.pubkey = t.pubkey AND e.kind = t.kind AND e.d_tag = t.d_tag
+          AND e.created_at <= t.until
         RETURNING e.id
       )
       DELETE FROM event_tags WHERE event_id IN (SELECT id FROM d)`.execute(db);
@@ -464,8 +469,20 @@ async function storeInTransaction(db: Kysely<Schema>, P: Prepared[], now: number
 /**
  * SQL conditions (on `events e`) for one filter, or null when the filter cannot match anything
  * (an empty list, or a multi-letter tag filter, which is not indexed).
+ *
+ * With `joinTag`, the first tag condition with a single value becomes a join on `event_tags t`
+ * (the caller adds `event_tags t` to FROM and orders by t.created_at, t.event_id) instead of a
+ * semi-join: the tag rows repeat the event's created_at, so Postgres can walk the
+ * (name, value, created_at DESC) index newest first and stop at the LIMIT, rather than
+ * collecting every event with a popular tag (`#p` of a well-known key) and sorting them all.
+ * (Equating t.created_at = e.created_at instead would make the planner misjudge the join size.)
+ * There is one row per (event, name, value), so the join cannot produce duplicates.
  */
-function filterConditions(f: Filter, now: number): RawBuilder<unknown>[] | null {
+function filterConditions(
+  f: Filter,
+  now: number,
+  joinTag: boolean,
+): { conds: RawBuilder<unknown>[]; joined: boolean } | null {
   const conds: RawBuilder<unknown>[] = [sql`(e.expires_at IS NULL OR e.expires_at > ${now})`];
   if (f.ids !== undefined) {
     if (f.ids.length === 0) return null;
@@ -481,21 +498,31 @@ function filterConditions(f: Filter, now: number): RawBuilder<unknown>[] | null 
   }
   if (f.since !== undefined) conds.push(sql`e.created_at >= ${f.since}`);
   if (f.until !== undefined) conds.push(sql`e.created_at <= ${f.until}`);
+  let joined = false;
   for (const key of Object.keys(f)) {
     if (key.charCodeAt(0) !== 35 /* '#' */) continue;
     const values = f[key as `#${string}`];
     if (values === undefined) continue;
     if (key.length !== 2 || values.length === 0) return null;
+    const name = key[1];
+    if (joinTag && !joined && values.length === 1) {
+      joined = true;
+      conds.push(sql`t.event_id = e.id AND t.name = ${name} AND t.value = ${values[0]}`);
+      if (f.kinds !== undefined) conds.push(sql`t.kind = ANY(${f.kinds}::int4[])`);
+      if (f.since !== undefined) conds.push(sql`t.created_at >= ${f.since}`);
+      if (f.until !== undefined) conds.push(sql`t.created_at <= ${f.until}`);
+      continue;
+    }
     // The tag rows carry kind and created_at, so the tag index narrows by them before the join.
     const extra: RawBuilder<unknown>[] = [];
-    if (f.kinds !== undefined) extra.push(sql` AND t.kind = ANY(${f.kinds}::int4[])`);
-    if (f.since !== undefined) extra.push(sql` AND t.created_at >= ${f.since}`);
-    if (f.until !== undefined) extra.push(sql` AND t.created_at <= ${f.until}`);
+    if (f.kinds !== undefined) extra.push(sql` AND x.kind = ANY(${f.kinds}::int4[])`);
+    if (f.since !== undefined) extra.push(sql` AND x.created_at >= ${f.since}`);
+    if (f.until !== undefined) extra.push(sql` AND x.created_at <= ${f.until}`);
     conds.push(
-      sql`e.id IN (SELECT t.event_id FROM event_tags t WHERE t.name = ${key[1]} AND t.value = ANY(${values}::text[])${sql.join(extra, sql``)})`,
+      sql`e.id IN (SELECT x.event_id FROM event_tags x WHERE x.name = ${name} AND x.value = ANY(${values}::text[])${sql.join(extra, sql``)})`,
     );
   }
-  return conds;
+  return { conds, joined };
 }
 
 /**
@@ -506,11 +533,14 @@ export async function queryEvents(db: Kysely<Schema>, filters: Filter[], now: nu
   const parts: RawBuilder<unknown>[] = [];
   for (const f of filters) {
     if (f.limit !== undefined && f.limit <= 0) continue;
-    const conds = filterConditions(f, now);
-    if (conds === null) continue;
+    const c = filterConditions(f, now, true);
+    if (c === null) continue;
     const limit = f.limit !== undefined ? sql` LIMIT ${Math.floor(f.limit)}` : sql``;
+    const where = sql.join(c.conds, sql` AND `);
     parts.push(
-      sql`SELECT e.id, e.created_at, e.raw FROM events e WHERE ${sql.join(conds, sql` AND `)} ORDER BY e.created_at DESC, e.id ASC${limit}`,
+      c.joined
+        ? sql`SELECT t.event_id AS id, t.created_at, e.raw FROM events e, event_tags t WHERE ${where} ORDER BY t.created_at DESC, t.event_id ASC${limit}`
+        : sql`SELECT e.id, e.created_at, e.raw FROM events e WHERE ${where} ORDER BY e.created_at DESC, e.id ASC${limit}`,
     );
   }
   if (parts.length === 0) return [];
@@ -537,8 +567,8 @@ export async function queryEvents(db: Kysely<Schema>, filters: Filter[], now: nu
 export async function countEvents(db: Kysely<Schema>, filters: Filter[], now: number): Promise<number> {
   const ors: RawBuilder<unknown>[] = [];
   for (const f of filters) {
-    const conds = filterConditions(f, now);
-    if (conds !== null) ors.push(sql`(${sql.join(conds, sql` AND `)})`);
+    const c = filterConditions(f, now, false);
+    if (c !== null) ors.push(sql`(${sql.join(c.conds, sql` AND `)})`);
   }
   if (ors.length === 0) return 0;
   const { rows } = await sql<{ n: number }>`SELECT count(*) AS n FROM events e WHERE ${sql.join(ors, sql` OR `)}`.execute(db);

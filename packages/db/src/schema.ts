@@ -51,8 +51,83 @@ export interface DeletionsTable {
   deletion_id: Uint8Array;
 }
 
+/**
+ * One row per pubkey that ever paid (migration 0002_payments). `balance_msat` is a materialized
+ * copy of the ledger balance of account `user:<hex>`, updated in the same transaction as the
+ * ledger rows (so a debit is one conditional UPDATE); CHECK (balance_msat >= 0).
+ */
+export interface AccountsTable {
+  pubkey: Uint8Array;
+  /** With admitted_until NULL: admitted forever (one-time admission). */
+  admitted: boolean;
+  /** Subscription end (unix seconds), or NULL. */
+  admitted_until: number | null;
+  balance_msat: number;
+  created_at: number;
+  updated_at: number;
+}
+
+export type InvoiceProduct = 'admission' | 'subscription' | 'credit' | 'event' | 'zap';
+export type InvoiceStatus = 'pending' | 'paid' | 'expired';
+
+/** Lightning invoices the payments service minted; `payment_hash` is unique (lowercase hex). */
+export interface InvoicesTable {
+  /** Random URL-safe id (22 chars of base64url by default). */
+  id: string;
+  payment_hash: string;
+  bolt11: string;
+  /** Who is granted or credited when it is paid (for zaps: the zapper). */
+  pubkey: Uint8Array;
+  product: InvoiceProduct;
+  amount_msat: number;
+  status: InvoiceStatus;
+  created_at: number;
+  expires_at: number;
+  paid_at: number | null;
+  /** The held event it pays for (product 'event' only). */
+  event_id: Uint8Array | null;
+  /** The kind-9734 zap request JSON (product 'zap' only). */
+  zap_request: string | null;
+  /** Id of the kind-9735 receipt once published (product 'zap', paid). */
+  zap_receipt_id: Uint8Array | null;
+  description: string | null;
+}
+
+/**
+ * The double-entry ledger (append-only). Rows of one `txid` sum to zero (checked at commit);
+ * an account's balance is the sum of its rows. See payments.ts for the account names.
+ */
+export interface LedgerTable {
+  id: import('kysely').Generated<number>;
+  txid: string;
+  account: string;
+  /** Signed, never zero. */
+  amount_msat: number;
+  invoice_id: string | null;
+  event_id: Uint8Array | null;
+  memo: import('kysely').ColumnType<string, string | undefined, never>;
+  created_at: number;
+}
+
+/** Events refused for lack of payment, kept (bounded per pubkey, with a TTL) until paid. */
+export interface HeldEventsTable {
+  event_id: Uint8Array;
+  pubkey: Uint8Array;
+  kind: number;
+  raw: string;
+  /** The price quoted when it was held. */
+  amount_msat: number;
+  /** When it was held (unix seconds). */
+  created_at: number;
+  expires_at: number;
+}
+
 export interface Schema {
   events: EventsTable;
   event_tags: EventTagsTable;
   deletions: DeletionsTable;
+  accounts: AccountsTable;
+  invoices: InvoicesTable;
+  ledger: LedgerTable;
+  held_events: HeldEventsTable;
 }

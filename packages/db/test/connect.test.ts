@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sql } from 'kysely';
+import pg from 'pg';
 import { migrations, openDatabase, storeEvents, queryEvents, type Database } from '../src/index.ts';
 import { author, backends, createTestDatabase, mk, TEST_DATABASE_URL, type Opened } from './backends.ts';
 
@@ -61,6 +62,8 @@ describe.each(backends)('database on $name', (backend) => {
       db.kysely,
     );
     expect(rows[0]).toEqual({ a: 1700000000123, n: 0 });
+    // The override is per pool: the process-wide pg parser is untouched.
+    expect(pg.types.getTypeParser(20, 'text')('5')).toBe('5');
   });
 
   it('serves concurrent queries and transactions on the same handle', async () => {
@@ -83,6 +86,7 @@ describe('PGlite persistence', () => {
       const e = mk(author());
       expect(await storeEvents(first.kysely, [e], 0)).toEqual([{ status: 'stored' }]);
       await first.close();
+      await first.close(); // idempotent
       expect((await stat(join(dataDir, 'nested', 'dir', 'pglite'))).isDirectory()).toBe(true);
 
       const second = await openDatabase({ dataDir: join(dataDir, 'nested', 'dir') });

@@ -63,6 +63,23 @@ describe.each(backends)('event store on $name', (backend) => {
       expect(await tagRows()).toBe(0);
     });
 
+    it('joins a transaction of the caller, and is rolled back with it', async () => {
+      const a = author();
+      const e = mk(a, { tags: [['t', 'tx']] });
+      await expect(
+        db.kysely.transaction().execute(async (trx) => {
+          expect(await storeEvents(trx, [e], NOW)).toEqual([stored]);
+          throw new Error('abort');
+        }),
+      ).rejects.toThrow('abort');
+      expect(await getEventById(db.kysely, e.event.id)).toBeUndefined();
+      expect(await tagRows()).toBe(0);
+      await db.kysely.transaction().execute(async (trx) => {
+        expect(await storeEvents(trx, [e], NOW)).toEqual([stored]);
+      });
+      expect(await query([{ '#t': ['tx'], limit: 5 }])).toEqual([e.raw]);
+    });
+
     it('handles an empty batch', async () => {
       expect(await store([])).toEqual([]);
     });
@@ -212,13 +229,18 @@ describe.each(backends)('event store on $name', (backend) => {
 
   it('orders newest first, ties by lowest id first', async () => {
     const a = author();
-    const [lo, hi] = tiePair(a, { kind: 1, created_at: 500 });
-    const older = mk(a, { created_at: 400 });
-    const newest = mk(a, { created_at: 600 });
+    const tags = [['t', 'ordered']];
+    const [lo, hi] = tiePair(a, { kind: 1, created_at: 500, tags });
+    const older = mk(a, { created_at: 400, tags });
+    const newest = mk(a, { created_at: 600, tags });
     await store([hi, older, newest, lo]);
     expect(await query([{ authors: [a.pubkey], limit: 10 }])).toEqual([newest.raw, lo.raw, hi.raw, older.raw]);
     // The tie-break decides which one a limit keeps.
     expect(await query([{ authors: [a.pubkey], until: 500, limit: 1 }])).toEqual([lo.raw]);
+    // Same through the tag index (single value: join) and the tag semi-join (several values).
+    expect(await query([{ '#t': ['ordered'], limit: 10 }])).toEqual([newest.raw, lo.raw, hi.raw, older.raw]);
+    expect(await query([{ '#t': ['ordered'], until: 500, limit: 1 }])).toEqual([lo.raw]);
+    expect(await query([{ '#t': ['ordered', 'other'], until: 500, limit: 2 }])).toEqual([lo.raw, hi.raw]);
     // And it holds across several filters too.
     expect(
       await query([

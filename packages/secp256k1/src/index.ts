@@ -9,7 +9,8 @@
  *
  * `loadVerifier()` prefers native and falls back to wasm when the addon was
  * not built or cannot be loaded. `SECP256K1_BACKEND=wasm|native` overrides the
- * preference passed in `opts`.
+ * preference passed in `opts`; `REQUIRE_NATIVE_SECP256K1=1` turns the
+ * fallback into an error.
  */
 import { createRequire } from 'node:module';
 
@@ -271,17 +272,26 @@ export function resolvePreference(opts?: LoadOptions): Backend {
   return opts?.prefer === 'wasm' ? 'wasm' : 'native';
 }
 
+/** REQUIRE_NATIVE_SECP256K1=1: a native preference must not fall back to wasm. */
+function nativeRequired(): boolean {
+  return /^(1|true|yes)$/i.test(process.env.REQUIRE_NATIVE_SECP256K1?.trim() ?? '');
+}
+
 /**
  * Returns a verifier: native when preferred (the default) and available,
  * otherwise nostr-wasm (then `nativeError` says why native is not used).
+ * With REQUIRE_NATIVE_SECP256K1=1 the fallback is an error instead (an
+ * explicit wasm preference is still honoured).
  */
 export async function loadVerifier(opts?: LoadOptions): Promise<Verifier> {
   if (resolvePreference(opts) === 'native') {
     try {
       return loadNativeVerifier();
     } catch (err) {
+      const reason = err instanceof Error ? err.message : String(err);
+      if (nativeRequired()) throw new Error(`${reason} (REQUIRE_NATIVE_SECP256K1 is set)`);
       const wasm = await loadWasmVerifier();
-      return { ...wasm, nativeError: err instanceof Error ? err.message : String(err) };
+      return { ...wasm, nativeError: reason };
     }
   }
   return loadWasmVerifier();

@@ -24,18 +24,19 @@ try {
 }
 const skipNative = nativeLoadError !== undefined && allowNoNative;
 
-// Tests choose backends explicitly: neutralise SECP256K1_BACKEND from the
-// environment while this file runs, and restore it afterwards.
-const savedBackendEnv = process.env.SECP256K1_BACKEND;
-beforeAll(() => {
-  delete process.env.SECP256K1_BACKEND;
-});
-afterEach(() => {
-  delete process.env.SECP256K1_BACKEND;
-});
+// Tests choose backends explicitly: neutralise these variables from the
+// environment (CI sets REQUIRE_NATIVE_SECP256K1=1) while this file runs, and
+// restore them afterwards.
+const ENV_VARS = ['SECP256K1_BACKEND', 'REQUIRE_NATIVE_SECP256K1'] as const;
+const savedEnv = Object.fromEntries(ENV_VARS.map((k) => [k, process.env[k]]));
+const clearEnv = () => ENV_VARS.forEach((k) => delete process.env[k]);
+beforeAll(clearEnv);
+afterEach(clearEnv);
 afterAll(() => {
-  if (savedBackendEnv === undefined) delete process.env.SECP256K1_BACKEND;
-  else process.env.SECP256K1_BACKEND = savedBackendEnv;
+  for (const k of ENV_VARS) {
+    if (savedEnv[k] === undefined) delete process.env[k];
+    else process.env[k] = savedEnv[k];
+  }
 });
 
 function makeEvents(n: number): NostrEvent[] {
@@ -279,6 +280,16 @@ describe('backend selection', () => {
   it.skipIf(skipNative)('SECP256K1_BACKEND=native beats prefer: wasm', async () => {
     process.env.SECP256K1_BACKEND = 'native';
     expect((await loadVerifier({ prefer: 'wasm' })).backend).toBe('native');
+  });
+
+  it('REQUIRE_NATIVE_SECP256K1=1 turns the wasm fallback into an error', async () => {
+    process.env.REQUIRE_NATIVE_SECP256K1 = '1';
+    if (nativeLoadError) {
+      await expect(loadVerifier()).rejects.toThrow(/REQUIRE_NATIVE_SECP256K1/);
+    } else {
+      expect((await loadVerifier()).backend).toBe('native');
+    }
+    expect((await loadVerifier({ prefer: 'wasm' })).backend).toBe('wasm'); // explicit wasm is still allowed
   });
 
   it('prefer: wasm gives wasm; the default prefers native', async () => {

@@ -1,5 +1,6 @@
 import type { Migration, MigrationProvider } from 'kysely';
 import { m0001_events } from './0001_events.ts';
+import { m0002_payments } from './0002_payments.ts';
 
 /**
  * Every migration of the shared schema, in order. Append new ones at the end with the next
@@ -7,6 +8,7 @@ import { m0001_events } from './0001_events.ts';
  */
 export const migrations: Record<string, Migration> = {
   '0001_events': m0001_events,
+  '0002_payments': m0002_payments,
 };
 
 /** A static provider (no folder scan), so it works the same under tsx, vitest and bundlers. */

@@ -1,0 +1,154 @@
+import type { ServerResponse } from 'node:http';
+import { createInvoice, getAccount, getHeldEvent, getInvoice } from '@paidrelay/db';
+import { parsePubkey, type Product } from '@paidrelay/pricing';
+import { z } from 'zod';
+import { accountJson, invoiceJson, now, type AdmissionContext } from './context.ts';
+import { error, HttpError, json, readJson, type Req } from './http.ts';
+import type { InvoiceStreams } from './sse.ts';
+
+/** Credit purchases: at least one sat, at most 10 million sats at once. */
+export const CREDIT_MIN_MSAT = 1_000;
+export const CREDIT_MAX_MSAT = 10_000_000_000;
+
+const invoiceRequest = z.object({
+  pubkey: z.string().min(1).max(200),
+  product: z.enum(['admission', 'subscription', 'credit', 'event']),
+  amount_msat: z.number().int().positive().optional(),
+  event_id: z.string().regex(/^[0-9a-f]{64}$/, 'event_id must be 64 lowercase hex characters').optional(),
+});
+
+/** Invoices created per client IP in the current minute. */
+export class InvoiceRateLimit {
+  private window = 0;
+  private counts = new Map<string, number>();
+  constructor(private readonly perMinute: number) {}
+  allow(ip: string): boolean {
+    const w = Math.floor(Date.now() / 60_000);
+    if (w !== this.window) {
+      this.window = w;
+      this.counts.clear();
+    }
+    const n = (this.counts.get(ip) ?? 0) + 1;
+    this.counts.set(ip, n);
+    return n <= this.perMinute;
+  }
+}
+
+export function pricingJson(ctx: AdmissionContext) {
+  const p = ctx.pricing;
+  const host = new URL(ctx.config.PAYMENTS_URL).host;
+  return {
+    admission_msat: p.admissionMsat,
+    subscription_msat: p.subscriptionMsat,
+    subscription_period_seconds: p.subscriptionPeriodSeconds,
+    publication_msat: p.publicationMsat,
+    publication_kinds: Object.fromEntries([...p.publicationKinds].map(([k, v]) => [String(k), v])),
+    publication_per_kb_msat: p.publicationPerKbMsat,
+    event_msat: p.eventMsat,
+    credit: { min_msat: CREDIT_MIN_MSAT, max_msat: CREDIT_MAX_MSAT },
+    relay_url: ctx.relayUrl,
+    payments_url: ctx.config.PAYMENTS_URL,
+    lightning_address: `${ctx.config.LNURL_NAME}@${host}`,
+  };
+}
+
+/** What one invoice for this product costs, or a 4xx. */
+async function priceFor(ctx: AdmissionContext, body: z.infer<typeof invoiceRequest>, pubkey: string): Promise<{ amount: number; eventId?: string; what: string }> {
+  const p = ctx.pricing;
+  switch (body.product as Product) {
+    case 'admission':
+      if (p.admissionMsat <= 0) throw new HttpError(400, 'this relay does not sell admission');
+      return { amount: p.admissionMsat, what: 'admission' };
+    case 'subscription':
+      if (p.subscriptionMsat <= 0) throw new HttpError(400, 'this relay does not sell subscriptions');
+      return { amount: p.subscriptionMsat, what: `${Math.round(p.subscriptionPeriodSeconds / 86400)} days of writing` };
+    case 'credit': {
+      const amount = body.amount_msat;
+      if (amount === undefined) throw new HttpError(400, 'amount_msat is required for credit');
+      if (amount < CREDIT_MIN_MSAT || amount > CREDIT_MAX_MSAT) {
+        throw new HttpError(400, `amount_msat must be between ${CREDIT_MIN_MSAT} and ${CREDIT_MAX_MSAT}`);
+      }
+      return { amount, what: `${amount / 1000} sats of credit` };
+    }
+    case 'event': {
+      if (!body.event_id) throw new HttpError(400, 'event_id is required for product "event"');
+      const held = await getHeldEvent(ctx.db.kysely, body.event_id, now());
+      if (!held || held.pubkey !== pubkey) throw new HttpError(404, 'no held event with this id for this pubkey (it may have expired)');
+      return { amount: held.amountMsat, eventId: held.id, what: 'publishing one event' };
+    }
+  }
+}
+
+export async function postInvoice(ctx: AdmissionContext, limiter: InvoiceRateLimit, req: Req, res: ServerResponse): Promise<void> {
+  const parsed = invoiceRequest.safeParse(await readJson(req));
+  if (!parsed.success) {
+    return error(res, 400, parsed.error.issues.map((i) => `${i.path.join('.') || 'body'}: ${i.message}`).join('; '));
+  }
+  const body = parsed.data;
+  const pubkey = parsePubkey(body.pubkey);
+  if (!pubkey) return error(res, 400, 'pubkey must be 64 hex characters or an npub');
+  if (!limiter.allow(req.ip)) return error(res, 429, 'too many invoices from this address, try again in a minute');
+  const { amount, eventId, what } = await priceFor(ctx, body, pubkey);
+  let inv;
+  try {
+    inv = await ctx.lightning.makeInvoice({
+      amountMsat: amount,
+      description: `${ctx.config.RELAY_NAME}: ${what}`,
+      expirySeconds: ctx.config.INVOICE_EXPIRY_SECONDS,
+    });
+  } catch (err) {
+    ctx.log.error({ err: (err as Error).message }, 'wallet could not make an invoice');
+    return error(res, 502, 'the wallet could not create an invoice, try again');
+  }
+  const row = await createInvoice(ctx.db.kysely, {
+    paymentHash: inv.paymentHash,
+    bolt11: inv.bolt11,
+    pubkey,
+    product: body.product,
+    amountMsat: inv.amountMsat,
+    createdAt: inv.createdAt,
+    expiresAt: inv.expiresAt,
+    eventId: eventId ?? null,
+    zapRequest: null,
+    description: inv.description ?? null,
+  });
+  json(res, 201, invoiceJson(row));
+}
+
+export async function getInvoiceRoute(ctx: AdmissionContext, req: Req, res: ServerResponse): Promise<void> {
+  const inv = await getInvoice(ctx.db.kysely, req.params.id);
+  if (!inv) return error(res, 404, 'no such invoice');
+  json(res, 200, invoiceJson(inv));
+}
+
+export async function invoiceEvents(ctx: AdmissionContext, streams: InvoiceStreams, req: Req, res: ServerResponse): Promise<void> {
+  const inv = await getInvoice(ctx.db.kysely, req.params.id);
+  if (!inv) return error(res, 404, 'no such invoice');
+  streams.open(res, invoiceJson(inv), async () => {
+    const fresh = await getInvoice(ctx.db.kysely, req.params.id);
+    return fresh && invoiceJson(fresh);
+  });
+}
+
+export async function getAccountRoute(ctx: AdmissionContext, req: Req, res: ServerResponse): Promise<void> {
+  const pubkey = parsePubkey(req.params.pubkey);
+  if (!pubkey) return error(res, 400, 'pubkey must be 64 hex characters or an npub');
+  json(res, 200, accountJson(pubkey, await getAccount(ctx.db.kysely, pubkey)));
+}
+
+export async function getHeldRoute(ctx: AdmissionContext, req: Req, res: ServerResponse): Promise<void> {
+  const id = req.params.event_id;
+  if (!/^[0-9a-f]{64}$/.test(id)) return error(res, 400, 'event id must be 64 lowercase hex characters');
+  const held = await getHeldEvent(ctx.db.kysely, id, now());
+  if (!held) return error(res, 404, 'no held event with this id (it may have expired or been published)');
+  const ev = JSON.parse(held.raw) as { content: string };
+  json(res, 200, {
+    id: held.id,
+    pubkey: held.pubkey,
+    kind: held.kind,
+    content_preview: [...ev.content].slice(0, 280).join(''),
+    amount_msat: held.amountMsat,
+    expires_at: held.expiresAt,
+  });
+}
+

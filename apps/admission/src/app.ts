@@ -1,0 +1,120 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Bus } from '@paidrelay/bus';
+import type { Config, RelayKey } from '@paidrelay/config';
+import type { Database } from '@paidrelay/db';
+import type { LightningBackend } from '@paidrelay/lightning';
+import type { Pricing } from '@paidrelay/pricing';
+import { sql } from 'kysely';
+import type { Logger } from 'pino';
+import { Counter, Registry, collectDefaultMetrics } from 'prom-client';
+import {
+  getAccountRoute,
+  getHeldRoute,
+  getInvoiceRoute,
+  invoiceEvents,
+  InvoiceRateLimit,
+  postInvoice,
+  pricingJson,
+} from './api.ts';
+import type { AdmissionContext } from './context.ts';
+import { clientIp, corsPreflight, error, HttpError, json, Router, send, type Req } from './http.ts';
+import { lnurlCallback, lnurlPay } from './lnurl.ts';
+import { buildPayPage } from './page/index.ts';
+import { publishRelayProfile } from './profile.ts';
+import { InvoiceStreams } from './sse.ts';
+import { watchPayments } from './watch.ts';
+
+export type AdmissionDeps = {
+  db: Database;
+  bus: Bus;
+  lightning: LightningBackend;
+  pricing: Pricing;
+  relayKey: RelayKey;
+  relayUrl: string;
+};
+
+export type Admission = {
+  port: number;
+  url: string;
+  ctx: AdmissionContext;
+  /** Runs the reconciler now (tests, and operators after a wallet outage). */
+  reconcile(): Promise<void>;
+  close(): Promise<void>;
+};
+
+/** The payments service: JSON API, pay page, LNURL-pay with zaps, payment watching. */
+export async function startAdmission(config: Config, log: Logger, deps: AdmissionDeps, port = config.ADMISSION_PORT): Promise<Admission> {
+  const paymentsUrl = new URL(config.PAYMENTS_URL);
+  const ctx: AdmissionContext = { config, log, ...deps, origin: paymentsUrl.origin };
+  const limiter = new InvoiceRateLimit(config.INVOICES_PER_MINUTE_PER_IP);
+  const streams = new InvoiceStreams(ctx);
+  const basePath = paymentsUrl.pathname.replace(/\/$/, '') || '/pay';
+  const page = await buildPayPage({ title: `${config.RELAY_NAME}: pay to write`, basePath });
+
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  const requests = new Counter({ name: 'admission_http_requests_total', help: 'HTTP requests by route and status', labelNames: ['route', 'status'], registers: [registry] });
+
+  const router = new Router()
+    .on('GET', '/api/pricing', (_req, res) => json(res, 200, pricingJson(ctx)))
+    .on('POST', '/api/invoices', (req, res) => postInvoice(ctx, limiter, req, res))
+    .on('GET', '/api/invoices/:id', (req, res) => getInvoiceRoute(ctx, req, res))
+    .on('GET', '/api/invoices/:id/events', (req, res) => invoiceEvents(ctx, streams, req, res))
+    .on('GET', '/api/accounts/:pubkey', (req, res) => getAccountRoute(ctx, req, res))
+    .on('GET', '/api/held/:event_id', (req, res) => getHeldRoute(ctx, req, res))
+    .on('GET', '/.well-known/lnurlp/:name', (req, res) => lnurlPay(ctx, req, res))
+    .on('GET', '/lnurlp/:name/callback', (req, res) => lnurlCallback(ctx, limiter, req, res))
+    .on('GET', basePath, (_req, res) => send(res, 200, page.html, 'text/html; charset=utf-8', { 'Cache-Control': 'no-cache' }))
+    .on('GET', basePath + '/', (_req, res) => send(res, 200, page.html, 'text/html; charset=utf-8', { 'Cache-Control': 'no-cache' }))
+    .on('GET', basePath + '/pay.js', (_req, res) => send(res, 200, page.js, 'text/javascript; charset=utf-8'))
+    .on('GET', basePath + '/pay.css', (_req, res) => send(res, 200, page.css, 'text/css; charset=utf-8'))
+    .on('GET', '/healthz', (_req, res) => send(res, 200, 'ok\n', 'text/plain'))
+    .on('GET', '/readyz', async (_req, res) => {
+      try {
+        await sql`select 1`.execute(ctx.db.kysely);
+        send(res, 200, 'ready\n', 'text/plain');
+      } catch {
+        send(res, 503, 'database unreachable\n', 'text/plain');
+      }
+    })
+    .on('GET', '/metrics', async (_req, res) => send(res, 200, await registry.metrics(), registry.contentType));
+
+  const server: Server = createServer((rawReq, res) => {
+    const url = new URL(rawReq.url ?? '/', 'http://x');
+    const req = Object.assign(rawReq, { params: {}, query: url.searchParams, ip: clientIp(rawReq, config.TRUST_PROXY) }) as Req;
+    if (req.method === 'OPTIONS') return corsPreflight(res);
+    const found = router.match(req.method ?? 'GET', url.pathname);
+    if (found === undefined) return error(res, 404, 'not found');
+    if (found === 'method') return error(res, 405, 'method not allowed');
+    req.params = found.params;
+    res.on('finish', () => requests.inc({ route: url.pathname.startsWith('/api/') ? url.pathname.split('/').slice(0, 3).join('/') : 'other', status: res.statusCode }));
+    Promise.resolve(found.handler(req, res)).catch((err: unknown) => {
+      if (err instanceof HttpError) return error(res, err.status, err.message);
+      log.error({ err: (err as Error).message, path: url.pathname }, 'request failed');
+      error(res, 500, 'internal error, try again');
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, config.HOST, () => resolve());
+  });
+  const actualPort = (server.address() as AddressInfo).port;
+
+  await publishRelayProfile(ctx).catch((err) => log.warn({ err: (err as Error).message }, 'could not publish the relay profile'));
+  const watcher = await watchPayments(ctx);
+  log.info({ port: actualPort, paymentsUrl: config.PAYMENTS_URL, wallet: deps.lightning.kind }, 'admission service listening');
+
+  return {
+    port: actualPort,
+    url: `http://127.0.0.1:${actualPort}`,
+    ctx,
+    reconcile: watcher.reconcile,
+    async close() {
+      watcher.stop();
+      streams.close();
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+}

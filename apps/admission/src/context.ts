@@ -1,0 +1,54 @@
+import type { Bus } from '@paidrelay/bus';
+import type { Config, RelayKey } from '@paidrelay/config';
+import type { Database, InvoiceRow, AccountRow } from '@paidrelay/db';
+import type { LightningBackend } from '@paidrelay/lightning';
+import { isAdmitted, type Pricing } from '@paidrelay/pricing';
+import type { Logger } from 'pino';
+
+/** What every part of the admission service shares. */
+export type AdmissionContext = {
+  config: Config;
+  log: Logger;
+  db: Database;
+  bus: Bus;
+  lightning: LightningBackend;
+  pricing: Pricing;
+  relayKey: RelayKey;
+  /** Where clients reach the relay (shown on the pay page). */
+  relayUrl: string;
+  /** Origin of PAYMENTS_URL: the public base of this service. */
+  origin: string;
+};
+
+export const now = () => Math.floor(Date.now() / 1000);
+
+/** An invoice as the API shows it. */
+export function invoiceJson(inv: InvoiceRow, at = now()) {
+  const status = inv.status === 'pending' && inv.expiresAt <= at ? 'expired' : inv.status;
+  return {
+    id: inv.id,
+    bolt11: inv.bolt11,
+    payment_hash: inv.paymentHash,
+    amount_msat: inv.amountMsat,
+    expires_at: inv.expiresAt,
+    status,
+    product: inv.product,
+    pubkey: inv.pubkey,
+    created_at: inv.createdAt,
+    paid_at: inv.paidAt,
+    ...(inv.eventId ? { event_id: inv.eventId } : {}),
+  };
+}
+
+export type InvoiceJson = ReturnType<typeof invoiceJson>;
+
+/** An account as the API shows it; `admitted` is whether it may write now. */
+export function accountJson(pubkey: string, a: AccountRow | undefined, at = now()) {
+  const acc = a ? { admitted: a.admitted, admittedUntil: a.admittedUntil, balanceMsat: a.balanceMsat } : undefined;
+  return {
+    pubkey,
+    admitted: isAdmitted(acc, at),
+    admitted_until: a?.admitted ? a.admittedUntil : null,
+    balance_msat: a?.balanceMsat ?? 0,
+  };
+}

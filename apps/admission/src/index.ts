@@ -1,0 +1,2 @@
+export { startAdmission, type Admission, type AdmissionDeps } from './app.ts';
+export { startAll, type Stack } from './stack.ts';

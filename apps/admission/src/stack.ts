@@ -1,0 +1,79 @@
+import { createBus, type Bus } from '@paidrelay/bus';
+import type { Config } from '@paidrelay/config';
+import { openDatabase, type Database } from '@paidrelay/db';
+import { connectNwc, DevLightningNetwork, type LightningBackend } from '@paidrelay/lightning';
+import { pricingFromConfig } from '@paidrelay/pricing';
+import { startRelay, type Relay } from '@paidrelay/relay';
+import type { Logger } from 'pino';
+import { startAdmission, type Admission } from './app.ts';
+
+export type Stack = {
+  relay: Relay;
+  admission: Admission;
+  lightning: LightningBackend;
+  /** The dev Lightning network, when no NWC_URL is configured. */
+  dev?: DevLightningNetwork;
+  db: Database;
+  bus: Bus;
+  close(): Promise<void>;
+};
+
+/**
+ * The relay and the admission service in one process, sharing one database and one bus: the
+ * laptop default (the embedded database cannot be shared between processes). With no NWC_URL
+ * the dev Lightning network runs its wallets over this very relay (NIP-47 kinds are waived by
+ * default, see WAIVED_KINDS); production refuses the dev network.
+ */
+export async function startAll(config: Config, log: Logger): Promise<Stack> {
+  if (!config.NWC_URL && config.NODE_ENV === 'production') {
+    throw new Error('NWC_URL is required in production: set it to your wallet\'s Nostr Wallet Connect string (the dev Lightning network is for development only)');
+  }
+  const db = await openDatabase({
+    databaseUrl: config.DATABASE_URL,
+    dataDir: config.DATA_DIR,
+    poolSize: config.DATABASE_POOL_SIZE,
+    onPoolError: (err) => log.warn({ err: err.message }, 'database connection lost'),
+  });
+  await db.migrate();
+  const bus = await createBus({ redisUrl: config.REDIS_URL, logger: log });
+  const pricing = pricingFromConfig(config);
+  const relay = await startRelay(config, log, { db, bus, pricing });
+  let dev: DevLightningNetwork | undefined;
+  let lightning: LightningBackend;
+  try {
+    const walletLog = log.child({ component: 'lightning' });
+    if (config.NWC_URL) {
+      lightning = await connectNwc(config.NWC_URL, { logger: walletLog });
+    } else {
+      dev = await DevLightningNetwork.start({ relayUrl: `ws://127.0.0.1:${relay.port}`, dataDir: config.DATA_DIR, logger: walletLog });
+      lightning = await dev.connectRelayWallet({ logger: walletLog });
+    }
+  } catch (err) {
+    await relay.close();
+    throw err;
+  }
+  const admission = await startAdmission(config, log.child({ component: 'admission' }), {
+    db,
+    bus,
+    lightning,
+    pricing,
+    relayKey: relay.ctx.key,
+    relayUrl: relay.url,
+  });
+  return {
+    relay,
+    admission,
+    lightning,
+    dev,
+    db,
+    bus,
+    async close() {
+      await admission.close();
+      await lightning.close();
+      await dev?.close();
+      await relay.close();
+      await bus.close();
+      await db.close();
+    },
+  };
+}

@@ -1,0 +1,133 @@
+import type { Config } from '@paidrelay/config';
+import { decode } from 'nostr-tools/nip19';
+
+/** What the operator charges, read once from the config that every app shares. All msat. */
+export type Pricing = {
+  admissionMsat: number;
+  subscriptionMsat: number;
+  subscriptionPeriodSeconds: number;
+  publicationMsat: number;
+  publicationKinds: ReadonlyMap<number, number>;
+  publicationPerKbMsat: number;
+  eventMsat: number;
+  allowed: ReadonlySet<string>;
+  waivedKinds: ReadonlySet<number>;
+  freePowDifficulty: number;
+  paymentsUrl: string;
+};
+
+export type Product = 'admission' | 'subscription' | 'credit' | 'event';
+
+/** A pubkey given as 64 hex characters or as an npub; undefined when it is neither. */
+export function parsePubkey(input: string): string | undefined {
+  const s = input.trim();
+  if (/^[0-9a-f]{64}$/.test(s)) return s;
+  if (/^[0-9A-F]{64}$/.test(s)) return s.toLowerCase();
+  if (s.startsWith('npub1')) {
+    try {
+      const d = decode(s);
+      if (d.type === 'npub') return d.data;
+    } catch {
+      return undefined;
+    }
+  }
+  return undefined;
+}
+
+function list(s: string): string[] {
+  return s
+    .split(',')
+    .map((x) => x.trim())
+    .filter((x) => x.length > 0);
+}
+
+export function pricingFromConfig(config: Config): Pricing {
+  const allowed = new Set<string>();
+  for (const item of list(config.ALLOWED_PUBKEYS)) {
+    const pk = parsePubkey(item);
+    if (!pk) throw new Error(`ALLOWED_PUBKEYS: "${item}" is not a hex pubkey or an npub`);
+    allowed.add(pk);
+  }
+  const waivedKinds = new Set<number>();
+  for (const item of list(config.WAIVED_KINDS)) {
+    const k = Number(item);
+    if (!Number.isInteger(k) || k < 0 || k > 65535) throw new Error(`WAIVED_KINDS: "${item}" is not a kind`);
+    waivedKinds.add(k);
+  }
+  const publicationKinds = new Map<number, number>();
+  for (const item of list(config.PRICE_PUBLICATION_KINDS)) {
+    const m = /^(\d+):(\d+)$/.exec(item);
+    if (!m || Number(m[1]) > 65535) throw new Error(`PRICE_PUBLICATION_KINDS: "${item}" is not <kind>:<msat>`);
+    publicationKinds.set(Number(m[1]), Number(m[2]));
+  }
+  return {
+    admissionMsat: config.PRICE_ADMISSION_MSAT,
+    subscriptionMsat: config.PRICE_SUBSCRIPTION_MSAT,
+    subscriptionPeriodSeconds: config.SUBSCRIPTION_PERIOD_SECONDS,
+    publicationMsat: config.PRICE_PUBLICATION_MSAT,
+    publicationKinds,
+    publicationPerKbMsat: config.PRICE_PUBLICATION_PER_KB_MSAT,
+    eventMsat: config.PRICE_EVENT_MSAT,
+    allowed,
+    waivedKinds,
+    freePowDifficulty: config.FREE_POW_DIFFICULTY,
+    paymentsUrl: config.PAYMENTS_URL,
+  };
+}
+
+/** Admission is needed before writing when either fee is set. */
+export function requiresAdmission(p: Pricing): boolean {
+  return p.admissionMsat > 0 || p.subscriptionMsat > 0;
+}
+
+/** Any write can cost money at all. */
+export function isPaid(p: Pricing): boolean {
+  return requiresAdmission(p) || hasPublicationPrice(p) || p.eventMsat > 0;
+}
+
+function hasPublicationPrice(p: Pricing): boolean {
+  if (p.publicationMsat > 0 || p.publicationPerKbMsat > 0) return true;
+  for (const v of p.publicationKinds.values()) if (v > 0) return true;
+  return false;
+}
+
+/** Price of publishing one event from a prepaid balance. */
+export function publicationPrice(p: Pricing, kind: number, jsonBytes: number): number {
+  const base = p.publicationKinds.get(kind) ?? p.publicationMsat;
+  return base + Math.ceil(jsonBytes / 1024) * p.publicationPerKbMsat;
+}
+
+/** Price of one held event's own invoice (pay-per-event). */
+export function heldEventPrice(p: Pricing, kind: number, jsonBytes: number): number {
+  return p.eventMsat > 0 ? p.eventMsat : publicationPrice(p, kind, jsonBytes);
+}
+
+/** The pay page for this pubkey (and this refused event). */
+export function payUrl(p: Pricing, pubkey: string, eventId?: string): string {
+  const u = new URL(p.paymentsUrl);
+  u.searchParams.set('pubkey', pubkey);
+  if (eventId) u.searchParams.set('event', eventId);
+  return u.toString();
+}
+
+/** NIP-11 fields describing exactly what is enforced. */
+export function nip11Payments(p: Pricing): {
+  payment_required: boolean;
+  restricted_writes: boolean;
+  payments_url?: string;
+  fees?: Record<string, unknown[]>;
+} {
+  if (!isPaid(p)) return { payment_required: false, restricted_writes: false };
+  const fees: Record<string, unknown[]> = {};
+  if (p.admissionMsat > 0) fees.admission = [{ amount: p.admissionMsat, unit: 'msats' }];
+  if (p.subscriptionMsat > 0) {
+    fees.subscription = [{ amount: p.subscriptionMsat, unit: 'msats', period: p.subscriptionPeriodSeconds }];
+  }
+  const publication: unknown[] = [];
+  for (const [kind, amount] of p.publicationKinds) if (amount > 0) publication.push({ kinds: [kind], amount, unit: 'msats' });
+  if (p.publicationMsat > 0) publication.push({ amount: p.publicationMsat, unit: 'msats' });
+  if (p.publicationPerKbMsat > 0) publication.push({ amount: p.publicationPerKbMsat, unit: 'msats', per: 'kilobyte' });
+  if (p.eventMsat > 0) publication.push({ amount: p.eventMsat, unit: 'msats', per: 'event', account: false });
+  if (publication.length > 0) fees.publication = publication;
+  return { payment_required: true, restricted_writes: true, payments_url: p.paymentsUrl, fees };
+}
