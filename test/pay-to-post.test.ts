@@ -7,7 +7,7 @@ import { NWCClient } from '@paidrelay/lightning';
 import { ledgerBalance, ledgerTotal } from '@paidrelay/db';
 import { settle } from '../apps/admission/src/settle.ts';
 import { startAdmission } from '../apps/admission/src/app.ts';
-import { newKey, RawClient, sign, sleep } from '../apps/relay/test/harness.ts';
+import { newKey, RawClient, sign, sleep, startTestRelay } from '../apps/relay/test/harness.ts';
 import { startStack, type TestStack } from './stack.ts';
 
 const PRICES = {
@@ -270,5 +270,51 @@ describe('subscriptions', () => {
     expect(m[2]).toBe(false);
     expect(m[3]).toMatch(/^blocked: payment required: 10000 msat/);
     c.close();
+  });
+});
+
+const pgUrl = process.env.TEST_DATABASE_URL;
+const redisUrl = process.env.TEST_REDIS_URL;
+if (process.env.CI && (!pgUrl || !redisUrl)) throw new Error('CI must set TEST_DATABASE_URL and TEST_REDIS_URL');
+
+describe.runIf(pgUrl && redisUrl)('a grant reaches every relay replica', () => {
+  let t: TestStack;
+  let other: Awaited<ReturnType<typeof startTestRelay>>;
+  let payer: NWCClient;
+  beforeAll(async () => {
+    t = await startStack({ ...PRICES, REDIS_URL: redisUrl! }, { backend: 'postgres' });
+    const config = t.stack.admission.ctx.config;
+    // a second relay process's worth: its own cache and bus connection, same Postgres and Redis
+    other = await startTestRelay('postgres', { REDIS_URL: redisUrl!, PRICE_ADMISSION_MSAT: '21000', PAYMENTS_URL: config.PAYMENTS_URL }, { databaseUrl: config.DATABASE_URL });
+    payer = new NWCClient({ nostrWalletConnectUrl: t.payerNwc });
+  });
+  afterAll(async () => {
+    payer?.close();
+    await other?.close();
+    await t?.stop();
+  });
+
+  it('within a second of the payment, the other replica accepts the write', async () => {
+    const k = newKey();
+    const c = await RawClient.open(other.url);
+    const first = sign(k.sk, { content: 'not yet' });
+    c.send(['EVENT', first]);
+    expect((await c.ok(first.id))[2]).toBe(false);
+    const r = await api(t, '/api/invoices', { json: { pubkey: k.pubkey, product: 'admission' } });
+    await payer.payInvoice({ invoice: r.body.bolt11 });
+    const paid = Date.now();
+    await until(async () => {
+      const ev = sign(k.sk, { kind: 7, content: String(Math.random()) });
+      c.send(['EVENT', ev]);
+      return (await c.ok(ev.id))[2] === true;
+    }, 1000);
+    expect(Date.now() - paid).toBeLessThan(1000);
+    c.close();
+  });
+});
+
+describe('production mode', () => {
+  it('refuses to start the dev Lightning network', async () => {
+    await expect(startStack({ NODE_ENV: 'production', RELAY_SECRET_KEY: 'a'.repeat(64) })).rejects.toThrow(/NWC_URL is required in production/);
   });
 });

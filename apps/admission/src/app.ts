@@ -1,4 +1,5 @@
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { gzipSync } from 'node:zlib';
 import type { AddressInfo } from 'node:net';
 import type { Bus } from '@paidrelay/bus';
 import type { Config, RelayKey } from '@paidrelay/config';
@@ -43,6 +44,13 @@ export type Admission = {
   close(): Promise<void>;
 };
 
+/** Page assets are named by content hash, so browsers may keep them; gzip when accepted. */
+function sendAsset(req: IncomingMessage, res: ServerResponse, plain: string, gz: Buffer, type: string): void {
+  const headers = { 'Cache-Control': 'public, max-age=31536000, immutable', Vary: 'Accept-Encoding' };
+  if (/\bgzip\b/.test(String(req.headers['accept-encoding'] ?? ''))) send(res, 200, gz, type, { ...headers, 'Content-Encoding': 'gzip' });
+  else send(res, 200, plain, type, headers);
+}
+
 /** The payments service: JSON API, pay page, LNURL-pay with zaps, payment watching. */
 export async function startAdmission(config: Config, log: Logger, deps: AdmissionDeps, port = config.ADMISSION_PORT): Promise<Admission> {
   const paymentsUrl = new URL(config.PAYMENTS_URL);
@@ -50,7 +58,8 @@ export async function startAdmission(config: Config, log: Logger, deps: Admissio
   const limiter = new InvoiceRateLimit(config.INVOICES_PER_MINUTE_PER_IP);
   const streams = new InvoiceStreams(ctx);
   const basePath = paymentsUrl.pathname.replace(/\/$/, '') || '/pay';
-  const page = await buildPayPage({ title: `${config.RELAY_NAME}: pay to write`, basePath });
+  const page = await buildPayPage({ title: config.RELAY_NAME, basePath });
+  const assets = { js: gzipSync(page.js), css: gzipSync(page.css) };
 
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
@@ -67,8 +76,8 @@ export async function startAdmission(config: Config, log: Logger, deps: Admissio
     .on('GET', '/lnurlp/:name/callback', (req, res) => lnurlCallback(ctx, limiter, req, res))
     .on('GET', basePath, (_req, res) => send(res, 200, page.html, 'text/html; charset=utf-8', { 'Cache-Control': 'no-cache' }))
     .on('GET', basePath + '/', (_req, res) => send(res, 200, page.html, 'text/html; charset=utf-8', { 'Cache-Control': 'no-cache' }))
-    .on('GET', basePath + '/pay.js', (_req, res) => send(res, 200, page.js, 'text/javascript; charset=utf-8'))
-    .on('GET', basePath + '/pay.css', (_req, res) => send(res, 200, page.css, 'text/css; charset=utf-8'))
+    .on('GET', basePath + '/pay.js', (req, res) => sendAsset(req, res, page.js, assets.js, 'text/javascript; charset=utf-8'))
+    .on('GET', basePath + '/pay.css', (req, res) => sendAsset(req, res, page.css, assets.css, 'text/css; charset=utf-8'))
     .on('GET', '/healthz', (_req, res) => send(res, 200, 'ok\n', 'text/plain'))
     .on('GET', '/readyz', async (_req, res) => {
       try {

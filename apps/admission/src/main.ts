@@ -1,34 +1,43 @@
-import { join, resolve } from 'node:path';
-import { createLogger, loadConfig } from '@paidrelay/config';
-import { startAll } from './stack.ts';
+import { createBus } from '@paidrelay/bus';
+import { createLogger, loadConfig, loadRelayKey } from '@paidrelay/config';
+import { openDatabase } from '@paidrelay/db';
+import { connectNwc, DevLightningNetwork } from '@paidrelay/lightning';
+import { pricingFromConfig } from '@paidrelay/pricing';
+import { startAdmission } from './app.ts';
 
-/** `pnpm start`: the relay, the admission service and (without NWC_URL) the dev Lightning network. */
+/**
+ * The admission service as its own deployable (Kubernetes): it shares Postgres and Redis with
+ * the relay replicas. `pnpm start` (all-in-one.ts) is the laptop way to run everything.
+ */
 const config = loadConfig();
-const log = createLogger(config.LOG_LEVEL, 'paidrelay');
+const log = createLogger(config.LOG_LEVEL, 'admission');
 try {
-  const stack = await startAll(config, log);
-  const lines = [
-    '',
-    `Relay ready: ${stack.relay.url}`,
-    `Pay page:    ${config.PAYMENTS_URL}`,
-  ];
-  if (stack.dev) {
-    lines.push(
-      '',
-      'Dev Lightning network (development only). Pay invoices with this payer wallet (NWC):',
-      `  ${stack.dev.payerWalletNwc}`,
-      `  (also in ${join(resolve(config.DATA_DIR), 'dev-wallet', 'payer.nwc')})`,
-    );
+  if (!config.DATABASE_URL) {
+    throw new Error('the admission service on its own needs DATABASE_URL (the embedded database belongs to one process: `pnpm start` runs the relay and the admission service together)');
   }
-  process.stdout.write(lines.join('\n') + '\n\n');
-  const stop = async (signal: string) => {
-    log.info({ signal }, 'shutting down');
-    await stack.close();
+  if (!config.NWC_URL && config.NODE_ENV === 'production') {
+    throw new Error("NWC_URL is required in production: set it to your wallet's Nostr Wallet Connect string");
+  }
+  const db = await openDatabase({ databaseUrl: config.DATABASE_URL, dataDir: config.DATA_DIR, poolSize: config.DATABASE_POOL_SIZE, onPoolError: (err) => log.warn({ err: err.message }, 'database connection lost') });
+  await db.migrate();
+  const bus = await createBus({ redisUrl: config.REDIS_URL, logger: log });
+  const relayUrl = config.RELAY_URL ?? `ws://localhost:${config.PORT}`;
+  const relayKey = loadRelayKey(config.RELAY_SECRET_KEY, config.DATA_DIR, config.NODE_ENV === 'production');
+  const dev = config.NWC_URL ? undefined : await DevLightningNetwork.start({ relayUrl, dataDir: config.DATA_DIR, logger: log });
+  const lightning = config.NWC_URL ? await connectNwc(config.NWC_URL, { logger: log }) : await dev!.connectRelayWallet({ logger: log });
+  const admission = await startAdmission(config, log, { db, bus, lightning, pricing: pricingFromConfig(config), relayKey, relayUrl });
+  if (dev) process.stdout.write(`\nDev payer wallet (NWC): ${dev.payerWalletNwc}\n\n`);
+  const stop = async () => {
+    await admission.close();
+    await lightning.close();
+    await dev?.close();
+    await bus.close();
+    await db.close();
     process.exit(0);
   };
-  process.once('SIGTERM', () => void stop('SIGTERM'));
-  process.once('SIGINT', () => void stop('SIGINT'));
+  process.once('SIGTERM', () => void stop());
+  process.once('SIGINT', () => void stop());
 } catch (err) {
-  log.fatal({ err: (err as Error).message }, 'failed to start');
+  log.fatal({ err: (err as Error).message }, 'admission service failed to start');
   process.exit(1);
 }

@@ -4,7 +4,7 @@ import {
   EVENTS_CHANNEL,
   INVOICES_CHANNEL,
 } from '@paidrelay/bus';
-import { getInvoiceByHash, settleInvoice, storeEvents } from '@paidrelay/db';
+import { getInvoiceByHash, setZapReceipt, settleInvoice, storeEvents } from '@paidrelay/db';
 import { eventToJson, type NostrEvent } from '@paidrelay/nostr';
 import { sql } from 'kysely';
 import { invoiceJson, now, type AdmissionContext } from './context.ts';
@@ -47,6 +47,7 @@ export async function settle(ctx: AdmissionContext, paymentHash: string, amountM
       const receipt = zapReceipt(ctx.relayKey.secretKey, r.invoice, preimage, at);
       const raw = eventToJson(receipt);
       await storeEvents(trx, [{ event: receipt, raw }], at);
+      await setZapReceipt(trx, r.invoice.id, receipt.id);
       published.push(raw);
     }
     return { ...r, published };

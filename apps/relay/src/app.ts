@@ -56,7 +56,7 @@ export async function startRelay(config: Config, log: Logger, opts: RelayOptions
   const bus = opts.bus ?? (await createBus({ redisUrl: config.REDIS_URL, logger: log }));
   const gate = isPaid(pricing) ? await createPaymentGate(config, pricing, db, bus, log) : undefined;
   const verifier = await VerifyPool.start(config.VERIFY_WORKERS, (n) => metrics.verifyBatch.observe(n));
-  const key = loadRelayKey(config.RELAY_SECRET_KEY, config.DATA_DIR);
+  const key = loadRelayKey(config.RELAY_SECRET_KEY, config.DATA_DIR, config.NODE_ENV === 'production');
   const limits: ParseLimits = {
     maxTags: config.MAX_EVENT_TAGS,
     maxContentLength: config.MAX_CONTENT_LENGTH,

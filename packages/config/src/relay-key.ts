@@ -9,8 +9,12 @@ export type RelayKey = { secretKey: Uint8Array; pubkey: string };
  * The relay's own identity (NIP-11 `self`): from RELAY_SECRET_KEY, or created once in the
  * data folder so a laptop relay keeps its identity across restarts.
  */
-export function loadRelayKey(secretHex: string | undefined, dataDir: string): RelayKey {
+export function loadRelayKey(secretHex: string | undefined, dataDir: string, production = false): RelayKey {
   let hex = secretHex;
+  if (!hex && production) {
+    // Every replica must speak as the same relay (NIP-11 self, zap receipts): a shared secret.
+    throw new Error('RELAY_SECRET_KEY is required in production (the relay identity must be the same on every replica)');
+  }
   if (!hex) {
     const file = join(dataDir, 'relay.key');
     if (existsSync(file)) {

@@ -32,3 +32,18 @@ describe('loadConfig', () => {
     expect(() => loadConfig({ MAX_SUBSCRIPTIONS: '0' })).toThrow(/MAX_SUBSCRIPTIONS/);
   });
 });
+
+describe('README', () => {
+  it('lists every setting with its default', async () => {
+    const { readFileSync } = await import('node:fs');
+    const { configSchema } = await import('../src/index.ts');
+    const readme = readFileSync(new URL('../../../README.md', import.meta.url), 'utf8');
+    const defaults = loadConfig({});
+    for (const key of Object.keys(configSchema.shape)) {
+      const row = readme.split('\n').find((l) => l.startsWith(`| \`${key}\` |`));
+      expect(row, `README row for ${key}`).toBeDefined();
+      const value = (defaults as Record<string, unknown>)[key];
+      if (typeof value === 'number' || typeof value === 'boolean') expect(row).toContain(`\`${value}\``);
+    }
+  });
+});
