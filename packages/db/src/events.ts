@@ -25,7 +25,8 @@
 import { createHash } from 'node:crypto';
 import { sql, type Kysely, type RawBuilder } from 'kysely';
 import type { Schema } from './schema.ts';
-import type { Filter, KindClass, NostrEvent, StoreItem, StoreOutcome } from './types.ts';
+import { kindClass, type KindClass } from '@paidrelay/nostr';
+import type { Filter, NostrEvent, StoreItem, StoreOutcome } from './types.ts';
 
 export const MESSAGE_DUPLICATE = 'already have this event';
 export const MESSAGE_DELETED = 'this event was deleted';
@@ -33,14 +34,6 @@ export const MESSAGE_STALE = 'have a newer version';
 
 const KIND_DELETION = 5;
 
-/** NIP-01 kind classes; kinds 40000+ are treated as regular. */
-export function kindClass(kind: number): KindClass {
-  if (kind < 10000) return kind === 0 || kind === 3 ? 'replaceable' : 'regular';
-  if (kind < 20000) return 'replaceable';
-  if (kind < 30000) return 'ephemeral';
-  if (kind < 40000) return 'addressable';
-  return 'regular';
-}
 
 // ---------------------------------------------------------------------------------------------
 // Small helpers

@@ -5,7 +5,6 @@ export {
   countEvents,
   purgeExpired,
   getEventById,
-  kindClass,
   MESSAGE_DUPLICATE,
   MESSAGE_DELETED,
   MESSAGE_STALE,

@@ -23,15 +23,8 @@ export interface SigItem {
   sig: string;
 }
 
-export interface NostrEvent {
-  id: string;
-  pubkey: string;
-  created_at: number;
-  kind: number;
-  tags: string[][];
-  content: string;
-  sig: string;
-}
+/** Only the signature fields of an event are read; any Nostr event object fits. */
+export type NostrEvent = SigItem;
 
 export interface Verifier {
   backend: Backend;
