@@ -21,13 +21,17 @@ try {
     );
   }
   process.stdout.write(lines.join('\n') + '\n\n');
+  let stopping = false;
   const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
     log.info({ signal }, 'shutting down');
     await stack.close();
     process.exit(0);
   };
-  process.once('SIGTERM', () => void stop('SIGTERM'));
-  process.once('SIGINT', () => void stop('SIGINT'));
+  // `on`, not `once`: a wrapper (tsx, a shell) may repeat the signal while we drain.
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGINT', () => void stop('SIGINT'));
 } catch (err) {
   log.fatal({ err: (err as Error).message }, 'failed to start');
   process.exit(1);

@@ -27,7 +27,10 @@ try {
   const lightning = config.NWC_URL ? await connectNwc(config.NWC_URL, { logger: log }) : await dev!.connectRelayWallet({ logger: log });
   const admission = await startAdmission(config, log, { db, bus, lightning, pricing: pricingFromConfig(config), relayKey, relayUrl });
   if (dev) process.stdout.write(`\nDev payer wallet (NWC): ${dev.payerWalletNwc}\n\n`);
+  let stopping = false;
   const stop = async () => {
+    if (stopping) return;
+    stopping = true;
     await admission.close();
     await lightning.close();
     await dev?.close();
@@ -35,8 +38,9 @@ try {
     await db.close();
     process.exit(0);
   };
-  process.once('SIGTERM', () => void stop());
-  process.once('SIGINT', () => void stop());
+  // `on`, not `once`: a wrapper (tsx, a shell) may repeat the signal while we drain.
+  process.on('SIGTERM', () => void stop());
+  process.on('SIGINT', () => void stop());
 } catch (err) {
   log.fatal({ err: (err as Error).message }, 'admission service failed to start');
   process.exit(1);

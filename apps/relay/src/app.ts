@@ -70,7 +70,7 @@ export async function startRelay(config: Config, log: Logger, opts: RelayOptions
     log,
     db,
     bus,
-    writer: new GroupCommitWriter(db, config.WRITE_BATCH_MAX, metrics, log, gate?.debit),
+    writer: new GroupCommitWriter(db, config.WRITE_BATCH_MAX, metrics, log, gate?.debit, db.kind === 'postgres' ? config.WRITE_CONCURRENCY : 1),
     verifier,
     index: new SubscriptionIndex(),
     metrics,
@@ -206,6 +206,9 @@ export async function startRelay(config: Config, log: Logger, opts: RelayOptions
       clearInterval(purge);
       uWS.us_listen_socket_close(listenSocket);
       await ctx.writer.drain();
+      // Let the last OKs leave the per-connection outbox before the sockets close.
+      await new Promise((r) => setImmediate(r));
+      await new Promise((r) => setImmediate(r));
       for (const conn of [...connections]) conn.ws?.end(1001, 'relay shutting down');
       await verifier.close();
       gate?.close();

@@ -23,8 +23,34 @@ export type Connection = {
   queries: number;
 };
 
-/** Sends a text frame unless the socket has gone; uWS throws on a closed socket. */
+const outbox = new Map<Connection, string[]>();
+let flushScheduled = false;
+
+/**
+ * Sends a text frame to a client. Messages are queued per connection and written once per
+ * event-loop turn, corked: the OKs of one group commit, or an event for 500 subscribers, cost
+ * one write per connection instead of one per message. Order per connection is kept.
+ * A socket that has gone is skipped (uWS throws on a closed socket).
+ */
 export function send(conn: Connection, msg: string): void {
-  if (conn.closed || !conn.ws) return;
-  conn.ws.send(msg, false, false);
+  if (conn.closed) return;
+  const queue = outbox.get(conn);
+  if (queue) queue.push(msg);
+  else outbox.set(conn, [msg]);
+  if (!flushScheduled) {
+    flushScheduled = true;
+    setImmediate(flushOutbox);
+  }
+}
+
+function flushOutbox(): void {
+  flushScheduled = false;
+  for (const [conn, msgs] of outbox) {
+    if (conn.closed || !conn.ws) continue;
+    const ws = conn.ws;
+    ws.cork(() => {
+      for (const m of msgs) ws.send(m, false, false);
+    });
+  }
+  outbox.clear();
 }

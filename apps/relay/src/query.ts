@@ -53,18 +53,14 @@ export async function handleReq(ctx: RelayContext, conn: Connection, subId: stri
   }
   if (conn.closed || conn.subs.get(subId) !== sub) return;
   const sent = new Set<string>();
-  conn.ws!.cork(() => {
-    for (const json of stored) {
-      send(conn, encodeEvent(subId, json));
-    }
-    send(conn, encodeEose(subId));
-    const backlog = sub.backlog!;
-    sub.backlog = null;
-    if (backlog.length > 0) {
-      for (const json of stored) sent.add(idOf(json));
-      for (const item of backlog) if (!sent.has(item.id)) send(conn, encodeEvent(subId, item.json));
-    }
-  });
+  for (const json of stored) send(conn, encodeEvent(subId, json));
+  send(conn, encodeEose(subId));
+  const backlog = sub.backlog!;
+  sub.backlog = null;
+  if (backlog.length > 0) {
+    for (const json of stored) sent.add(idOf(json));
+    for (const item of backlog) if (!sent.has(item.id)) send(conn, encodeEvent(subId, item.json));
+  }
 }
 
 /** Stored JSON always starts with {"id":"<64 hex>" (we write it that way). */

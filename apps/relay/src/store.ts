@@ -33,27 +33,33 @@ const retryable = (err: unknown) => ['40001', '40P01'].includes((err as { code?:
  */
 export class GroupCommitWriter {
   private queue: Job[] = [];
-  private running = false;
+  private running = 0;
   private idle: (() => void)[] = [];
 
+  /**
+   * `concurrency` transactions may be in flight at once: while one waits on the database the
+   * next batch is already on its way (the store's per-author locks keep them consistent, as
+   * they do for several replicas).
+   */
   constructor(
     private readonly db: Database,
     private readonly maxBatch: number,
     private readonly metrics: Metrics,
     private readonly log: Logger,
     private readonly debit?: Debit,
+    private readonly concurrency = 1,
   ) {}
 
   /** `charge` (msat) is debited from the author's balance if, and only if, the event is stored. */
   write(event: NostrEvent, raw: string, charge?: number): Promise<WriteOutcome> {
     return new Promise((resolve, reject) => {
       this.queue.push({ event, raw, charge, resolve, reject });
-      if (!this.running) void this.run();
+      if (this.running < this.concurrency) void this.run();
     });
   }
 
   private async run(): Promise<void> {
-    this.running = true;
+    this.running++;
     while (this.queue.length > 0) {
       let batch = this.queue.splice(0, this.maxBatch);
       const end = this.metrics.commitDuration.startTimer();
@@ -78,8 +84,8 @@ export class GroupCommitWriter {
       }
       end();
     }
-    this.running = false;
-    for (const r of this.idle.splice(0)) r();
+    this.running--;
+    if (this.running === 0) for (const r of this.idle.splice(0)) r();
   }
 
   private async commit(batch: Job[]): Promise<WriteOutcome[]> {
@@ -108,7 +114,7 @@ export class GroupCommitWriter {
 
   /** Resolves when every write handed in so far has been committed or failed. */
   drain(): Promise<void> {
-    if (!this.running && this.queue.length === 0) return Promise.resolve();
+    if (this.running === 0 && this.queue.length === 0) return Promise.resolve();
     return new Promise((r) => this.idle.push(r));
   }
 }

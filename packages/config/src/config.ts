@@ -102,6 +102,8 @@ export const configSchema = z.object({
 
   /** Largest batch one group-commit transaction takes. */
   WRITE_BATCH_MAX: int(500, 1),
+  /** Group-commit transactions in flight at once on Postgres (PGlite always uses one). */
+  WRITE_CONCURRENCY: int(2, 1),
   /** Signature-verification worker threads (0 = one fewer than the cores, at least one). */
   VERIFY_WORKERS: int(0),
   PURGE_INTERVAL_SECONDS: int(60, 1),
