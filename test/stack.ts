@@ -55,6 +55,8 @@ export async function startStack(
     DATA_DIR: dataDir,
     LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
     VERIFY_WORKERS: '1',
+    // Each test names the prices it needs.
+    PRICE_ADMISSION_MSAT: '0',
     ...(databaseUrl ? { DATABASE_URL: databaseUrl } : {}),
     ...env,
   });

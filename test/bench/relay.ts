@@ -146,6 +146,8 @@ export async function spawnRelay(opts: SpawnOptions): Promise<RelayProcess> {
     MAX_CONNECTIONS_PER_IP: '2000',
     MAX_MESSAGES_PER_SECOND: '100000',
     CREATED_AT_LOWER_LIMIT: '0',
+    // The bench measures the relay itself: an open relay (payments are benched on their own).
+    PRICE_ADMISSION_MSAT: '0',
     ...(opts.databaseUrl ? { DATABASE_URL: opts.databaseUrl } : {}),
     ...(opts.redisUrl ? { REDIS_URL: opts.redisUrl } : {}),
     ...opts.extraEnv,

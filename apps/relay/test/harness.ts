@@ -59,6 +59,8 @@ export async function startTestRelay(
     DATA_DIR: mkdtempSync(join(tmpdir(), 'paidrelay-test-')),
     LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
     VERIFY_WORKERS: '1',
+    // The relay core's tests run an open relay; payment tests set their prices.
+    PRICE_ADMISSION_MSAT: '0',
     ...(databaseUrl ? { DATABASE_URL: databaseUrl } : {}),
     ...env,
   });

@@ -61,8 +61,8 @@ export const configSchema = z.object({
   MAX_BACKPRESSURE: int(4 * 1024 * 1024, 65536),
 
   // ---- payments (the relay, the admission service and NIP-11 all read these) ----
-  /** One-time admission fee per pubkey, msat (0: none). */
-  PRICE_ADMISSION_MSAT: int(0),
+  /** One-time admission fee per pubkey, msat (0: none). A paid relay out of the box; 0 everywhere is an open relay. */
+  PRICE_ADMISSION_MSAT: int(21000),
   /** Subscription fee per period, msat (0: none). */
   PRICE_SUBSCRIPTION_MSAT: int(0),
   SUBSCRIPTION_PERIOD_SECONDS: int(2592000, 1),

@@ -5,7 +5,7 @@ import { gate, isPaid, nip11Payments, parsePubkey, payUrl, pricingFromConfig, pu
 
 const pk = 'a'.repeat(64);
 const ev = (kind = 1, id = 'f'.repeat(64)) => ({ id, pubkey: pk, kind });
-const pricing = (env: Record<string, string>) => pricingFromConfig(loadConfig(env));
+const pricing = (env: Record<string, string>) => pricingFromConfig(loadConfig({ PRICE_ADMISSION_MSAT: '0', ...env }));
 const NOW = 1_800_000_000;
 
 describe('pricing', () => {
