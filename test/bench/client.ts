@@ -24,15 +24,9 @@ const OPEN = 1;
 const EVENT_PREFIX = Buffer.from('["EVENT","');
 const QUOTE = 0x22;
 
-export type NostrEvent = {
-  id: string;
-  pubkey: string;
-  created_at: number;
-  kind: number;
-  tags: string[][];
-  content: string;
-  sig: string;
-};
+import type { NostrEvent } from '@paidrelay/nostr';
+
+export type { NostrEvent };
 
 export type Filter = Record<string, unknown>;
 
