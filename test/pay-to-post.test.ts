@@ -252,6 +252,9 @@ describe('subscriptions', () => {
   it('writing is allowed for the period paid for, and ends when it does', async () => {
     const c = await RawClient.open(t.relayUrl);
     const k = newKey();
+    const refused = sign(k.sk, { content: 'posted before paying' });
+    c.send(['EVENT', refused]);
+    expect((await c.ok(refused.id))[2]).toBe(false);
     const r = await api(t, '/api/invoices', { json: { pubkey: k.pubkey, product: 'subscription' } });
     expect(r.status).toBe(201);
     await payer.payInvoice({ invoice: r.body.bolt11 });
@@ -260,6 +263,9 @@ describe('subscriptions', () => {
       return a.admitted ? a : undefined;
     });
     expect(acc.admitted_until).toBeGreaterThan(Math.floor(Date.now() / 1000));
+    // the write refused before paying is published by the grant
+    expect((await c.req('held', { ids: [refused.id] })).events).toEqual([refused]);
+    expect((await api(t, `/api/held/${refused.id}`)).status).toBe(404);
     const ev = sign(k.sk, { content: 'subscribed' });
     c.send(['EVENT', ev]);
     expect((await c.ok(ev.id))[2]).toBe(true);

@@ -27,6 +27,8 @@ export {
   debitForEvent,
   holdEvent,
   getHeldEvent,
+  listHeldEvents,
+  deleteHeldEvents,
   purgeHeldEvents,
   ledgerBalance,
   ledgerTotal,

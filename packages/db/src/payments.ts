@@ -701,6 +701,42 @@ export async function getHeldEvent(db: Kysely<Schema>, eventId: string, now: num
 }
 
 /**
+ * A pubkey's held events that nothing is paying for yet (no pending, unexpired invoice of their
+ * own), oldest first: after a grant, the admission service publishes those the gate now accepts.
+ */
+export async function listHeldEvents(db: Kysely<Schema>, pubkey: string, now: number): Promise<HeldEvent[]> {
+  checkHex64(pubkey, 'pubkey');
+  checkInt(now, 'now');
+  const rows = await db
+    .selectFrom('held_events as h')
+    .selectAll('h')
+    .where('h.pubkey', '=', buf(pubkey))
+    .where('h.expires_at', '>', now)
+    .where(({ not, exists, selectFrom }) =>
+      not(
+        exists(
+          selectFrom('invoices as i')
+            .select('i.id')
+            .whereRef('i.event_id', '=', 'h.event_id')
+            .where('i.status', '=', 'pending')
+            .where('i.expires_at', '>', now),
+        ),
+      ),
+    )
+    .orderBy('h.created_at')
+    .execute();
+  return rows.map((r) => ({ id: hex(r.event_id), pubkey: hex(r.pubkey), kind: r.kind, raw: r.raw, amountMsat: r.amount_msat, expiresAt: r.expires_at }));
+}
+
+/** Removes held events (published by other means). Returns how many were removed. */
+export async function deleteHeldEvents(db: Kysely<Schema>, eventIds: string[]): Promise<number> {
+  if (eventIds.length === 0) return 0;
+  for (const id of eventIds) checkHex64(id, 'eventId');
+  const r = await db.deleteFrom('held_events').where('event_id', 'in', eventIds.map(buf)).executeTakeFirst();
+  return Number(r.numDeletedRows);
+}
+
+/**
  * Deletes held events whose expiry is due (expires_at <= now), except those with a pending
  * invoice that has not expired (a payment may still arrive). Returns how many were deleted.
  * (A payment that arrives after its held event was purged is credited to the payer's balance.)

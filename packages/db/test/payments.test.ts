@@ -9,6 +9,8 @@ import {
   getAccount,
   getEventById,
   getHeldEvent,
+  listHeldEvents,
+  deleteHeldEvents,
   getInvoice,
   getInvoiceByHash,
   holdEvent,
@@ -627,6 +629,20 @@ describe.each(backends)('payments on $name', (backend) => {
       expect(await getHeldEvent(db.kysely, 'bad', NOW)).toBeUndefined();
       expect(await purgeHeldEvents(db.kysely, NOW + 4599)).toBe(0);
       expect(await purgeHeldEvents(db.kysely, NOW + 4600)).toBe(1);
+    });
+
+    it('lists a pubkey\'s held events nothing is paying for, oldest first, and deletes them', async () => {
+      const pubkey = hex32();
+      const es = Array.from({ length: 3 }, () => ev(pubkey));
+      for (let i = 0; i < es.length; i++) await holdEvent(db.kysely, es[i], { ...limits, now: NOW + i });
+      await holdEvent(db.kysely, ev(hex32()), limits);
+      await createInvoice(db.kysely, newInvoice({ pubkey, product: 'event', eventId: es[1].id, expiresAt: NOW + 10_000 }));
+      expect((await listHeldEvents(db.kysely, pubkey, NOW + 5)).map((h) => h.id)).toEqual([es[0].id, es[2].id]);
+      expect((await listHeldEvents(db.kysely, pubkey, NOW + 3601)).map((h) => h.id)).toEqual([es[2].id]); // the others expired
+      expect(await deleteHeldEvents(db.kysely, [es[0].id, es[2].id])).toBe(2);
+      expect(await deleteHeldEvents(db.kysely, [])).toBe(0);
+      expect(await listHeldEvents(db.kysely, pubkey, NOW + 5)).toEqual([]);
+      expect((await getHeldEvent(db.kysely, es[1].id, NOW + 5))?.id).toBe(es[1].id);
     });
 
     it('refuses events over maxBytes and bad input', async () => {
