@@ -237,7 +237,7 @@ describe.each(backends())('dev Lightning network over NIP-47 through our relay (
   });
 });
 
-describe('on a paid relay (admission price) that waives the NIP-47 kinds', () => {
+describe("on a paid relay (admission price) that lets its own wallets' NIP-47 traffic through", () => {
   let relay: TestRelay;
   let dataDir: string;
   let net: DevLightningNetwork | undefined;
@@ -245,8 +245,9 @@ describe('on a paid relay (admission price) that waives the NIP-47 kinds', () =>
   let payer: NWCClient | undefined;
 
   beforeAll(async () => {
-    relay = await startTestRelay('pglite', { PRICE_ADMISSION_MSAT: '1000', WAIVED_KINDS: ['9735', ...NIP47_EVENT_KINDS].join(',') });
     dataDir = mkdtempSync(join(tmpdir(), 'paidrelay-ln-e2e-'));
+    const walletPubkeys = await DevLightningNetwork.walletPubkeys(dataDir);
+    relay = await startTestRelay('pglite', { PRICE_ADMISSION_MSAT: '1000', WALLET_PUBKEYS: walletPubkeys.join(',') });
   });
   afterAll(async () => {
     payer?.close();
@@ -274,7 +275,16 @@ describe('on a paid relay (admission price) that waives the NIP-47 kinds', () =>
       c.send(['EVENT', note]);
       const ok = await c.ok(note.id);
       expect(ok[2]).toBe(false);
-      expect(String(ok[3])).toMatch(/^blocked: payment required: 1000 msat/);
+      expect(String(ok[3])).toMatch(/^blocked: payment required: 1 sat for admission: /);
+      // The same kinds from any other key pay like every other write: no free storage or broadcast.
+      const sk = generateSecretKey();
+      for (const kind of NIP47_EVENT_KINDS) {
+        const ev = finalizeEvent({ kind, created_at: Math.floor(Date.now() / 1000), tags: [['p', getPublicKey(sk)]], content: 'x'.repeat(1000) }, sk);
+        c.send(['EVENT', ev]);
+        const r = await c.ok(ev.id);
+        expect(r[2]).toBe(false);
+        expect(String(r[3])).toMatch(/^blocked: payment required:/);
+      }
     } finally {
       c.close();
     }

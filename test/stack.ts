@@ -57,6 +57,7 @@ export async function startStack(
     VERIFY_WORKERS: '1',
     // Each test names the prices it needs.
     PRICE_ADMISSION_MSAT: '0',
+    PRICE_EVENT_MSAT: '0',
     ...(databaseUrl ? { DATABASE_URL: databaseUrl } : {}),
     ...env,
   });

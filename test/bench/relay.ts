@@ -148,6 +148,7 @@ export async function spawnRelay(opts: SpawnOptions): Promise<RelayProcess> {
     CREATED_AT_LOWER_LIMIT: '0',
     // The bench measures the relay itself: an open relay (payments are benched on their own).
     PRICE_ADMISSION_MSAT: '0',
+    PRICE_EVENT_MSAT: '0',
     ...(opts.databaseUrl ? { DATABASE_URL: opts.databaseUrl } : {}),
     ...(opts.redisUrl ? { REDIS_URL: opts.redisUrl } : {}),
     ...opts.extraEnv,

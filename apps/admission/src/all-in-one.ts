@@ -1,12 +1,18 @@
 import { join, resolve } from 'node:path';
-import { createLogger, loadConfig } from '@paidrelay/config';
-import { startAll } from './stack.ts';
+import { createLogger, installProcessHandlers, loadConfig } from '@paidrelay/config';
+import { startAll, type Stack } from './stack.ts';
 
 /** `pnpm start`: the relay, the admission service and (without NWC_URL) the dev Lightning network, in one process. */
 const config = loadConfig();
 const log = createLogger(config.LOG_LEVEL, 'paidrelay');
+let stack: Stack | undefined;
+let closing: Promise<void> | undefined;
+/** SIGTERM and a fatal error may overlap: the stack is closed once. */
+const close = () => (closing ??= stack ? stack.close() : Promise.resolve());
+// uncaughtException / unhandledRejection: logged with the stack, closed within 5 s, exit 1.
+installProcessHandlers(log, close);
 try {
-  const stack = await startAll(config, log);
+  stack = await startAll(config, log);
   const lines = [
     '',
     `Relay ready: ${stack.relay.url}`,
@@ -26,13 +32,14 @@ try {
     if (stopping) return;
     stopping = true;
     log.info({ signal }, 'shutting down');
-    await stack.close();
-    process.exit(0);
+    await close();
+    // 0, unless a fatal error set process.exitCode meanwhile.
+    process.exit();
   };
   // `on`, not `once`: a wrapper (tsx, a shell) may repeat the signal while we drain.
   process.on('SIGTERM', () => void stop('SIGTERM'));
   process.on('SIGINT', () => void stop('SIGINT'));
 } catch (err) {
-  log.fatal({ err: (err as Error).message }, 'failed to start');
+  log.fatal({ err }, 'failed to start');
   process.exit(1);
 }

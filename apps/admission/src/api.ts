@@ -1,6 +1,6 @@
 import type { ServerResponse } from 'node:http';
 import { createInvoice, getAccount, getHeldEvent, getInvoice } from '@paidrelay/db';
-import { parsePubkey, type Product } from '@paidrelay/pricing';
+import { notOnSale, parsePubkey, productsOnSale, type Product } from '@paidrelay/pricing';
 import { z } from 'zod';
 import { accountJson, invoiceJson, now, type AdmissionContext } from './context.ts';
 import { error, HttpError, json, readJson, type Req } from './http.ts';
@@ -45,6 +45,7 @@ export function pricingJson(ctx: AdmissionContext) {
     publication_kinds: Object.fromEntries([...p.publicationKinds].map(([k, v]) => [String(k), v])),
     publication_per_kb_msat: p.publicationPerKbMsat,
     event_msat: p.eventMsat,
+    products: productsOnSale(p),
     credit: { min_msat: CREDIT_MIN_MSAT, max_msat: CREDIT_MAX_MSAT },
     relay_url: ctx.relayUrl,
     payments_url: ctx.config.PAYMENTS_URL,
@@ -52,17 +53,31 @@ export function pricingJson(ctx: AdmissionContext) {
   };
 }
 
+/**
+ * The relay answers a refusal at once and writes the held event in its next batch, a few
+ * milliseconds later: a client that asks to pay for it straight away is given that long.
+ */
+async function heldEventSoon(ctx: AdmissionContext, eventId: string, waitMs = 1500) {
+  const until = Date.now() + waitMs;
+  for (;;) {
+    const held = await getHeldEvent(ctx.db.kysely, eventId, now());
+    if (held || Date.now() >= until) return held;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 /** What one invoice for this product costs, or a 4xx. */
 async function priceFor(ctx: AdmissionContext, body: z.infer<typeof invoiceRequest>, pubkey: string): Promise<{ amount: number; eventId?: string; what: string }> {
   const p = ctx.pricing;
   switch (body.product as Product) {
     case 'admission':
-      if (p.admissionMsat <= 0) throw new HttpError(400, 'this relay does not sell admission');
+      if (p.admissionMsat <= 0) throw new HttpError(400, notOnSale(p, 'admission'));
       return { amount: p.admissionMsat, what: 'admission' };
     case 'subscription':
-      if (p.subscriptionMsat <= 0) throw new HttpError(400, 'this relay does not sell subscriptions');
+      if (p.subscriptionMsat <= 0) throw new HttpError(400, notOnSale(p, 'subscription'));
       return { amount: p.subscriptionMsat, what: `${Math.round(p.subscriptionPeriodSeconds / 86400)} days of writing` };
     case 'credit': {
+      if (!productsOnSale(p).some((o) => o.product === 'credit')) throw new HttpError(400, `${notOnSale(p, 'credit')} (credit pays publication prices, and this relay has none)`);
       const amount = body.amount_msat;
       if (amount === undefined) throw new HttpError(400, 'amount_msat is required for credit');
       if (amount < CREDIT_MIN_MSAT || amount > CREDIT_MAX_MSAT) {
@@ -72,8 +87,9 @@ async function priceFor(ctx: AdmissionContext, body: z.infer<typeof invoiceReque
     }
     case 'event': {
       if (!body.event_id) throw new HttpError(400, 'event_id is required for product "event"');
-      const held = await getHeldEvent(ctx.db.kysely, body.event_id, now());
+      const held = await heldEventSoon(ctx, body.event_id);
       if (!held || held.pubkey !== pubkey) throw new HttpError(404, 'no held event with this id for this pubkey (it may have expired)');
+      if (held.amountMsat <= 0) throw new HttpError(400, notOnSale(p, 'event'));
       return { amount: held.amountMsat, eventId: held.id, what: 'publishing one event' };
     }
   }
@@ -125,7 +141,11 @@ export async function invoiceEvents(ctx: AdmissionContext, streams: InvoiceStrea
   const inv = await getInvoice(ctx.db.kysely, req.params.id);
   if (!inv) return error(res, 404, 'no such invoice');
   streams.open(res, invoiceJson(inv), async () => {
-    const fresh = await getInvoice(ctx.db.kysely, req.params.id);
+    // Runs later on a timer: a database error must not become an unhandled rejection.
+    const fresh = await getInvoice(ctx.db.kysely, req.params.id).catch((err: unknown) => {
+      ctx.log.warn({ err: (err as Error).message }, 'invoice stream: refresh failed');
+      return undefined;
+    });
     return fresh && invoiceJson(fresh);
   });
 }
@@ -136,19 +156,34 @@ export async function getAccountRoute(ctx: AdmissionContext, req: Req, res: Serv
   json(res, 200, accountJson(pubkey, await getAccount(ctx.db.kysely, pubkey)));
 }
 
+/**
+ * A held (refused) event, for the pay page. Its content preview is shown only to whoever also
+ * names its author (`?pubkey=<hex or npub>`, as the pay URL does); anyone else gets the same 404
+ * as for an unknown id, so an event id alone reveals neither the content nor the existence.
+ */
 export async function getHeldRoute(ctx: AdmissionContext, req: Req, res: ServerResponse): Promise<void> {
   const id = req.params.event_id;
   if (!/^[0-9a-f]{64}$/.test(id)) return error(res, 400, 'event id must be 64 lowercase hex characters');
-  const held = await getHeldEvent(ctx.db.kysely, id, now());
-  if (!held) return error(res, 404, 'no held event with this id (it may have expired or been published)');
-  const ev = JSON.parse(held.raw) as { content: string };
+  const given = req.query.get('pubkey')?.trim() || undefined;
+  const pubkey = given === undefined ? undefined : parsePubkey(given);
+  if (given !== undefined && !pubkey) return error(res, 400, 'pubkey must be 64 hex characters or an npub');
+  const held = pubkey ? await getHeldEvent(ctx.db.kysely, id, now()) : undefined;
+  if (!held || held.pubkey !== pubkey) {
+    return error(res, 404, 'no held event with this id for this pubkey (it may have expired or been published)');
+  }
+  let content = '';
+  try {
+    const ev = JSON.parse(held.raw) as { content?: unknown };
+    if (typeof ev.content === 'string') content = ev.content;
+  } catch {
+    /* stored by the relay, always JSON; an empty preview rather than a 500 otherwise */
+  }
   json(res, 200, {
     id: held.id,
     pubkey: held.pubkey,
     kind: held.kind,
-    content_preview: [...ev.content].slice(0, 280).join(''),
+    content_preview: [...content].slice(0, 280).join(''),
     amount_msat: held.amountMsat,
     expires_at: held.expiresAt,
   });
 }
-

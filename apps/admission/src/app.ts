@@ -6,7 +6,6 @@ import type { Config, RelayKey } from '@paidrelay/config';
 import type { Database } from '@paidrelay/db';
 import type { LightningBackend } from '@paidrelay/lightning';
 import type { Pricing } from '@paidrelay/pricing';
-import { sql } from 'kysely';
 import type { Logger } from 'pino';
 import { Counter, Registry, collectDefaultMetrics } from 'prom-client';
 import {
@@ -79,18 +78,22 @@ export async function startAdmission(config: Config, log: Logger, deps: Admissio
     .on('GET', basePath + '/pay.js', (req, res) => sendAsset(req, res, page.js, assets.js, 'text/javascript; charset=utf-8'))
     .on('GET', basePath + '/pay.css', (req, res) => sendAsset(req, res, page.css, assets.css, 'text/css; charset=utf-8'))
     .on('GET', '/healthz', (_req, res) => send(res, 200, 'ok\n', 'text/plain'))
+    // db.isReady(): one probe in flight at most, false after 2 s (a silent database), cached 1 s.
     .on('GET', '/readyz', async (_req, res) => {
-      try {
-        await sql`select 1`.execute(ctx.db.kysely);
-        send(res, 200, 'ready\n', 'text/plain');
-      } catch {
-        send(res, 503, 'database unreachable\n', 'text/plain');
-      }
+      if (await ctx.db.isReady()) send(res, 200, 'ready\n', 'text/plain');
+      else send(res, 503, 'database unreachable\n', 'text/plain');
     })
     .on('GET', '/metrics', async (_req, res) => send(res, 200, await registry.metrics(), registry.contentType));
 
-  const server: Server = createServer((rawReq, res) => {
-    const url = new URL(rawReq.url ?? '/', 'http://x');
+  /** One request; anything it throws or rejects with is answered by the caller below. */
+  const handle = async (rawReq: IncomingMessage, res: ServerResponse): Promise<void> => {
+    let url: URL;
+    try {
+      // Absolute-form targets (`GET http://host/path`) are parsed too: a bad host throws here.
+      url = new URL(rawReq.url ?? '/', 'http://x');
+    } catch {
+      throw new HttpError(400, 'malformed request target');
+    }
     const req = Object.assign(rawReq, { params: {}, query: url.searchParams, ip: clientIp(rawReq, config.TRUST_PROXY) }) as Req;
     if (req.method === 'OPTIONS') return corsPreflight(res);
     const found = router.match(req.method ?? 'GET', url.pathname);
@@ -98,11 +101,31 @@ export async function startAdmission(config: Config, log: Logger, deps: Admissio
     if (found === 'method') return error(res, 405, 'method not allowed');
     req.params = found.params;
     res.on('finish', () => requests.inc({ route: url.pathname.startsWith('/api/') ? url.pathname.split('/').slice(0, 3).join('/') : 'other', status: res.statusCode }));
-    Promise.resolve(found.handler(req, res)).catch((err: unknown) => {
-      if (err instanceof HttpError) return error(res, err.status, err.message);
-      log.error({ err: (err as Error).message, path: url.pathname }, 'request failed');
-      error(res, 500, 'internal error, try again');
+    await found.handler(req, res);
+  };
+
+  // Nothing a client sends may escape the handler: a throw or a rejection is a 4xx/500 and a
+  // log line, never an uncaught exception (which would end the process).
+  const server: Server = createServer((rawReq, res) => {
+    res.on('error', (err) => log.warn({ err: err.message }, 'response error'));
+    handle(rawReq, res).catch((err: unknown) => {
+      try {
+        if (err instanceof HttpError) return error(res, err.status, err.message);
+        log.error({ err: (err as Error)?.message ?? String(err), path: String(rawReq.url).slice(0, 200) }, 'request failed');
+        error(res, 500, 'internal error, try again');
+      } catch (e) {
+        log.warn({ err: (e as Error)?.message }, 'could not answer a failed request');
+        res.destroy();
+      }
     });
+  });
+  // Unparseable HTTP (bad request line, bad header, oversized headers): a 4xx and close.
+  server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+    // Raw bytes must not interleave with a response already in flight on this socket.
+    if (err.code === 'ECONNRESET' || !socket.writable || (socket as { _httpMessage?: unknown })._httpMessage) return void socket.destroy();
+    const [status, text] = err.code === 'HPE_HEADER_OVERFLOW' ? [431, 'Request Header Fields Too Large'] : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? [408, 'Request Timeout'] : [400, 'Bad Request'];
+    const body = JSON.stringify({ error: `malformed HTTP request (${text.toLowerCase()})` });
+    socket.end(`HTTP/1.1 ${status} ${text}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

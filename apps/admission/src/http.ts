@@ -30,10 +30,19 @@ export class Router {
       pathMatched = true;
       if (r.method !== method && !(r.method === 'GET' && method === 'HEAD')) continue;
       const params: Record<string, string> = {};
-      r.keys.forEach((k, i) => (params[k] = decodeURIComponent(m[i + 1])));
+      r.keys.forEach((k, i) => (params[k] = decodeParam(m[i + 1])));
       return { handler: r.handler, params };
     }
     return pathMatched ? 'method' : undefined;
+  }
+}
+
+/** A path segment, percent-decoded; bad percent-encoding (or invalid UTF-8 in it) is a 400, not a throw. */
+export function decodeParam(raw: string): string {
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    throw new HttpError(400, 'the path has bad percent-encoding (each % must start a valid UTF-8 %XX sequence)');
   }
 }
 

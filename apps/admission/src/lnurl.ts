@@ -71,7 +71,9 @@ export async function lnurlCallback(ctx: AdmissionContext, limiter: InvoiceRateL
     paymentHash: inv.paymentHash,
     bolt11: inv.bolt11,
     pubkey: zapper,
-    product: 'zap',
+    // A plain LNURL payment (no zap request) is a donation: credited to the relay's own key, as
+    // a zap invoice must carry its request.
+    product: nostr === null ? 'credit' : 'zap',
     amountMsat: inv.amountMsat,
     createdAt: inv.createdAt ?? now(),
     expiresAt: inv.expiresAt,

@@ -1,5 +1,5 @@
 import { createBus } from '@paidrelay/bus';
-import { createLogger, loadConfig, loadRelayKey } from '@paidrelay/config';
+import { createLogger, installProcessHandlers, loadConfig, loadRelayKey } from '@paidrelay/config';
 import { openDatabase } from '@paidrelay/db';
 import { connectNwc, DevLightningNetwork } from '@paidrelay/lightning';
 import { pricingFromConfig } from '@paidrelay/pricing';
@@ -11,6 +11,12 @@ import { startAdmission } from './app.ts';
  */
 const config = loadConfig();
 const log = createLogger(config.LOG_LEVEL, 'admission');
+/** Set once everything has started; SIGTERM and a fatal error share it (each part closed once). */
+let closing: Promise<void> | undefined;
+let closeAll: (() => Promise<void>) | undefined;
+const close = () => (closing ??= closeAll ? closeAll() : Promise.resolve());
+// uncaughtException / unhandledRejection: logged with the stack, closed within 5 s, exit 1.
+installProcessHandlers(log, close);
 try {
   if (!config.DATABASE_URL) {
     throw new Error('the admission service on its own needs DATABASE_URL (the embedded database belongs to one process: `pnpm start` runs the relay and the admission service together)');
@@ -18,30 +24,34 @@ try {
   if (!config.NWC_URL && config.NODE_ENV === 'production') {
     throw new Error("NWC_URL is required in production: set it to your wallet's Nostr Wallet Connect string");
   }
-  const db = await openDatabase({ databaseUrl: config.DATABASE_URL, dataDir: config.DATA_DIR, poolSize: config.DATABASE_POOL_SIZE, onPoolError: (err) => log.warn({ err: err.message }, 'database connection lost') });
+  const db = await openDatabase({ databaseUrl: config.DATABASE_URL, dataDir: config.DATA_DIR, poolSize: config.DATABASE_POOL_SIZE, statementTimeoutMs: config.DATABASE_STATEMENT_TIMEOUT_MS, queryTimeoutMs: config.DATABASE_QUERY_TIMEOUT_MS, connectTimeoutMs: config.DATABASE_CONNECT_TIMEOUT_MS, onPoolError: (err) => log.warn({ err: err.message }, 'database connection lost') });
   await db.migrate();
   const bus = await createBus({ redisUrl: config.REDIS_URL, logger: log });
   const relayUrl = config.RELAY_URL ?? `ws://localhost:${config.PORT}`;
   const relayKey = loadRelayKey(config.RELAY_SECRET_KEY, config.DATA_DIR, config.NODE_ENV === 'production');
   const dev = config.NWC_URL ? undefined : await DevLightningNetwork.start({ relayUrl, dataDir: config.DATA_DIR, logger: log });
   const lightning = config.NWC_URL ? await connectNwc(config.NWC_URL, { logger: log }) : await dev!.connectRelayWallet({ logger: log });
-  const admission = await startAdmission(config, log, { db, bus, lightning, pricing: pricingFromConfig(config), relayKey, relayUrl });
+  const admission = await startAdmission(config, log, { db, bus, lightning, pricing: pricingFromConfig(config, { relayPubkey: relayKey.pubkey }), relayKey, relayUrl });
   if (dev) process.stdout.write(`\nDev payer wallet (NWC): ${dev.payerWalletNwc}\n\n`);
-  let stopping = false;
-  const stop = async () => {
-    if (stopping) return;
-    stopping = true;
+  closeAll = async () => {
     await admission.close();
     await lightning.close();
     await dev?.close();
     await bus.close();
     await db.close();
-    process.exit(0);
+  };
+  let stopping = false;
+  const stop = async () => {
+    if (stopping) return;
+    stopping = true;
+    await close();
+    // 0, unless a fatal error set process.exitCode meanwhile.
+    process.exit();
   };
   // `on`, not `once`: a wrapper (tsx, a shell) may repeat the signal while we drain.
   process.on('SIGTERM', () => void stop());
   process.on('SIGINT', () => void stop());
 } catch (err) {
-  log.fatal({ err: (err as Error).message }, 'admission service failed to start');
+  log.fatal({ err }, 'admission service failed to start');
   process.exit(1);
 }

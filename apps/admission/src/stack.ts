@@ -1,5 +1,5 @@
 import { createBus, type Bus } from '@paidrelay/bus';
-import type { Config } from '@paidrelay/config';
+import { loadRelayKey, type Config } from '@paidrelay/config';
 import { openDatabase, type Database } from '@paidrelay/db';
 import { connectNwc, DevLightningNetwork, type LightningBackend } from '@paidrelay/lightning';
 import { pricingFromConfig } from '@paidrelay/pricing';
@@ -21,8 +21,8 @@ export type Stack = {
 /**
  * The relay and the admission service in one process, sharing one database and one bus: the
  * laptop default (the embedded database cannot be shared between processes). With no NWC_URL
- * the dev Lightning network runs its wallets over this very relay (NIP-47 kinds are waived by
- * default, see WAIVED_KINDS); production refuses the dev network.
+ * the dev Lightning network runs its wallets over this very relay (their NIP-47 traffic, and
+ * only theirs, passes the payment gate free); production refuses the dev network.
  */
 export async function startAll(config: Config, log: Logger): Promise<Stack> {
   if (!config.NWC_URL && config.NODE_ENV === 'production') {
@@ -32,11 +32,17 @@ export async function startAll(config: Config, log: Logger): Promise<Stack> {
     databaseUrl: config.DATABASE_URL,
     dataDir: config.DATA_DIR,
     poolSize: config.DATABASE_POOL_SIZE,
+    statementTimeoutMs: config.DATABASE_STATEMENT_TIMEOUT_MS,
+    queryTimeoutMs: config.DATABASE_QUERY_TIMEOUT_MS,
+    connectTimeoutMs: config.DATABASE_CONNECT_TIMEOUT_MS,
     onPoolError: (err) => log.warn({ err: err.message }, 'database connection lost'),
   });
   await db.migrate();
   const bus = await createBus({ redisUrl: config.REDIS_URL, logger: log });
-  const pricing = pricingFromConfig(config);
+  const relayKey = loadRelayKey(config.RELAY_SECRET_KEY, config.DATA_DIR, config.NODE_ENV === 'production');
+  // The dev network's wallets run over this relay: their NIP-47 traffic is free, nobody else's.
+  const walletPubkeys = config.NWC_URL ? [] : await DevLightningNetwork.walletPubkeys(config.DATA_DIR);
+  const pricing = pricingFromConfig(config, { relayPubkey: relayKey.pubkey, walletPubkeys });
   const relay = await startRelay(config, log, { db, bus, pricing });
   let dev: DevLightningNetwork | undefined;
   let lightning: LightningBackend;

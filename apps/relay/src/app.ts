@@ -1,10 +1,9 @@
 import { randomBytes } from 'node:crypto';
-import { createBus, decodeEventMessage, EVENTS_CHANNEL, type Bus } from '@paidrelay/bus';
+import { createBus, decodeEventMessage, EVENTS_CHANNEL, RecentIds, type Bus } from '@paidrelay/bus';
 import { loadRelayKey, type Config } from '@paidrelay/config';
-import { openDatabase, purgeExpired, purgeHeldEvents, type Database } from '@paidrelay/db';
-import { isPaid, pricingFromConfig, type Pricing } from '@paidrelay/pricing';
-import { encodeAuth, type NostrEvent, type ParseLimits } from '@paidrelay/nostr';
-import { sql } from 'kysely';
+import { openDatabase, purgeExpired, type Database } from '@paidrelay/db';
+import { isPaid, payUrl, pricingFromConfig, type Pricing } from '@paidrelay/pricing';
+import { encodeAuth, upgradeRequestUrl, type NostrEvent, type ParseLimits } from '@paidrelay/nostr';
 import type { Logger } from 'pino';
 import { send, type Connection } from './connection.ts';
 import type { RelayContext } from './context.ts';
@@ -15,10 +14,12 @@ import { IpCounter, TokenBucket } from './limits.ts';
 import { createMetrics } from './metrics.ts';
 import { defaultPolicies, type WritePolicy } from './policy.ts';
 import { closeSub } from './query.ts';
-import { createPaymentGate } from './payments.ts';
+import { createMembership, createPaymentGate } from './payments.ts';
+import { defaultReadPolicies, type ReadPolicy } from './read-policy.ts';
 import { GroupCommitWriter } from './store.ts';
 import { loadUws, type us_listen_socket } from './uws.ts';
 import { VerifyPool } from './verify.ts';
+import { createRateLimiter } from './rate-limit.ts';
 
 export type Relay = {
   port: number;
@@ -30,6 +31,8 @@ export type Relay = {
 export type RelayOptions = {
   /** Extra write policies appended after the defaults. */
   policies?: WritePolicy[];
+  /** Extra read policies appended after the defaults (private kinds, wallet traffic, members-only reads). */
+  readPolicies?: ReadPolicy[];
   /** Share a database and a bus with other services of this process (they are not closed with the relay). */
   db?: Database;
   bus?: Bus;
@@ -43,20 +46,48 @@ const decoder = new TextDecoder();
 export async function startRelay(config: Config, log: Logger, opts: RelayOptions = {}): Promise<Relay> {
   const uWS = loadUws();
   const metrics = createMetrics();
-  const pricing = opts.pricing ?? pricingFromConfig(config);
+  const key = loadRelayKey(config.RELAY_SECRET_KEY, config.DATA_DIR, config.NODE_ENV === 'production');
+  const pricing = opts.pricing ?? pricingFromConfig(config, { relayPubkey: key.pubkey });
   const db =
     opts.db ??
     (await openDatabase({
       databaseUrl: config.DATABASE_URL,
       dataDir: config.DATA_DIR,
       poolSize: config.DATABASE_POOL_SIZE,
+      statementTimeoutMs: config.DATABASE_STATEMENT_TIMEOUT_MS,
+      queryTimeoutMs: config.DATABASE_QUERY_TIMEOUT_MS,
+      connectTimeoutMs: config.DATABASE_CONNECT_TIMEOUT_MS,
       onPoolError: (err) => log.warn({ err: err.message }, 'database connection lost'),
     }));
   if (!opts.db) await db.migrate();
+  // Bounded: a replica starts without Redis and joins the bus when it comes.
   const bus = opts.bus ?? (await createBus({ redisUrl: config.REDIS_URL, logger: log }));
-  const gate = isPaid(pricing) ? await createPaymentGate(config, pricing, db, bus, log) : undefined;
+  metrics.probes.busUp = () => bus.healthy();
+  const gate = isPaid(pricing)
+    ? await createPaymentGate(
+        config,
+        pricing,
+        db,
+        bus,
+        log,
+        (held) => {
+          metrics.heldEvents.set(held.events);
+          metrics.heldBytes.set(held.bytes);
+        },
+        () => metrics.heldDropped.inc(),
+      )
+    : undefined;
+  // Members-only reads ask the payment side, from its account cache; the relay core does not.
+  const members = config.READ_ACCESS === 'members' && !gate ? await createMembership(pricing, db, bus, log) : undefined;
+  const isMember = gate?.isMember ?? members?.isMember;
+  const readPolicies = [
+    ...defaultReadPolicies(
+      config,
+      isMember && { isMember, payUrl: (pubkey) => payUrl(pricing, pubkey), paymentsUrl: pricing.paymentsUrl },
+    ),
+    ...(opts.readPolicies ?? []),
+  ];
   const verifier = await VerifyPool.start(config.VERIFY_WORKERS, (n) => metrics.verifyBatch.observe(n));
-  const key = loadRelayKey(config.RELAY_SECRET_KEY, config.DATA_DIR, config.NODE_ENV === 'production');
   const limits: ParseLimits = {
     maxTags: config.MAX_EVENT_TAGS,
     maxContentLength: config.MAX_CONTENT_LENGTH,
@@ -70,16 +101,20 @@ export async function startRelay(config: Config, log: Logger, opts: RelayOptions
     log,
     db,
     bus,
-    writer: new GroupCommitWriter(db, config.WRITE_BATCH_MAX, metrics, log, gate?.debit, db.kind === 'postgres' ? config.WRITE_CONCURRENCY : 1),
+    writer: new GroupCommitWriter(db, config.WRITE_BATCH_MAX, metrics, log, gate?.charges, db.kind === 'postgres' ? config.WRITE_CONCURRENCY : 1),
     verifier,
     index: new SubscriptionIndex(),
     metrics,
     policies: [...defaultPolicies(config), ...(opts.policies ?? [])],
+    readPolicies,
     limits,
     relayUrl: config.RELAY_URL ?? `ws://localhost:${config.PORT}`,
     key,
     instanceId: randomBytes(8).toString('hex'),
+    recentEvents: new RecentIds(),
     gate,
+    // Its own Redis connection, made in the background: a start without Redis is not delayed.
+    rateLimiter: createRateLimiter(config, log),
     pricing,
   };
 
@@ -89,6 +124,9 @@ export async function startRelay(config: Config, log: Logger, opts: RelayOptions
     if (!m || m.sender === ctx.instanceId) return;
     try {
       const ev = JSON.parse(m.eventJson) as NostrEvent;
+      // At most once per subscription: an id this process already delivered (a bus entry seen
+      // twice, or an event relayed by two replicas) is not delivered again.
+      if (!ctx.recentEvents.add(ev.id)) return;
       metrics.delivered.inc(deliver(ctx.index, ev, m.eventJson));
     } catch (err) {
       log.warn({ err: (err as Error).message }, 'bus: bad event message');
@@ -103,8 +141,8 @@ export async function startRelay(config: Config, log: Logger, opts: RelayOptions
 
   app.ws<Connection>('/*', {
     compression: uWS.DISABLED,
-    // uWS closes the socket on a frame above this; ours is larger than the advertised limit so
-    // a slightly oversized message gets a NOTICE and the connection stays usable.
+    // uWS closes the socket (1009) on a frame above this: up to twice the limit (at least 64 KiB)
+    // a message gets a NOTICE from ingest and the connection stays usable; beyond, it is closed.
     maxPayloadLength: Math.max(config.MAX_MESSAGE_LENGTH * 2, 1 << 20),
     maxBackpressure: config.MAX_BACKPRESSURE,
     closeOnBackpressureLimit: 1,
@@ -128,6 +166,15 @@ export async function startRelay(config: Config, log: Logger, opts: RelayOptions
         closed: false,
         ws: null,
         challenge: randomBytes(16).toString('hex'),
+        url: upgradeRequestUrl(
+          {
+            host: req.getHeader('host'),
+            path: req.getUrl(),
+            forwardedProto: req.getHeader('x-forwarded-proto'),
+            forwardedHost: req.getHeader('x-forwarded-host'),
+          },
+          config.TRUST_PROXY,
+        ),
         authed: new Set(),
         subs: new Map(),
         bucket: new TokenBucket(config.MAX_MESSAGES_PER_SECOND, config.MAX_MESSAGES_PER_SECOND * 2),
@@ -149,8 +196,8 @@ export async function startRelay(config: Config, log: Logger, opts: RelayOptions
       send(conn, encodeAuth(conn.challenge));
     },
     message: (ws, message) => {
-      // The ArrayBuffer is only valid during this call: decode it now.
-      ingest(ctx, ws.getUserData(), decoder.decode(message));
+      // The ArrayBuffer is only valid during this call: ingest measures (bytes) and decodes it at once.
+      ingest(ctx, ws.getUserData(), message);
     },
     close: (ws) => {
       const conn = ws.getUserData();
@@ -163,21 +210,8 @@ export async function startRelay(config: Config, log: Logger, opts: RelayOptions
     },
   });
 
-  let dbOk = true;
-  let dbCheckedAt = 0;
-  const ready = async () => {
-    if (shuttingDown) return false;
-    if (Date.now() - dbCheckedAt > 1000) {
-      dbCheckedAt = Date.now();
-      try {
-        await sql`select 1`.execute(db.kysely);
-        dbOk = true;
-      } catch {
-        dbOk = false;
-      }
-    }
-    return dbOk;
-  };
+  // db.isReady(): one probe in flight at most, false after 2 s (a silent database), cached 1 s.
+  const ready = async () => !shuttingDown && (await db.isReady());
   httpRoutes(app, ctx, { ready });
 
   const listenSocket = await new Promise<us_listen_socket>((resolve, reject) => {
@@ -188,7 +222,7 @@ export async function startRelay(config: Config, log: Logger, opts: RelayOptions
 
   const purge = setInterval(() => {
     const now = Math.floor(Date.now() / 1000);
-    Promise.all([purgeExpired(db.kysely, now), gate ? purgeHeldEvents(db.kysely, now) : 0]).then(
+    Promise.all([purgeExpired(db.kysely, now), gate ? gate.purge(now) : 0]).then(
       ([n, h]) => (n > 0 || h > 0) && log.info({ purged: n, heldPurged: h }, 'expired events purged'),
       (err) => log.warn({ err: (err as Error).message }, 'purge failed'),
     );
@@ -211,7 +245,9 @@ export async function startRelay(config: Config, log: Logger, opts: RelayOptions
       await new Promise((r) => setImmediate(r));
       for (const conn of [...connections]) conn.ws?.end(1001, 'relay shutting down');
       await verifier.close();
-      gate?.close();
+      await gate?.close();
+      await ctx.rateLimiter?.close();
+      members?.close();
       if (!opts.bus) await bus.close();
       if (!opts.db) await db.close();
     },

@@ -1,12 +1,16 @@
-import type { Filter } from '@paidrelay/nostr';
+import { encodeAuth, type NostrEvent } from '@paidrelay/nostr';
 import type { WebSocket } from './uws.ts';
 import type { TokenBucket } from './limits.ts';
+import type { ReadFilter } from './read-policy.ts';
 
 /** A live REQ. Until its stored events have been sent, live matches wait in `backlog`. */
 export type Subscription = {
   conn: Connection;
   id: string;
-  filters: Filter[];
+  /** As the read policies narrowed them. */
+  filters: ReadFilter[];
+  /** `deliver[i]`, when set, must also hold for a live event matched by `filters[i]` (read policies). */
+  deliver?: (((ev: NostrEvent) => boolean) | undefined)[];
   backlog: { id: string; json: string }[] | null;
 };
 
@@ -17,6 +21,8 @@ export type Connection = {
   closed: boolean;
   ws: WebSocket<Connection> | null;
   challenge: string;
+  /** The relay URL as this client reached it (Host, or X-Forwarded-* behind a trusted proxy), for NIP-42. */
+  url: string | undefined;
   authed: Set<string>;
   subs: Map<string, Subscription>;
   bucket: TokenBucket;
@@ -53,4 +59,15 @@ function flushOutbox(): void {
     });
   }
   outbox.clear();
+}
+
+/**
+ * Answers a refusal: after a reason starting `auth-required:` the client gets a fresh `AUTH`
+ * with the connection's challenge (NIP-42 allows one at any moment), so a client that dropped
+ * the first one, or connected before it wanted to authenticate, can act on the refusal.
+ * The challenge is reused, not replaced: an AUTH already on its way stays valid.
+ */
+export function sendRefusal(conn: Connection, msg: string, why: string): void {
+  send(conn, msg);
+  if (why.startsWith('auth-required:')) send(conn, encodeAuth(conn.challenge));
 }

@@ -1,4 +1,4 @@
-import type { Bus } from '@paidrelay/bus';
+import type { Bus, RecentIds } from '@paidrelay/bus';
 import type { Config } from '@paidrelay/config';
 import type { Database } from '@paidrelay/db';
 import type { ParseLimits } from '@paidrelay/nostr';
@@ -6,9 +6,11 @@ import type { Logger } from 'pino';
 import type { SubscriptionIndex } from './fanout.ts';
 import type { Metrics } from './metrics.ts';
 import type { WritePolicy } from './policy.ts';
+import type { ReadPolicy } from './read-policy.ts';
 import type { RelayKey } from '@paidrelay/config';
 import type { Pricing } from '@paidrelay/pricing';
 import type { PaymentGate } from './gate.ts';
+import type { RateLimiter } from './rate-limit.ts';
 import type { GroupCommitWriter } from './store.ts';
 import type { VerifyPool } from './verify.ts';
 
@@ -23,11 +25,17 @@ export type RelayContext = {
   index: SubscriptionIndex;
   metrics: Metrics;
   policies: WritePolicy[];
+  /** Run for every REQ and COUNT filter, in order (read-policy.ts). */
+  readPolicies: ReadPolicy[];
   limits: ParseLimits;
   relayUrl: string;
   key: RelayKey;
   /** Sender id of this relay's messages on the events channel (its own are not delivered twice). */
   instanceId: string;
+  /** Ids of events recently delivered to this process's subscribers (live), so none is delivered twice. */
+  recentEvents: RecentIds;
   gate?: PaymentGate;
+  /** Token buckets per pubkey and per address, shared between replicas (rate-limit.ts). */
+  rateLimiter?: RateLimiter;
   pricing: Pricing;
 };

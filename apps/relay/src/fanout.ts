@@ -1,5 +1,6 @@
 import { compileFilter, encodeEvent, type Filter, type NostrEvent } from '@paidrelay/nostr';
 import { send, type Subscription } from './connection.ts';
+import { passesRestrictions, type ReadFilter } from './read-policy.ts';
 
 type Entry = { sub: Subscription; match: (ev: NostrEvent) => boolean };
 
@@ -18,8 +19,9 @@ export class SubscriptionIndex {
 
   add(sub: Subscription): void {
     const filed: { key: string | null; entry: Entry }[] = [];
-    for (const filter of sub.filters) {
-      const entry = { sub, match: compileFilter(filter) };
+    for (let i = 0; i < sub.filters.length; i++) {
+      const filter = sub.filters[i];
+      const entry = { sub, match: liveMatcher(filter, sub.deliver?.[i]) };
       const keys = indexKeys(filter);
       if (keys === null) {
         this.any.add(entry);
@@ -69,6 +71,14 @@ export class SubscriptionIndex {
     consider(this.any);
     return out;
   }
+}
+
+/** The filter, its read-policy restrictions, then its delivery check (the cheap tests first). */
+function liveMatcher(filter: ReadFilter, deliver: ((ev: NostrEvent) => boolean) | undefined): (ev: NostrEvent) => boolean {
+  const match = compileFilter(filter);
+  const restrict = filter.restrict;
+  if (!restrict && !deliver) return match;
+  return (ev) => match(ev) && (!restrict || passesRestrictions(restrict, ev)) && (!deliver || deliver(ev));
 }
 
 function indexKeys(f: Filter): string[] | null {

@@ -17,43 +17,80 @@ function reply(res: HttpResponse, status: string, type: string, body: string): v
   });
 }
 
+type Route = (res: HttpResponse, req: HttpRequest) => void;
+
+/**
+ * uWS ends the process on an exception thrown in a handler, and on any use of a response after
+ * it was aborted. Every route goes through here: a synchronous throw is logged and answered 500
+ * (when the response can still be written); asynchronous routes use `later`.
+ */
+function safe(ctx: RelayContext, route: Route): Route {
+  return (res, req) => {
+    try {
+      route(res, req);
+    } catch (err) {
+      ctx.log.error({ err: (err as Error)?.message ?? String(err) }, 'http handler failed');
+      try {
+        reply(res, '500 Internal Server Error', 'text/plain', 'internal error\n');
+      } catch {
+        /* already answered or aborted: nothing more to write */
+      }
+    }
+  };
+}
+
+/** Answers from a promise, never after the client has gone, and never with a rejection escaping. */
+function later(ctx: RelayContext, res: HttpResponse, work: () => Promise<[status: string, type: string, body: string]>): void {
+  let aborted = false;
+  res.onAborted(() => (aborted = true));
+  const answer = (status: string, type: string, body: string) => {
+    if (aborted) return;
+    try {
+      reply(res, status, type, body);
+    } catch (err) {
+      ctx.log.warn({ err: (err as Error)?.message }, 'http: could not answer');
+    }
+  };
+  work().then(
+    (r) => answer(...r),
+    (err: unknown) => {
+      ctx.log.error({ err: (err as Error)?.message ?? String(err) }, 'http handler failed');
+      answer('500 Internal Server Error', 'text/plain', 'internal error\n');
+    },
+  );
+}
+
 /** HTTP on the relay's own port: NIP-11, Prometheus metrics, liveness and readiness. */
 export function httpRoutes(app: TemplatedApp, ctx: RelayContext, state: { ready: () => Promise<boolean> }): void {
-  const info = JSON.stringify(relayInfo(ctx.config, ctx.key.pubkey, ctx.pricing));
+  const info = JSON.stringify(relayInfo(ctx.config, ctx.key.pubkey, ctx.pricing, ctx.readPolicies));
 
-  app.options('/*', (res) => reply(res, '204 No Content', 'text/plain', ''));
+  app.options('/*', safe(ctx, (res) => reply(res, '204 No Content', 'text/plain', '')));
 
-  app.get('/metrics', (res) => {
-    let aborted = false;
-    res.onAborted(() => (aborted = true));
-    void ctx.metrics.registry.metrics().then((body) => {
-      if (!aborted) reply(res, '200 OK', ctx.metrics.registry.contentType, body);
-    });
-  });
+  app.get(
+    '/metrics',
+    safe(ctx, (res) => later(ctx, res, async () => ['200 OK', ctx.metrics.registry.contentType, await ctx.metrics.registry.metrics()])),
+  );
 
-  app.get('/healthz', (res) => reply(res, '200 OK', 'text/plain', 'ok\n'));
+  app.get('/healthz', safe(ctx, (res) => reply(res, '200 OK', 'text/plain', 'ok\n')));
 
-  app.get('/readyz', (res) => {
-    let aborted = false;
-    res.onAborted(() => (aborted = true));
-    void state.ready().then((ok) => {
-      if (!aborted) reply(res, ok ? '200 OK' : '503 Service Unavailable', 'text/plain', ok ? 'ready\n' : 'not ready\n');
-    });
-  });
+  app.get(
+    '/readyz',
+    safe(ctx, (res) =>
+      later(ctx, res, async () => ((await state.ready()) ? ['200 OK', 'text/plain', 'ready\n'] : ['503 Service Unavailable', 'text/plain', 'not ready\n'])),
+    ),
+  );
 
-  app.get('/*', (res, req: HttpRequest) => {
-    const accept = req.getHeader('accept');
-    if (accept.includes('application/nostr+json')) {
-      reply(res, '200 OK', 'application/nostr+json', info);
-      return;
-    }
-    reply(
-      res,
-      '200 OK',
-      'text/plain; charset=utf-8',
-      `${ctx.config.RELAY_NAME}: a Nostr relay. Connect a Nostr client to ${ctx.relayUrl}\n`,
-    );
-  });
+  app.get(
+    '/*',
+    safe(ctx, (res, req) => {
+      const accept = req.getHeader('accept');
+      if (accept.includes('application/nostr+json')) {
+        reply(res, '200 OK', 'application/nostr+json', info);
+        return;
+      }
+      reply(res, '200 OK', 'text/plain; charset=utf-8', `${ctx.config.RELAY_NAME}: a Nostr relay. Connect a Nostr client to ${ctx.relayUrl}\n`);
+    }),
+  );
 
-  app.any('/*', (res) => reply(res, '405 Method Not Allowed', 'text/plain', 'method not allowed\n'));
+  app.any('/*', safe(ctx, (res) => reply(res, '405 Method Not Allowed', 'text/plain', 'method not allowed\n')));
 }

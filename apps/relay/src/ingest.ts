@@ -1,5 +1,6 @@
 import {
   checkAuthEvent,
+  encodeClosed,
   encodeNotice,
   encodeOk,
   eventToJson,
@@ -7,48 +8,80 @@ import {
   kindClass,
   parseClientMessage,
   reason,
+  type Filter,
   type NostrEvent,
 } from '@paidrelay/nostr';
-import { send, type Connection } from './connection.ts';
+import { send, sendRefusal, type Connection } from './connection.ts';
 import { encodeEventMessage, EVENTS_CHANNEL } from '@paidrelay/bus';
 import type { RelayContext } from './context.ts';
 import { deliver } from './fanout.ts';
 import { runPolicies } from './policy.ts';
 import { closeSub, handleCount, handleReq } from './query.ts';
+import { limitRead } from './rate-limit.ts';
 
 const now = () => Math.floor(Date.now() / 1000);
 
-/** First stage: one client message in, dispatched by verb. Never throws. */
-export function ingest(ctx: RelayContext, conn: Connection, text: string): void {
+// fatal: invalid UTF-8 (possible in a binary frame; uWS closes text frames that are not UTF-8)
+// is refused with a NOTICE instead of being turned into U+FFFD and parsed.
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * First stage: one client message in, dispatched by verb. Never throws. `data` is the frame as
+ * uWS gives it (only valid during the call, so it is measured and decoded before anything
+ * else); the size limit is in bytes of the frame, whatever the characters.
+ */
+export function ingest(ctx: RelayContext, conn: Connection, data: ArrayBuffer | string): void {
   if (!conn.bucket.take()) {
     ctx.metrics.messages.inc({ type: 'rate-limited' });
     send(conn, encodeNotice(reason('rate-limited', `slow down: at most ${ctx.config.MAX_MESSAGES_PER_SECOND} messages per second`)));
     return;
   }
-  if (text.length > ctx.config.MAX_MESSAGE_LENGTH && Buffer.byteLength(text) > ctx.config.MAX_MESSAGE_LENGTH) {
+  const bytes = typeof data === 'string' ? Buffer.byteLength(data, 'utf8') : data.byteLength;
+  if (bytes > ctx.config.MAX_MESSAGE_LENGTH) {
     ctx.metrics.messages.inc({ type: 'too-large' });
     send(conn, encodeNotice(reason('invalid', `message is larger than ${ctx.config.MAX_MESSAGE_LENGTH} bytes`)));
+    return;
+  }
+  let text: string;
+  try {
+    text = typeof data === 'string' ? data : utf8.decode(data);
+  } catch {
+    ctx.metrics.messages.inc({ type: 'bad-utf8' });
+    send(conn, encodeNotice(reason('invalid', 'message is not valid UTF-8 text')));
     return;
   }
   const msg = parseClientMessage(text, ctx.limits);
   ctx.metrics.messages.inc({ type: msg.type });
   switch (msg.type) {
     case 'EVENT':
-      void handleEvent(ctx, conn, msg.event);
+      guard(ctx, handleEvent(ctx, conn, msg.event), () => send(conn, encodeOk(msg.event.id, false, reason('error', 'could not process the event, try again'))));
       return;
     case 'REQ':
-      void handleReq(ctx, conn, msg.subId, msg.filters);
-      return;
-    case 'COUNT':
-      void handleCount(ctx, conn, msg.subId, msg.filters);
-      return;
-    case 'CLOSE': {
-      const sub = conn.subs.get(msg.subId);
-      if (sub) closeSub(ctx, sub);
+    case 'COUNT': {
+      const nul = nulTagValue(msg.filters);
+      if (nul !== undefined) {
+        send(conn, encodeClosed(msg.subId, reason('unsupported', `filter "${nul}" has a value containing U+0000, which this relay does not index`)));
+        return;
+      }
+      // The per-address REQ/COUNT bucket first; a refused REQ also ends the subscription it would replace.
+      limitRead(ctx, conn, msg.subId, () => {
+        const run = msg.type === 'REQ' ? handleReq(ctx, conn, msg.subId, msg.filters) : handleCount(ctx, conn, msg.subId, msg.filters);
+        guard(ctx, run, () => send(conn, encodeClosed(msg.subId, reason('error', 'could not process the request, try again'))));
+      }, () => {
+        const old = msg.type === 'REQ' ? conn.subs.get(msg.subId) : undefined;
+        if (old) closeSub(ctx, old);
+      });
       return;
     }
+    case 'CLOSE':
+      // In order behind a REQ whose rate-limit decision is still waiting for Redis.
+      limitRead(ctx, conn, undefined, () => {
+        const sub = conn.subs.get(msg.subId);
+        if (sub) closeSub(ctx, sub);
+      });
+      return;
     case 'AUTH':
-      void handleAuth(ctx, conn, msg.event);
+      guard(ctx, handleAuth(ctx, conn, msg.event), () => send(conn, encodeOk(msg.event.id, false, reason('error', 'could not process the AUTH event, try again'))));
       return;
     case 'EVENT_INVALID':
     case 'AUTH_INVALID':
@@ -64,28 +97,62 @@ export function ingest(ctx: RelayContext, conn: Connection, text: string): void 
   }
 }
 
+/**
+ * A handler's rejection must not escape: Node ends the process on an unhandled rejection. It is
+ * logged and the client answered (OK false / CLOSED with `error:`).
+ */
+function guard(ctx: RelayContext, p: Promise<void>, answer: () => void): void {
+  p.catch((err: unknown) => {
+    ctx.log.error({ err: (err as Error)?.message ?? String(err) }, 'message handler failed');
+    try {
+      answer();
+    } catch {
+      /* the connection has gone */
+    }
+  });
+}
+
+/** Tag values with NUL are never indexed (Postgres text cannot hold it): such a filter is refused up front. */
+function nulTagValue(filters: Filter[]): string | undefined {
+  for (const f of filters) {
+    for (const key in f) {
+      if (key.charCodeAt(0) !== 35) continue;
+      const values = f[key as `#${string}`];
+      if (values?.some((v) => v.includes('\u0000'))) return key;
+    }
+  }
+  return undefined;
+}
+
 function refuse(ctx: RelayContext, conn: Connection, id: string, why: string): void {
   ctx.metrics.events.inc({ result: 'refused', reason: why.slice(0, why.indexOf(':')) });
-  send(conn, encodeOk(id, false, why));
+  // auth-required: the client also gets a fresh AUTH challenge to act on (NIP-42).
+  sendRefusal(conn, encodeOk(id, false, why), why);
 }
 
 /** EVENT: id, signature, policies, store (group commit), OK, fan-out. */
 async function handleEvent(ctx: RelayContext, conn: Connection, ev: NostrEvent): Promise<void> {
+  // Shared token buckets: the address before any verification work, the author after the signature.
+  const byAddress = ctx.rateLimiter && (await ctx.rateLimiter.eventFromAddress(conn.ip));
+  if (byAddress) return refuse(ctx, conn, ev.id, byAddress);
   if (!hasValidId(ev)) return refuse(ctx, conn, ev.id, reason('invalid', 'event id does not match the event'));
   if (!(await ctx.verifier.verify(ev))) return refuse(ctx, conn, ev.id, reason('invalid', 'signature is invalid'));
+  const byPubkey = ctx.rateLimiter && (await ctx.rateLimiter.eventFromPubkey(ev.pubkey));
+  if (byPubkey) return refuse(ctx, conn, ev.id, byPubkey);
   const why = runPolicies(ctx.policies, ev, { now: now(), authed: conn.authed, ip: conn.ip });
   if (why !== undefined) return refuse(ctx, conn, ev.id, why);
 
   const json = eventToJson(ev);
   let charge: number | undefined;
+  let settle: ((committed: boolean) => void) | undefined;
   if (ctx.gate) {
     const decision = ctx.gate.check(ev, json);
     if (decision.action === 'refuse') {
       // An ephemeral event is only worth something now: there is nothing to hold for later.
-      if (kindClass(ev.kind) !== 'ephemeral') await ctx.gate.hold(ev, json, decision.amountMsat);
+      if (kindClass(ev.kind) !== 'ephemeral') ctx.gate.hold(ev, json, conn.ip);
       return refuse(ctx, conn, ev.id, decision.reason);
     }
-    if (decision.action === 'debit') charge = decision.amountMsat;
+    if (decision.action === 'debit') ({ amountMsat: charge, settle } = decision);
   }
   if (kindClass(ev.kind) === 'ephemeral' && charge === undefined) {
     ctx.metrics.events.inc({ result: 'accepted', reason: 'ephemeral' });
@@ -97,14 +164,19 @@ async function handleEvent(ctx: RelayContext, conn: Connection, ev: NostrEvent):
   try {
     outcome = await ctx.writer.write(ev, json, charge);
   } catch {
+    settle?.(false);
     return refuse(ctx, conn, ev.id, reason('error', 'could not store the event, try again'));
   }
+  settle?.(outcome.status === 'stored');
   if (outcome.status === 'stored') {
     ctx.metrics.events.inc({ result: 'accepted', reason: '' });
     send(conn, encodeOk(ev.id, true, ''));
     publish(ctx, ev, json);
   } else if (outcome.status === 'unpaid') {
-    refuse(ctx, conn, ev.id, outcome.message);
+    // Another replica spent the balance since this one's cache looked: this event alone fails.
+    const gate = ctx.gate!;
+    if (kindClass(ev.kind) !== 'ephemeral') gate.hold(ev, json, conn.ip);
+    refuse(ctx, conn, ev.id, gate.unpaidReason(ev, json, outcome.balanceMsat));
   } else if (outcome.status === 'duplicate') {
     ctx.metrics.events.inc({ result: 'duplicate', reason: 'duplicate' });
     send(conn, encodeOk(ev.id, true, reason('duplicate', outcome.message)));
@@ -115,7 +187,7 @@ async function handleEvent(ctx: RelayContext, conn: Connection, ev: NostrEvent):
 
 /** Local subscribers now, other replicas through the bus. */
 function publish(ctx: RelayContext, ev: NostrEvent, json: string): void {
-  ctx.metrics.delivered.inc(deliver(ctx.index, ev, json));
+  if (ctx.recentEvents.add(ev.id)) ctx.metrics.delivered.inc(deliver(ctx.index, ev, json));
   ctx.bus.publish(EVENTS_CHANNEL, encodeEventMessage(ctx.instanceId, json));
 }
 
@@ -123,7 +195,10 @@ function publish(ctx: RelayContext, ev: NostrEvent, json: string): void {
 async function handleAuth(ctx: RelayContext, conn: Connection, ev: NostrEvent): Promise<void> {
   if (!hasValidId(ev)) return void send(conn, encodeOk(ev.id, false, reason('invalid', 'event id does not match the event')));
   if (!(await ctx.verifier.verify(ev))) return void send(conn, encodeOk(ev.id, false, reason('invalid', 'signature is invalid')));
-  const why = checkAuthEvent(ev, { challenge: conn.challenge, relayUrl: ctx.relayUrl, now: now(), maxSkewSeconds: 600 });
+  // A configured RELAY_URL is the only name accepted; without one, also the URL the client
+  // reached us by (its Host header, as khatru does), so ws://127.0.0.1:7777 works like localhost.
+  const relayUrl = !ctx.config.RELAY_URL && conn.url ? [ctx.relayUrl, conn.url] : ctx.relayUrl;
+  const why = checkAuthEvent(ev, { challenge: conn.challenge, relayUrl, now: now(), maxSkewSeconds: 600 });
   if (why) return void send(conn, encodeOk(ev.id, false, why));
   conn.authed.add(ev.pubkey);
   send(conn, encodeOk(ev.id, true, ''));

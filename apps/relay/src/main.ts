@@ -1,10 +1,16 @@
-import { createLogger, loadConfig } from '@paidrelay/config';
-import { startRelay } from './app.ts';
+import { createLogger, installProcessHandlers, loadConfig } from '@paidrelay/config';
+import { startRelay, type Relay } from './app.ts';
 
 const config = loadConfig();
 const log = createLogger(config.LOG_LEVEL, 'relay');
+let relay: Relay | undefined;
+let closing: Promise<void> | undefined;
+/** SIGTERM and a fatal error may overlap: the relay is closed once. */
+const close = () => (closing ??= relay ? relay.close() : Promise.resolve());
+// uncaughtException / unhandledRejection: logged with the stack, closed within 5 s, exit 1.
+installProcessHandlers(log, close);
 try {
-  const relay = await startRelay(config, log);
+  relay = await startRelay(config, log);
   // A line a person can copy straight into a Nostr client.
   process.stdout.write(`\nRelay ready: ${relay.url}\n\n`);
   let stopping = false;
@@ -12,13 +18,14 @@ try {
     if (stopping) return;
     stopping = true;
     log.info({ signal }, 'shutting down');
-    await relay.close();
-    process.exit(0);
+    await close();
+    // 0, unless a fatal error set process.exitCode meanwhile.
+    process.exit();
   };
   // `on`, not `once`: a wrapper (tsx, a shell) may repeat the signal while we drain.
   process.on('SIGTERM', () => void stop('SIGTERM'));
   process.on('SIGINT', () => void stop('SIGINT'));
 } catch (err) {
-  log.fatal({ err: (err as Error).message }, 'relay failed to start');
+  log.fatal({ err }, 'relay failed to start');
   process.exit(1);
 }

@@ -3,9 +3,20 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 /** One registry per relay instance, so several relays in one test process do not collide. */
 export function createMetrics() {
   const registry = new Registry();
+  /** Read at scrape time; the relay sets them once the parts exist. */
+  const probes = { busUp: () => true };
   collectDefaultMetrics({ register: registry });
   return {
     registry,
+    probes,
+    busUp: new Gauge({
+      name: 'relay_bus_up',
+      help: '1 when the bus backend (Redis) is reachable, 0 when not (always 1 in memory)',
+      registers: [registry],
+      collect() {
+        this.set(probes.busUp() ? 1 : 0);
+      },
+    }),
     connections: new Gauge({ name: 'relay_connections', help: 'Open WebSocket connections', registers: [registry] }),
     subscriptions: new Gauge({ name: 'relay_subscriptions', help: 'Open live subscriptions', registers: [registry] }),
     messages: new Counter({
@@ -20,6 +31,9 @@ export function createMetrics() {
       labelNames: ['result', 'reason'],
       registers: [registry],
     }),
+    heldEvents: new Gauge({ name: 'relay_held_events', help: 'Refused events held for payment (all replicas)', registers: [registry] }),
+    heldBytes: new Gauge({ name: 'relay_held_events_bytes', help: 'Bytes of refused events held for payment (all replicas)', registers: [registry] }),
+    heldDropped: new Counter({ name: 'relay_held_events_dropped_total', help: 'Refused events not held because the hold queue was full', registers: [registry] }),
     delivered: new Counter({ name: 'relay_events_delivered_total', help: 'Events sent to live subscriptions', registers: [registry] }),
     queryDuration: new Histogram({
       name: 'relay_query_duration_seconds',
@@ -32,6 +46,12 @@ export function createMetrics() {
       name: 'relay_commit_duration_seconds',
       help: 'Time of one group-commit transaction',
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers: [registry],
+    }),
+    commitTransactions: new Counter({
+      name: 'relay_commit_transactions_total',
+      help: 'Group-commit transactions, by result (a rolled-back one is retried or answered error:)',
+      labelNames: ['result'],
       registers: [registry],
     }),
     commitBatch: new Histogram({

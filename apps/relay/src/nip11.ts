@@ -1,21 +1,28 @@
 import { readFileSync } from 'node:fs';
 import type { Config } from '@paidrelay/config';
 import { nip11Payments, type Pricing } from '@paidrelay/pricing';
+import type { ReadPolicy } from './read-policy.ts';
 
 const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
 
 export const SUPPORTED_NIPS = [1, 9, 11, 13, 40, 42, 45, 70];
 
-/** The NIP-11 document: every limit listed here is one the relay enforces. */
-export function relayInfo(config: Config, selfPubkey: string, pricing: Pricing): Record<string, unknown> {
+/**
+ * The NIP-11 document: every limit listed here is one the relay enforces. The read policies say
+ * what they do themselves (`read_policies`); `auth_required` is true only when every read needs AUTH.
+ */
+export function relayInfo(config: Config, selfPubkey: string, pricing: Pricing, readPolicies: readonly ReadPolicy[] = []): Record<string, unknown> {
   const pay = nip11Payments(pricing);
+  const reads: Record<string, unknown> = {};
+  for (const p of readPolicies) if (p.nip11) reads[p.nip11.name] = p.nip11.info;
+  const everyReadNeedsAuth = config.AUTH_REQUIRED || readPolicies.some((p) => p.nip11?.everyReadNeedsAuth === true);
   const doc: Record<string, unknown> = {
     name: config.RELAY_NAME,
     description: config.RELAY_DESCRIPTION,
     self: selfPubkey,
     pubkey: config.RELAY_ADMIN_PUBKEY ?? selfPubkey,
     supported_nips: SUPPORTED_NIPS,
-    software: config.RELAY_SOFTWARE_URL,
+    ...(config.RELAY_SOFTWARE_URL ? { software: config.RELAY_SOFTWARE_URL } : {}),
     version: pkg.version,
     limitation: {
       max_message_length: config.MAX_MESSAGE_LENGTH,
@@ -27,7 +34,7 @@ export function relayInfo(config: Config, selfPubkey: string, pricing: Pricing):
       max_event_tags: config.MAX_EVENT_TAGS,
       max_content_length: config.MAX_CONTENT_LENGTH,
       min_pow_difficulty: config.MIN_POW_DIFFICULTY,
-      auth_required: config.AUTH_REQUIRED,
+      auth_required: everyReadNeedsAuth,
       payment_required: pay.payment_required,
       restricted_writes: pay.restricted_writes || config.MIN_POW_DIFFICULTY > 0 || config.AUTH_REQUIRED,
       created_at_lower_limit: config.CREATED_AT_LOWER_LIMIT,
@@ -36,6 +43,7 @@ export function relayInfo(config: Config, selfPubkey: string, pricing: Pricing):
       max_messages_per_second: config.MAX_MESSAGES_PER_SECOND,
     },
   };
+  if (Object.keys(reads).length > 0) doc.read_policies = reads;
   if (pay.payments_url) doc.payments_url = pay.payments_url;
   if (pay.fees) doc.fees = pay.fees;
   if (config.RELAY_CONTACT) doc.contact = config.RELAY_CONTACT;

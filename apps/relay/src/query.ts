@@ -1,7 +1,8 @@
 import { countEvents, queryEvents } from '@paidrelay/db';
 import { encodeClosed, encodeCount, encodeEose, encodeEvent, reason, type Filter } from '@paidrelay/nostr';
-import { send, type Connection, type Subscription } from './connection.ts';
+import { send, sendRefusal, type Connection, type Subscription } from './connection.ts';
 import type { RelayContext } from './context.ts';
+import { applyReadPolicies, type PolicedRead } from './read-policy.ts';
 
 const now = () => Math.floor(Date.now() / 1000);
 /** Stored-event queries one connection may have running at once; more wait their turn. */
@@ -24,15 +25,15 @@ async function withQuerySlot<T>(conn: Connection, fn: () => Promise<T>): Promise
 export async function handleReq(ctx: RelayContext, conn: Connection, subId: string, filters: Filter[]): Promise<void> {
   const existing = conn.subs.get(subId);
   if (existing) closeSub(ctx, existing);
-  if (ctx.config.AUTH_REQUIRED && conn.authed.size === 0) {
-    send(conn, encodeClosed(subId, reason('auth-required', 'authenticate with NIP-42 AUTH first')));
-    return;
-  }
+  const read = police(ctx, conn, subId, filters);
+  if (!read.ok) return;
   if (conn.subs.size >= ctx.config.MAX_SUBSCRIPTIONS) {
     send(conn, encodeClosed(subId, reason('rate-limited', `too many open subscriptions (max ${ctx.config.MAX_SUBSCRIPTIONS})`)));
     return;
   }
-  const sub: Subscription = { conn, id: subId, filters, backlog: [] };
+  const narrowed = read.filters.map((p) => p.filter);
+  const deliver = read.filters.some((p) => p.deliver) ? read.filters.map((p) => p.deliver) : undefined;
+  const sub: Subscription = { conn, id: subId, filters: narrowed, deliver, backlog: [] };
   conn.subs.set(subId, sub);
   ctx.index.add(sub);
   ctx.metrics.subscriptions.inc();
@@ -40,7 +41,7 @@ export async function handleReq(ctx: RelayContext, conn: Connection, subId: stri
   let stored: string[];
   const end = ctx.metrics.queryDuration.startTimer({ type: 'req' });
   try {
-    stored = await withQuerySlot(conn, () => queryEvents(ctx.db.kysely, filters, now()));
+    stored = narrowed.length === 0 ? [] : await withQuerySlot(conn, () => queryEvents(ctx.db.kysely, narrowed, now()));
   } catch (err) {
     ctx.log.warn({ err: (err as Error).message }, 'query failed');
     if (conn.subs.get(subId) === sub) {
@@ -63,6 +64,19 @@ export async function handleReq(ctx: RelayContext, conn: Connection, subId: stri
   }
 }
 
+/**
+ * The read policies over a REQ's or COUNT's filters, with the connection's authenticated
+ * pubkeys as they are now. A refusal is answered here (CLOSED, then AUTH for `auth-required:`).
+ */
+function police(ctx: RelayContext, conn: Connection, subId: string, filters: Filter[]): PolicedRead {
+  const read = applyReadPolicies(ctx.readPolicies, filters, { now: now(), authed: new Set(conn.authed) });
+  if (!read.ok) {
+    ctx.metrics.messages.inc({ type: 'read-refused' });
+    sendRefusal(conn, encodeClosed(subId, read.reason), read.reason);
+  }
+  return read;
+}
+
 /** Stored JSON always starts with {"id":"<64 hex>" (we write it that way). */
 function idOf(json: string): string {
   const at = json.indexOf('"id":"');
@@ -76,13 +90,12 @@ export function closeSub(ctx: RelayContext, sub: Subscription): void {
 }
 
 export async function handleCount(ctx: RelayContext, conn: Connection, subId: string, filters: Filter[]): Promise<void> {
-  if (ctx.config.AUTH_REQUIRED && conn.authed.size === 0) {
-    send(conn, encodeClosed(subId, reason('auth-required', 'authenticate with NIP-42 AUTH first')));
-    return;
-  }
+  const read = police(ctx, conn, subId, filters);
+  if (!read.ok) return;
+  const narrowed = read.filters.map((p) => p.filter);
   const end = ctx.metrics.queryDuration.startTimer({ type: 'count' });
   try {
-    const n = await withQuerySlot(conn, () => countEvents(ctx.db.kysely, filters, now()));
+    const n = narrowed.length === 0 ? 0 : await withQuerySlot(conn, () => countEvents(ctx.db.kysely, narrowed, now()));
     send(conn, encodeCount(subId, n));
   } catch (err) {
     ctx.log.warn({ err: (err as Error).message }, 'count failed');

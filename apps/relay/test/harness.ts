@@ -61,6 +61,11 @@ export async function startTestRelay(
     VERIFY_WORKERS: '1',
     // The relay core's tests run an open relay; payment tests set their prices.
     PRICE_ADMISSION_MSAT: '0',
+    PRICE_EVENT_MSAT: '0',
+    // Bursts from one loopback address are what these tests do; rate-limit.test.ts sets the buckets.
+    RATE_EVENTS_PER_PUBKEY: '0',
+    RATE_EVENTS_PER_IP: '0',
+    RATE_REQS_PER_IP: '0',
     ...(databaseUrl ? { DATABASE_URL: databaseUrl } : {}),
     ...env,
   });

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { MemoryBus } from './memory.ts';
-import { RedisBus } from './redis.ts';
+import { RedisBus, type RedisBusOptions } from './redis.ts';
 
 /** Receives every message on a channel, with the id of the bus (process) that sent it. */
 export type BusHandler = (message: string, origin: string) => void;
@@ -14,15 +14,23 @@ export interface Bus {
   readonly id: string;
   readonly kind: 'redis' | 'memory';
   publish(channel: string, message: string): void;
+  /**
+   * Delivers each message published after the subscription is positioned at most once. Resolves
+   * without waiting for an unreachable backend (bounded); reading starts when it is reachable.
+   */
   subscribe(channel: string, handler: BusHandler): Promise<void>;
   /** True when the backend is reachable (always true in memory). */
   healthy(): boolean;
   close(): Promise<void>;
 }
 
-export async function createBus(opts: { redisUrl?: string; logger: Logger }): Promise<Bus> {
+/**
+ * Never blocks on Redis: with Redis away it returns within a second (the bus connects in the
+ * background, publishes wait in the outbox, subscriptions start reading when it comes).
+ */
+export async function createBus(opts: { redisUrl?: string; logger: Logger; redis?: RedisBusOptions }): Promise<Bus> {
   if (!opts.redisUrl) return new MemoryBus();
-  const bus = new RedisBus(opts.redisUrl, opts.logger);
+  const bus = new RedisBus(opts.redisUrl, opts.logger, opts.redis);
   await bus.start();
   return bus;
 }

@@ -1,4 +1,6 @@
 export { createBus, type Bus, type BusHandler } from './bus.ts';
 export { MemoryBus } from './memory.ts';
-export { RedisBus } from './redis.ts';
+export { RedisBus, type RedisBusOptions } from './redis.ts';
+export { RecentIds } from './recent.ts';
+export { RedisBuckets, type BucketReply, type RedisBucketsOptions, type SharedBuckets } from './buckets.ts';
 export * from './channels.ts';

@@ -4,55 +4,242 @@ import type { Logger } from 'pino';
 import type { Bus, BusHandler } from './bus.ts';
 
 const STREAM_PREFIX = 'paidrelay:bus:';
+/** Per sender: the highest sequence number already appended (what makes a retried append a no-op). */
+const SEQ_PREFIX = 'paidrelay:bus-seq:';
 /** Entries kept per stream: how far a replica can fall behind (an outage) and still catch up. */
 const STREAM_MAX_LEN = 100_000;
 const OUTBOX_MAX = 50_000;
-const BLOCK_MS = 2_000;
+const BATCH_MAX = 500;
+/** Senders remembered per channel by a reader for the duplicate guard (oldest forgotten first). */
+const ORIGINS_MAX = 10_000;
+const SEQ_TTL_SECONDS = 7 * 86_400;
+
+export type RedisBusOptions = {
+  /** Bound on waiting for one reply (XREAD adds its BLOCK time). Past it the connection is dropped and made again. */
+  commandTimeoutMs?: number;
+  /** Bound on one TCP connect + handshake. */
+  connectTimeoutMs?: number;
+  /** XREAD BLOCK. */
+  blockMs?: number;
+  /** How long start() and subscribe() wait for Redis before returning anyway (they return at once on a connection error). */
+  startWaitMs?: number;
+};
+
+/**
+ * Appends a batch of one sender's messages, skipping those whose sequence number is not above
+ * the sender's high-water mark: a batch whose reply was lost (connection cut after Redis ran it)
+ * is retried from the outbox without being appended twice.
+ * KEYS[1] the sender's seq key, KEYS[2..] the stream of each message;
+ * ARGV[1] sender id, ARGV[2] max stream length, ARGV[3] seq key TTL, then (seq, message) pairs.
+ */
+const APPEND_SCRIPT = `
+local last = tonumber(redis.call('GET', KEYS[1]) or '0')
+local top = last
+for i = 2, #KEYS do
+  local seq = tonumber(ARGV[2 + 2 * (i - 1)])
+  if seq > last then
+    redis.call('XADD', KEYS[i], 'MAXLEN', '~', ARGV[2], '*', 'o', ARGV[1], 's', ARGV[2 + 2 * (i - 1)], 'm', ARGV[3 + 2 * (i - 1)])
+    if seq > top then top = seq end
+  end
+end
+if top > last then redis.call('SET', KEYS[1], tostring(top), 'EX', ARGV[3]) end
+return top
+`;
+
+const sleep = (ms: number) =>
+  new Promise<void>((r) => {
+    const t = setTimeout(r, ms);
+    t.unref?.();
+  });
+
+class TimeoutError extends Error {}
+
+/**
+ * One connection to Redis that is always trying to be up: connects in the background (never
+ * awaited by the bus), reconnects with a capped backoff, fails commands at once while down (no
+ * offline queue), and bounds every reply: a connection that stops answering (half-open) is
+ * destroyed and made again.
+ */
+class Link {
+  private client: RedisClientType | null = null;
+  private closed = false;
+  private down = false;
+  private outcome: (() => void)[] = [];
+  private errorWaiters: (() => void)[] = [];
+
+  constructor(
+    private readonly url: string,
+    private readonly role: string,
+    private readonly log: Logger,
+    private readonly connectTimeoutMs: number,
+    private readonly onReady: () => void,
+  ) {
+    this.open();
+  }
+
+  private open(): void {
+    const c = createClient({
+      url: this.url,
+      disableOfflineQueue: true,
+      socket: {
+        connectTimeout: this.connectTimeoutMs,
+        keepAlive: true,
+        reconnectStrategy: (retries: number) => Math.min(100 * 2 ** retries, 2_000) + Math.floor(Math.random() * 100),
+      },
+    }) as RedisClientType;
+    c.on('error', (err: Error) => {
+      if (this.client !== c) return;
+      if (!this.down) this.log.warn({ err, role: this.role }, 'redis bus: connection error, retrying');
+      this.down = true;
+      this.settle(true);
+    });
+    c.on('ready', () => {
+      if (this.client !== c) return;
+      if (this.down) this.log.info({ role: this.role }, 'redis bus: connected');
+      this.down = false;
+      this.settle(false);
+      this.onReady();
+    });
+    this.client = c;
+    c.connect().catch((err: unknown) => {
+      if (this.closed || this.client !== c) return void this.log.debug({ err, role: this.role }, 'redis bus: connect ended by close');
+      // The reconnect strategy never gives up, so this is unexpected: start over with a new client.
+      this.log.error({ err, role: this.role }, 'redis bus: connect failed, making a new connection');
+      setTimeout(() => this.client === c && this.reset(), 1_000).unref?.();
+    });
+  }
+
+  private settle(error: boolean): void {
+    for (const r of this.outcome.splice(0)) r();
+    if (error) for (const r of this.errorWaiters.splice(0)) r();
+  }
+
+  get ready(): boolean {
+    return !this.closed && !!this.client?.isReady;
+  }
+
+  /** Resolves when the first connect attempt has an outcome (ready or an error), or after ms. */
+  firstOutcome(ms: number): Promise<void> {
+    if (this.ready || this.down) return Promise.resolve();
+    return Promise.race([new Promise<void>((r) => this.outcome.push(r)), sleep(ms)]);
+  }
+
+  /** Resolves at the next connection error. */
+  nextError(): Promise<void> {
+    if (this.down) return Promise.resolve();
+    return new Promise<void>((r) => this.errorWaiters.push(r));
+  }
+
+  /** Runs one command on the ready connection, with a bound on the reply. Throws at once when down. */
+  async run<T>(fn: (c: RedisClientType) => Promise<T>, ms: number): Promise<T> {
+    const c = this.client;
+    if (!c || !c.isReady || this.closed) throw new Error('redis bus: not connected');
+    let timer: NodeJS.Timeout | undefined;
+    const bound = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new TimeoutError(`redis bus: no reply within ${ms} ms`)), ms);
+    });
+    try {
+      return await Promise.race([fn(c), bound]);
+    } catch (err) {
+      if (err instanceof TimeoutError && this.client === c && !this.closed) {
+        this.log.warn({ err, role: this.role }, 'redis bus: connection stopped answering, reconnecting');
+        this.reset();
+      }
+      throw err;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private reset(): void {
+    const c = this.client;
+    this.client = null;
+    this.down = true;
+    destroy(c, this.log, this.role);
+    if (!this.closed) this.open();
+  }
+
+  async close(graceMs: number): Promise<void> {
+    this.closed = true;
+    const c = this.client;
+    this.client = null;
+    this.settle(true);
+    if (!c) return;
+    if (graceMs > 0 && c.isReady) {
+      await Promise.race([c.close().catch((err: unknown) => this.log.debug({ err, role: this.role }, 'redis bus: close failed')), sleep(graceMs)]);
+    }
+    destroy(c, this.log, this.role);
+  }
+}
+
+function destroy(c: RedisClientType | null, log: Logger, role: string): void {
+  if (!c) return;
+  try {
+    c.destroy();
+  } catch (err) {
+    log.debug({ err, role }, 'redis bus: destroy failed (already closed)');
+  }
+}
 
 /**
  * Redis Streams rather than pub/sub: a replica that loses Redis for a while resumes from
  * the last entry it read, so it catches up on what the other replicas published meanwhile.
+ *
+ * Nothing here waits on Redis without a bound: start() and subscribe() return when Redis answers,
+ * fails, or after `startWaitMs`, and the connections keep trying in the background. Delivery is
+ * at most once per subscription: each message carries its sender's sequence number, the append
+ * is idempotent per sender (a retried batch is not appended twice), and a reader skips an entry
+ * whose sequence number is not above the last one it delivered from that sender.
+ *
+ * Where a fresh subscriber starts: after the stream's last entry at the moment its connection
+ * first reaches Redis (not at a time-based id: no clock comparison between the replica and Redis,
+ * and no replay of entries older than the subscriber). Entries other replicas append while a
+ * replica that started without Redis is still unconnected are therefore not delivered to it; its
+ * clients read stored events from the database. From then on it resumes from its last entry.
  */
 export class RedisBus implements Bus {
   readonly id = randomUUID();
   readonly kind = 'redis' as const;
-  private writer: RedisClientType;
-  private readers: RedisClientType[] = [];
-  private outbox: { channel: string; message: string }[] = [];
+  private writer: Link;
+  private readers: { link: Link; positioned: boolean }[] = [];
+  private outbox: { channel: string; message: string; seq: number }[] = [];
+  private seq = 0;
   private flushing = false;
+  private retry?: NodeJS.Timeout;
+  private pinger: NodeJS.Timeout;
   private closed = false;
+  private readonly commandTimeoutMs: number;
+  private readonly connectTimeoutMs: number;
+  private readonly blockMs: number;
+  private readonly startWaitMs: number;
 
   constructor(
     private readonly url: string,
     private readonly log: Logger,
+    opts: RedisBusOptions = {},
   ) {
-    this.writer = this.client('writer');
+    this.commandTimeoutMs = opts.commandTimeoutMs ?? 5_000;
+    this.connectTimeoutMs = opts.connectTimeoutMs ?? 3_000;
+    this.blockMs = opts.blockMs ?? 2_000;
+    this.startWaitMs = opts.startWaitMs ?? 1_000;
+    this.writer = new Link(url, 'writer', log, this.connectTimeoutMs, () => void this.flush());
+    // An idle writer notices a connection that stopped answering too (healthy() stays true otherwise).
+    this.pinger = setInterval(() => {
+      if (!this.writer.ready || this.flushing) return;
+      this.writer.run((c) => c.ping(), this.commandTimeoutMs).catch((err: unknown) => this.log.debug({ err }, 'redis bus: ping failed'));
+    }, 5_000);
+    this.pinger.unref?.();
   }
 
-  private client(role: string): RedisClientType {
-    const c = createClient({
-      url: this.url,
-      socket: { reconnectStrategy: (retries) => Math.min(100 * 2 ** retries, 2_000) },
-    }) as RedisClientType;
-    let down = false;
-    c.on('error', (err: Error) => {
-      if (!down) this.log.warn({ err: err.message, role }, 'redis bus: connection error');
-      down = true;
-    });
-    c.on('ready', () => {
-      if (down) this.log.info({ role }, 'redis bus: reconnected');
-      down = false;
-      if (role === 'writer') void this.flush();
-    });
-    return c;
-  }
-
+  /** Returns once the writer is connected or has failed its first attempt (bounded); never throws. */
   async start(): Promise<void> {
-    await this.writer.connect();
+    await this.writer.firstOutcome(this.startWaitMs);
+    if (!this.writer.ready) this.log.warn('redis bus: Redis is not reachable yet; publishing to the outbox and retrying');
   }
 
+  /** The writer is connected and every reader is connected and reading. */
   healthy(): boolean {
-    return this.writer.isReady;
+    return this.writer.ready && this.readers.every((r) => r.positioned && r.link.ready);
   }
 
   publish(channel: string, message: string): void {
@@ -61,71 +248,118 @@ export class RedisBus implements Bus {
       this.outbox.shift();
       this.log.warn('redis bus: outbox full, dropping the oldest message');
     }
-    this.outbox.push({ channel, message });
+    this.outbox.push({ channel, message, seq: ++this.seq });
     void this.flush();
   }
 
   private async flush(): Promise<void> {
-    if (this.flushing || !this.writer.isReady) return;
+    if (this.flushing || !this.writer.ready) return;
     this.flushing = true;
     try {
-      while (this.outbox.length > 0 && this.writer.isReady) {
-        const batch = this.outbox.slice(0, 500);
-        const multi = this.writer.multi();
-        for (const { channel, message } of batch) {
-          multi.xAdd(STREAM_PREFIX + channel, '*', { o: this.id, m: message }, {
-            TRIM: { strategy: 'MAXLEN', strategyModifier: '~', threshold: STREAM_MAX_LEN },
-          });
-        }
-        await multi.exec();
-        this.outbox.splice(0, batch.length);
+      while (this.outbox.length > 0 && this.writer.ready) {
+        const batch = this.outbox.slice(0, BATCH_MAX);
+        const keys = [SEQ_PREFIX + this.id, ...batch.map((b) => STREAM_PREFIX + b.channel)];
+        const args = [this.id, String(STREAM_MAX_LEN), String(SEQ_TTL_SECONDS)];
+        for (const b of batch) args.push(String(b.seq), b.message);
+        await this.writer.run((c) => c.eval(APPEND_SCRIPT, { keys, arguments: args }), this.commandTimeoutMs);
+        // Remove by sequence number: the outbox may have dropped its oldest while we waited.
+        const top = batch[batch.length - 1].seq;
+        let n = 0;
+        while (n < this.outbox.length && this.outbox[n].seq <= top) n++;
+        this.outbox.splice(0, n);
       }
     } catch (err) {
-      this.log.warn({ err: (err as Error).message }, 'redis bus: publish failed, will retry');
+      if (this.closed) this.log.debug({ err, pending: this.outbox.length }, 'redis bus: publish failed while closing');
+      else this.log.warn({ err, pending: this.outbox.length }, 'redis bus: publish failed, kept in the outbox');
     } finally {
       this.flushing = false;
     }
-    if (this.outbox.length > 0 && this.writer.isReady && !this.closed) setTimeout(() => void this.flush(), 100);
+    if (this.outbox.length > 0 && !this.closed && !this.retry) {
+      this.retry = setTimeout(() => {
+        this.retry = undefined;
+        void this.flush();
+      }, 200);
+      this.retry.unref?.();
+    }
   }
 
+  /** Returns once the reader is positioned, or its connection failed, or after `startWaitMs`; reading goes on in the background. */
   async subscribe(channel: string, handler: BusHandler): Promise<void> {
-    const reader = this.client('reader');
+    if (this.closed) return;
+    const reader = { link: new Link(this.url, 'reader:' + channel, this.log, this.connectTimeoutMs, () => {}), positioned: false };
     this.readers.push(reader);
-    await reader.connect();
-    const key = STREAM_PREFIX + channel;
-    const last = await reader.xRevRange(key, '+', '-', { COUNT: 1 });
-    let lastId = last?.[0]?.id ?? '0-0';
-    const loop = async () => {
-      while (!this.closed) {
-        try {
-          if (!reader.isReady) {
-            await new Promise((r) => setTimeout(r, 200));
-            continue;
-          }
-          const res = await reader.xRead({ key, id: lastId }, { BLOCK: BLOCK_MS, COUNT: 1000 });
-          if (!res) continue;
-          for (const stream of res as { messages: { id: string; message: Record<string, string> }[] }[]) {
-            for (const entry of stream.messages) {
-              lastId = entry.id;
-              try {
-                handler(entry.message.m, entry.message.o);
-              } catch (err) {
-                this.log.error({ err }, 'redis bus: handler failed');
+    let positioned!: () => void;
+    const isPositioned = new Promise<void>((r) => (positioned = r));
+    void this.read(reader.link, STREAM_PREFIX + channel, handler, () => {
+      reader.positioned = true;
+      positioned();
+    });
+    await Promise.race([isPositioned, reader.link.nextError(), sleep(this.startWaitMs)]);
+  }
+
+  private async read(reader: Link, key: string, handler: BusHandler, positioned: () => void): Promise<void> {
+    let lastId: string | undefined;
+    /** Per sender, the sequence number of the last message delivered: the duplicate guard. */
+    const delivered = new Map<string, number>();
+    let failing = false;
+    while (!this.closed) {
+      if (!reader.ready) {
+        await sleep(100);
+        continue;
+      }
+      try {
+        if (lastId === undefined) {
+          const last = await reader.run((c) => c.xRevRange(key, '+', '-', { COUNT: 1 }), this.commandTimeoutMs);
+          lastId = last?.[0]?.id ?? '0-0';
+          positioned();
+          continue;
+        }
+        const from: string = lastId;
+        const res = await reader.run(
+          (c) => c.xRead({ key, id: from }, { BLOCK: this.blockMs, COUNT: 1000 }),
+          this.blockMs + this.commandTimeoutMs,
+        );
+        failing = false;
+        if (!res) continue;
+        for (const stream of res as { messages: { id: string; message: Record<string, string> }[] }[]) {
+          for (const entry of stream.messages) {
+            lastId = entry.id;
+            const { o, s, m } = entry.message;
+            if (s !== undefined) {
+              const seq = Number(s);
+              const prev = delivered.get(o);
+              if (prev !== undefined && seq <= prev) {
+                this.log.warn({ key, origin: o, seq, entry: entry.id }, 'redis bus: duplicate entry skipped');
+                continue;
               }
+              delivered.delete(o);
+              delivered.set(o, seq);
+              if (delivered.size > ORIGINS_MAX) delivered.delete(delivered.keys().next().value!);
+            }
+            try {
+              handler(m, o);
+            } catch (err) {
+              this.log.error({ err }, 'redis bus: handler failed');
             }
           }
-        } catch (err) {
-          if (this.closed) return;
-          await new Promise((r) => setTimeout(r, 200));
         }
+      } catch (err) {
+        if (this.closed) return void this.log.debug({ err, key }, 'redis bus: reader stopped by close');
+        if (!failing) this.log.warn({ err, key }, 'redis bus: read failed, retrying');
+        failing = true;
+        await sleep(200);
       }
-    };
-    void loop();
+    }
   }
 
   async close(): Promise<void> {
+    if (this.closed) return;
+    clearInterval(this.pinger);
+    clearTimeout(this.retry);
+    // One bounded last try to hand over what is still in the outbox.
+    if (this.outbox.length > 0 && this.writer.ready && !this.flushing) await this.flush();
     this.closed = true;
-    const all = [this.writer, ...this.readers];
-    await Promise.all(all.map((c) => c.isOpen ? c.close().catch(() => c.destroy()) : undefined));
+    clearTimeout(this.retry);
+    await Promise.all([this.writer.close(1_000), ...this.readers.map((r) => r.link.close(0))]);
   }
 }

@@ -1,6 +1,8 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { pino } from 'pino';
-import { createBus, type Bus } from '../src/index.ts';
+import { createClient } from 'redis';
+import { createBus, RecentIds, type Bus } from '../src/index.ts';
+import { RedisProxy } from './proxy.ts';
 
 const log = pino({ level: 'silent' });
 const redisUrl = process.env.TEST_REDIS_URL;
@@ -140,5 +142,103 @@ describe.runIf(redisUrl)('redis bus through an outage', () => {
     await Promise.all([a.close(), b.close(), third.close()]);
     await proxyA.close();
     await proxyB.close();
+  });
+});
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const fresh = () => 'test-' + Math.random().toString(36).slice(2);
+
+describe('recent ids', () => {
+  it('remembers the last N ids and forgets the oldest first', () => {
+    const r = new RecentIds(3);
+    expect([r.add('a'), r.add('b'), r.add('a'), r.add('c'), r.add('d')]).toEqual([true, true, false, true, true]);
+    expect([r.has('a'), r.has('b'), r.has('c'), r.has('d'), r.size]).toEqual([false, true, true, true, 3]);
+    expect(r.add('a')).toBe(true);
+  });
+});
+
+describe.runIf(redisUrl)('redis bus faults', () => {
+  it('starts and subscribes without Redis (bounded), then joins the bus when Redis comes', async () => {
+    const channel = fresh();
+    const proxy = await RedisProxy.refusing(redisUrl!);
+    const t0 = Date.now();
+    const a = await createBus({ redisUrl: proxy.url(), logger: log });
+    const onA = collect(a, channel);
+    await onA.ready;
+    expect(Date.now() - t0).toBeLessThan(2_500);
+    expect(a.healthy()).toBe(false);
+    a.publish(channel, 'from-a-while-away');
+    const b = await createBus({ redisUrl, logger: log });
+    const onB = collect(b, channel);
+    await onB.ready;
+    await proxy.listen();
+    // what a published while Redis was away reaches b from a's outbox
+    await until(() => onB.got.length === 1, 10_000);
+    expect(onB.got).toEqual([{ message: 'from-a-while-away', origin: a.id }]);
+    await until(() => a.healthy(), 10_000);
+    b.publish(channel, 'from-b');
+    await until(() => onA.got.some((g) => g.message === 'from-b'), 5_000);
+    await Promise.all([a.close(), b.close()]);
+    await proxy.close();
+  });
+
+  it('a batch whose reply is lost is retried without being appended twice', async () => {
+    const channel = fresh();
+    const proxy = await RedisProxy.forwarding(redisUrl!);
+    const a = await createBus({ redisUrl: proxy.url(), logger: log });
+    const b = await createBus({ redisUrl, logger: log });
+    const onB = collect(b, channel);
+    await onB.ready;
+    const lost = proxy.loseNextAppendReply(50);
+    for (let i = 0; i < 20; i++) a.publish(channel, `m${i}`);
+    await lost;
+    for (let i = 20; i < 40; i++) a.publish(channel, `m${i}`);
+    await until(() => onB.got.length >= 40, 10_000);
+    await sleep(300);
+    expect(onB.got.map((g) => g.message)).toEqual(Array.from({ length: 40 }, (_, i) => `m${i}`));
+    const raw = createClient({ url: redisUrl });
+    await raw.connect();
+    const entries = await raw.xRange('paidrelay:bus:' + channel, '-', '+');
+    await raw.close();
+    expect(entries?.length).toBe(40); // in the stream once each, not only delivered once
+    await Promise.all([a.close(), b.close()]);
+    await proxy.close();
+  });
+
+  it('a reader delivers an entry of the same sender and sequence number once', async () => {
+    const channel = fresh();
+    const b = await createBus({ redisUrl, logger: log });
+    const onB = collect(b, channel);
+    await onB.ready;
+    const raw = createClient({ url: redisUrl });
+    await raw.connect();
+    const key = 'paidrelay:bus:' + channel;
+    for (const [s, m] of [['1', 'a'], ['2', 'b'], ['1', 'a'], ['2', 'b'], ['3', 'c']]) await raw.xAdd(key, '*', { o: 'other', s, m });
+    await raw.close();
+    await until(() => onB.got.length >= 3);
+    await sleep(300);
+    expect(onB.got.map((g) => g.message)).toEqual(['a', 'b', 'c']);
+    await b.close();
+  });
+
+  it('a connection that stops answering (half-open) is dropped within the bound and made again', async () => {
+    const channel = fresh();
+    const proxy = await RedisProxy.forwarding(redisUrl!);
+    const opts = { commandTimeoutMs: 500, blockMs: 500 };
+    const a = await createBus({ redisUrl: proxy.url(), logger: log, redis: opts });
+    const b = await createBus({ redisUrl: proxy.url(), logger: log, redis: opts });
+    const onB = collect(b, channel);
+    await onB.ready;
+    a.publish(channel, 'before');
+    await until(() => onB.got.length === 1);
+    proxy.muteOpenConnections();
+    a.publish(channel, 'x'); // reaches Redis, the reply never comes back
+    await sleep(700);
+    a.publish(channel, 'y');
+    await until(() => onB.got.length >= 3, 10_000);
+    await sleep(300);
+    expect(onB.got.map((g) => g.message)).toEqual(['before', 'x', 'y']);
+    await Promise.all([a.close(), b.close()]);
+    await proxy.close();
   });
 });

@@ -22,6 +22,15 @@ export const configSchema = z.object({
   DATA_DIR: z.string().default('./data'),
   DATABASE_URL: optionalString,
   DATABASE_POOL_SIZE: int(10, 1),
+  /** Server-side statement_timeout of every pooled connection, ms (0: none). */
+  DATABASE_STATEMENT_TIMEOUT_MS: int(5000),
+  /**
+   * Client-side limit on one query, ms (0: none): a server that stops answering cannot enforce
+   * statement_timeout itself. A connection whose query timed out is discarded, never reused.
+   */
+  DATABASE_QUERY_TIMEOUT_MS: int(6000),
+  /** Limit on opening a connection and on waiting for a free one in the pool, ms (0: none). */
+  DATABASE_CONNECT_TIMEOUT_MS: int(5000),
   REDIS_URL: optionalString,
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 
@@ -36,8 +45,8 @@ export const configSchema = z.object({
   RELAY_SECRET_KEY: optionalString.pipe(z.string().regex(/^[0-9a-f]{64}$/).optional()),
   RELAY_ICON: optionalString,
   RELAY_TERMS_URL: optionalString,
-  /** NIP-11 `software`: the project's homepage. */
-  RELAY_SOFTWARE_URL: z.string().default('https://github.com/paidrelay/paidrelay'),
+  /** NIP-11 `software`: the project's homepage (unset: no `software` field). */
+  RELAY_SOFTWARE_URL: optionalString,
   /** Trust X-Forwarded-For / X-Real-IP for the client IP (behind an ingress). */
   TRUST_PROXY: bool.default(false),
 
@@ -55,8 +64,34 @@ export const configSchema = z.object({
   CREATED_AT_UPPER_LIMIT: int(900),
   MAX_CONNECTIONS_PER_IP: int(200, 1),
   MAX_MESSAGES_PER_SECOND: int(200, 1),
+  // Token buckets across all of a client's connections, shared by the replicas through Redis
+  // (a per-process bucket while Redis is away). Rate per second and burst; a rate of 0 disables.
+  /** EVENTs per pubkey (after the signature check). */
+  RATE_EVENTS_PER_PUBKEY: int(20),
+  RATE_EVENTS_BURST_PER_PUBKEY: int(100, 1),
+  /** EVENTs per client address (RATE_V4_PREFIX / RATE_V6_PREFIX), before any verification. */
+  RATE_EVENTS_PER_IP: int(50),
+  RATE_EVENTS_BURST_PER_IP: int(300, 1),
+  /** REQs and COUNTs per client address. */
+  RATE_REQS_PER_IP: int(50),
+  RATE_REQS_BURST_PER_IP: int(200, 1),
+  /** Prefix lengths that make one "address" for the per-address buckets. */
+  RATE_V4_PREFIX: int(32).pipe(z.number().max(32)),
+  RATE_V6_PREFIX: int(64).pipe(z.number().max(128)),
+  /** Bound on one Redis round trip of the shared buckets, ms; slower means local buckets for a second. */
+  RATE_REDIS_TIMEOUT_MS: int(50, 1),
   MIN_POW_DIFFICULTY: int(0),
   AUTH_REQUIRED: bool.default(false),
+  /** Kinds (comma separated) served only to their author and p-tagged pubkeys, authenticated with NIP-42 (empty: none). */
+  PRIVATE_KINDS: z.string().regex(/^[\d\s,]*$/, 'kinds, comma separated').default('4,1059'),
+  /** NIP-47 wallet traffic (23194-23197) only to filters naming the event by authors or #p. */
+  PRIVATE_WALLET_TRAFFIC: bool.default(true),
+  /** `members`: reads (of MEMBERS_ONLY_KINDS, or every kind) only for admitted, subscribed or allow-listed pubkeys. */
+  READ_ACCESS: z.enum(['public', 'members']).default('public'),
+  /** Kinds (comma separated) only members may read when READ_ACCESS=members (empty: every kind but NIP-47's). */
+  MEMBERS_ONLY_KINDS: z.string().regex(/^[\d\s,]*$/, 'kinds, comma separated').default(''),
+  /** With READ_ACCESS=members, anyone authenticated still reads its own events and those p-tagged to it. */
+  READ_OWN_ALWAYS: bool.default(true),
   /** Bytes queued to a slow reader before its connection is dropped. */
   MAX_BACKPRESSURE: int(4 * 1024 * 1024, 65536),
 
@@ -72,21 +107,42 @@ export const configSchema = z.object({
   PRICE_PUBLICATION_KINDS: z.string().default(''),
   /** Extra publication price per started KiB of event JSON, msat (0: size does not matter). */
   PRICE_PUBLICATION_PER_KB_MSAT: int(0),
-  /** Price to publish one held event with no account (pay-per-event), msat (0: not offered). */
-  PRICE_EVENT_MSAT: int(0),
+  /**
+   * Price to publish one held event with its own invoice, no account needed (pay-per-event), msat
+   * (0: the publication price; 0 with no publication price: not offered). With admission set it
+   * is the alternative a refusal offers; without admission, every write costs this.
+   */
+  PRICE_EVENT_MSAT: int(2000),
   /** Pubkeys (hex or npub, comma separated) that write for free. */
   ALLOWED_PUBKEYS: z.string().default(''),
   /**
-   * Kinds (comma separated) that are free for everyone: zap receipts (9735) and the Nostr
-   * Wallet Connect kinds (13194, 23194-23197), so wallets can use this relay to be paid.
+   * Kinds (comma separated) that are free for everyone. Empty by default: a kind free for
+   * anyone is free storage (or broadcast) for anyone. Zap receipts and wallet traffic have
+   * narrower free paths of their own (ZAP_RECEIPT_PUBKEYS, WALLET_PUBKEYS).
    */
-  WAIVED_KINDS: z.string().default('9735,13194,23194,23195,23196,23197'),
+  WAIVED_KINDS: z.string().default(''),
+  /**
+   * Zap receipts (kind 9735) are free only when signed by one of these keys (hex or npub,
+   * comma separated: the nostrPubkey of LNURL servers the operator trusts) or by the relay's
+   * own key, and when they are well formed and at most ZAP_RECEIPT_MAX_BYTES.
+   */
+  ZAP_RECEIPT_PUBKEYS: z.string().default(''),
+  ZAP_RECEIPT_MAX_BYTES: int(16384, 1024),
+  /**
+   * NIP-47 wallet traffic (kinds 13194, 23194-23197) is free only from these keys (hex or npub),
+   * the keys of NWC_URL (its wallet service and client) and the dev Lightning network's wallets.
+   */
+  WALLET_PUBKEYS: z.string().default(''),
   /** Events with at least this NIP-13 difficulty are free (0: proof of work buys nothing). */
   FREE_POW_DIFFICULTY: int(0),
   /** Refused events kept per pubkey, waiting for payment. */
   HELD_EVENTS_PER_PUBKEY: int(20, 0),
   HELD_EVENT_TTL_SECONDS: int(86400, 60),
   HELD_EVENT_MAX_BYTES: int(65536, 1024),
+  /** Bytes of refused events kept in all, across every pubkey and replica (oldest dropped first). */
+  HELD_EVENTS_MAX_TOTAL_BYTES: int(64 * 1024 * 1024, 65536),
+  /** Bytes of refused events kept per client address (IPv4 address, IPv6 /64), oldest dropped first. */
+  HELD_BYTES_PER_IP: int(1024 * 1024, 1024),
   /** The pay page, as people reach it (NIP-11 payments_url); its origin serves the admission API. */
   PAYMENTS_URL: z.string().url().default('http://localhost:7778/pay'),
   /** HTTP port of the admission service. */

@@ -460,6 +460,25 @@ async function storeInTransaction(db: Kysely<Schema>, P: Prepared[], now: number
 // Reads
 
 /**
+ * Events of `kinds` (every kind when absent) only when authored by, or `p`-tagged to, one of
+ * `readers`; none of them when `readers` is empty. The relay's read policies add these to a
+ * client's filter (an internal field, never parsed from a client) for rules a NIP-01 filter
+ * cannot say, such as "kind 4 only to its author and recipients".
+ */
+export type KindRestriction = { kinds?: number[]; readers: string[] };
+
+/** A NIP-01 filter, possibly narrowed by read policies. */
+export type QueryFilter = Filter & { restrict?: KindRestriction[] };
+
+function restrictionCondition(r: KindRestriction): RawBuilder<unknown> | null {
+  const other = r.kinds === undefined ? null : sql`e.kind <> ALL(${r.kinds}::int4[])`;
+  if (r.readers.length === 0) return other;
+  const readers = sql`e.pubkey = ANY(${r.readers.map(hexBuf)}::bytea[])
+    OR EXISTS (SELECT 1 FROM event_tags y WHERE y.event_id = e.id AND y.name = 'p' AND y.value = ANY(${r.readers}::text[]))`;
+  return other === null ? sql`(${readers})` : sql`(${other} OR ${readers})`;
+}
+
+/**
  * SQL conditions (on `events e`) for one filter, or null when the filter cannot match anything
  * (an empty list, or a multi-letter tag filter, which is not indexed).
  *
@@ -472,11 +491,16 @@ async function storeInTransaction(db: Kysely<Schema>, P: Prepared[], now: number
  * There is one row per (event, name, value), so the join cannot produce duplicates.
  */
 function filterConditions(
-  f: Filter,
+  f: QueryFilter,
   now: number,
   joinTag: boolean,
 ): { conds: RawBuilder<unknown>[]; joined: boolean } | null {
   const conds: RawBuilder<unknown>[] = [sql`(e.expires_at IS NULL OR e.expires_at > ${now})`];
+  for (const r of f.restrict ?? []) {
+    const c = restrictionCondition(r);
+    if (c === null) return null;
+    conds.push(c);
+  }
   if (f.ids !== undefined) {
     if (f.ids.length === 0) return null;
     conds.push(sql`e.id = ANY(${f.ids.map(hexBuf)}::bytea[])`);
@@ -522,7 +546,7 @@ function filterConditions(
  * The raw JSON of the events matching any of the filters, each filter limited by its own
  * `limit`, without duplicates, newest first (ties: lowest id first). Expired events are hidden.
  */
-export async function queryEvents(db: Kysely<Schema>, filters: Filter[], now: number): Promise<string[]> {
+export async function queryEvents(db: Kysely<Schema>, filters: QueryFilter[], now: number): Promise<string[]> {
   const parts: RawBuilder<unknown>[] = [];
   for (const f of filters) {
     if (f.limit !== undefined && f.limit <= 0) continue;
@@ -557,7 +581,7 @@ export async function queryEvents(db: Kysely<Schema>, filters: Filter[], now: nu
 }
 
 /** How many distinct unexpired events match any of the filters (limits are ignored). */
-export async function countEvents(db: Kysely<Schema>, filters: Filter[], now: number): Promise<number> {
+export async function countEvents(db: Kysely<Schema>, filters: QueryFilter[], now: number): Promise<number> {
   const ors: RawBuilder<unknown>[] = [];
   for (const f of filters) {
     const c = filterConditions(f, now, false);

@@ -8,6 +8,8 @@ export {
   MESSAGE_DUPLICATE,
   MESSAGE_DELETED,
   MESSAGE_STALE,
+  type KindRestriction,
+  type QueryFilter,
 } from './events.ts';
 export { migrations, migrationProvider } from './migrations/index.ts';
 export { PGliteDialect, type PGliteDialectConfig } from './pglite-dialect.ts';
@@ -25,11 +27,15 @@ export {
   listZapsAwaitingReceipt,
   settleInvoice,
   debitForEvent,
+  affordableCharges,
   holdEvent,
+  holdEvents,
   getHeldEvent,
   listHeldEvents,
   deleteHeldEvents,
   purgeHeldEvents,
+  trimHeldEvents,
+  heldEventStats,
   ledgerBalance,
   ledgerTotal,
   userAccount,
@@ -46,6 +52,9 @@ export {
   type NewInvoice,
   type HeldEvent,
   type HoldResult,
+  type HoldItem,
+  type HoldOptions,
+  type HeldStats,
   type SettleOptions,
   type SettleResult,
 } from './payments.ts';

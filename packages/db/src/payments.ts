@@ -33,8 +33,8 @@
  * - publication debit of event E (txid `publication:<E>`): (`user:<hex>`, -P),
  *   (`revenue:publication`, +P), both carrying E's id. At most once per event id.
  */
-import { randomBytes } from 'node:crypto';
-import { sql, type Kysely, type Selectable, type Transaction } from 'kysely';
+import { createHash, randomBytes } from 'node:crypto';
+import { sql, type ExpressionBuilder, type Kysely, type Selectable, type Transaction } from 'kysely';
 import type { AccountsTable, InvoiceProduct, InvoicesTable, InvoiceStatus, Schema } from './schema.ts';
 
 // ---------------------------------------------------------------------------------------------
@@ -591,98 +591,233 @@ export async function debitForEvent(
   );
 }
 
+/**
+ * For a group commit that charges several events: locks the payers' account rows for the
+ * caller's transaction (in pubkey order, so concurrent commits cannot deadlock on them) and
+ * answers, in input order, which charges their balances cover (earlier charges of one pubkey
+ * first) and what was left for each before it. A charge that is not covered fails alone; the rest of the batch goes on, and
+ * debitForEvent for the covered ones cannot fail on the balance while the rows are locked.
+ */
+export async function affordableCharges(
+  trx: Kysely<Schema>,
+  charges: { pubkey: string; amountMsat: number }[],
+): Promise<{ covered: boolean; balanceMsat: number }[]> {
+  if (!trx.isTransaction) throw new TypeError('affordableCharges must run in a transaction');
+  for (const c of charges) {
+    checkHex64(c.pubkey, 'pubkey');
+    checkInt(c.amountMsat, 'amountMsat');
+  }
+  const pubkeys = [...new Set(charges.map((c) => c.pubkey))].sort();
+  if (pubkeys.length === 0) return [];
+  const rows = await trx
+    .selectFrom('accounts')
+    .select(['pubkey', 'balance_msat'])
+    .where('pubkey', 'in', pubkeys.map(buf))
+    .orderBy('pubkey')
+    .forUpdate()
+    .execute();
+  const left = new Map(rows.map((r) => [hex(r.pubkey), Number(r.balance_msat)]));
+  return charges.map((c) => {
+    const have = left.get(c.pubkey) ?? 0;
+    if (have < c.amountMsat) return { covered: false, balanceMsat: have };
+    left.set(c.pubkey, have - c.amountMsat);
+    return { covered: true, balanceMsat: have };
+  });
+}
+
 // ---------------------------------------------------------------------------------------------
 // Held events
 
 /** Namespace (first key) of the advisory locks that serialise holdEvent per pubkey. */
 const HOLD_LOCK_NAMESPACE = 0x484c4450;
+/** Namespace of the advisory locks that serialise holds per client address (taken after the pubkeys'). */
+const HOLD_IP_LOCK_NAMESPACE = 0x484c4449;
+
+export type HoldItem = { id: string; pubkey: string; kind: number; raw: string; amountMsat: number; ip?: string };
+export type HoldOptions = { now: number; ttlSeconds: number; maxPerPubkey: number; maxBytes: number; maxBytesPerIp?: number };
 
 /**
  * Keeps a refused event until it is paid for, for `ttlSeconds`, at most `maxPerPubkey` per
- * pubkey and `maxBytes` of JSON each.
+ * pubkey, `maxBytesPerIp` bytes per client address (when the event names one) and `maxBytes`
+ * of JSON each.
  *
  * - 'already-held': the same event is held; its expiry is pushed to now + ttl (price unchanged).
- * - When the pubkey is at its limit the OLDEST held events are dropped, so the newest refused
- *   write is always the one that can be paid for; an event with a pending, unexpired invoice is
- *   never dropped (someone is paying for it). 'limit-reached' only when every slot is taken by
- *   such events (or maxPerPubkey is 0).
+ * - When the pubkey (or the address) is at its limit the OLDEST held events are dropped, so the
+ *   newest refused write is always the one that can be paid for; an event with a pending,
+ *   unexpired invoice is never dropped (someone is paying for it). 'limit-reached' only when
+ *   every slot is taken by such events (or maxPerPubkey is 0).
  * - 'too-large': raw is over maxBytes (UTF-8).
  */
-export async function holdEvent(
-  db: Kysely<Schema>,
-  ev: { id: string; pubkey: string; kind: number; raw: string; amountMsat: number },
-  opts: { now: number; ttlSeconds: number; maxPerPubkey: number; maxBytes: number },
-): Promise<HoldResult> {
-  checkHex64(ev.id, 'id');
-  checkHex64(ev.pubkey, 'pubkey');
-  checkInt(ev.kind, 'kind');
-  if (typeof ev.raw !== 'string') throw new TypeError('raw must be a string');
-  checkInt(ev.amountMsat, 'amountMsat');
+export async function holdEvent(db: Kysely<Schema>, ev: HoldItem, opts: HoldOptions): Promise<HoldResult> {
+  return (await holdEvents(db, [ev], opts))[0];
+}
+
+/**
+ * holdEvent for many events in one transaction (a refusal must stay cheap: the relay batches
+ * the events it refuses, as it batches the ones it stores). Results are in input order.
+ */
+export async function holdEvents(db: Kysely<Schema>, evs: HoldItem[], opts: HoldOptions): Promise<HoldResult[]> {
+  for (const ev of evs) {
+    checkHex64(ev.id, 'id');
+    checkHex64(ev.pubkey, 'pubkey');
+    checkInt(ev.kind, 'kind');
+    if (typeof ev.raw !== 'string') throw new TypeError('raw must be a string');
+    checkInt(ev.amountMsat, 'amountMsat');
+  }
   checkInt(opts.now, 'now');
   checkInt(opts.ttlSeconds, 'ttlSeconds', 1);
   checkInt(opts.maxPerPubkey, 'maxPerPubkey');
   checkInt(opts.maxBytes, 'maxBytes');
-  if (Buffer.byteLength(ev.raw, 'utf8') > opts.maxBytes) return 'too-large';
+  const items = evs.map((ev) => ({ ev, bytes: Buffer.byteLength(ev.raw, 'utf8'), ip: ev.ip ?? '' }));
+  const results: HoldResult[] = items.map((it) => (it.bytes > opts.maxBytes ? 'too-large' : 'held'));
+  const todo = items.map((it, i) => ({ ...it, i })).filter((it) => results[it.i] !== 'too-large');
+  if (todo.length === 0) return results;
+
+  return atomically(db, async (trx) => {
+    // Serialise holds of one pubkey, then of one address (each hashed to 2^32 keys), so the bounds
+    // hold across replicas; every transaction takes its locks in the same order, so none deadlock.
+    const perIp = opts.maxBytesPerIp !== undefined;
+    await lockAll(trx, HOLD_LOCK_NAMESPACE, todo.map((t) => buf(t.ev.pubkey).readInt32BE(0)));
+    if (perIp) await lockAll(trx, HOLD_IP_LOCK_NAMESPACE, todo.filter((t) => t.ip !== '').map((t) => addressLockKey(t.ip)));
+    for (const t of todo) results[t.i] = await holdOne(trx, t.ev, t.bytes, t.ip, opts);
+    return results;
+  });
+}
+
+/** Takes transaction-level advisory locks on `keys` in ascending order (duplicates once). */
+async function lockAll(trx: Kysely<Schema>, namespace: number, keys: number[]): Promise<void> {
+  const sorted = [...new Set(keys)].sort((a, b) => a - b);
+  if (sorted.length === 0) return;
+  await sql`SELECT count(pg_advisory_xact_lock(${namespace}::int4, k)) FROM (SELECT k FROM unnest(${sorted}::int4[]) k ORDER BY k) s`.execute(trx);
+}
+
+function addressLockKey(ip: string): number {
+  return createHash('sha256').update(ip).digest().readInt32BE(0);
+}
+
+async function holdOne(trx: Kysely<Schema>, ev: HoldItem, bytes: number, ip: string, opts: HoldOptions): Promise<HoldResult> {
   const { now } = opts;
   const expiresAt = now + opts.ttlSeconds;
   const id = buf(ev.id);
   const pk = buf(ev.pubkey);
+  const refreshed = await trx
+    .updateTable('held_events')
+    .set((eb) => ({ expires_at: eb.fn('greatest', ['expires_at', eb.val(expiresAt)]) }))
+    .where('event_id', '=', id)
+    .executeTakeFirst();
+  if (Number(refreshed.numUpdatedRows) > 0) return 'already-held';
+  if (opts.maxPerPubkey === 0) return 'limit-reached';
 
-  return atomically(db, async (trx) => {
-    // Serialise holds of one pubkey (hashed to 2^32 keys), so the bound holds across replicas.
-    await sql`SELECT pg_advisory_xact_lock(${HOLD_LOCK_NAMESPACE}::int4, ${pk.readInt32BE(0)}::int4)`.execute(trx);
-
-    const refreshed = await trx
-      .updateTable('held_events')
-      .set((eb) => ({ expires_at: eb.fn('greatest', ['expires_at', eb.val(expiresAt)]) }))
-      .where('event_id', '=', id)
-      .executeTakeFirst();
-    if (Number(refreshed.numUpdatedRows) > 0) return 'already-held';
-    if (opts.maxPerPubkey === 0) return 'limit-reached';
-
-    const rows = await trx
-      .selectFrom('held_events as h')
-      .select(['h.event_id', 'h.expires_at'])
-      .select((eb) =>
-        eb
-          .exists(
-            eb
-              .selectFrom('invoices as i')
-              .select('i.id')
-              .whereRef('i.event_id', '=', 'h.event_id')
-              .where('i.status', '=', 'pending')
-              .where('i.expires_at', '>', now),
-          )
-          .as('being_paid'),
-      )
-      .where('h.pubkey', '=', pk)
-      .orderBy('h.created_at')
-      .orderBy('h.event_id')
-      .execute();
-    // Drop what has expired (unless being paid), then the oldest until there is room.
-    const drop: Uint8Array[] = [];
-    let live = rows.length;
-    for (const r of rows) {
-      if (!r.being_paid && r.expires_at <= now) {
-        drop.push(r.event_id);
-        live--;
-      }
+  const rows = await trx
+    .selectFrom('held_events as h')
+    .select(['h.event_id', 'h.expires_at'])
+    .select((eb) => beingPaid(eb, now))
+    .where('h.pubkey', '=', pk)
+    .orderBy('h.created_at')
+    .orderBy('h.event_id')
+    .execute();
+  // Drop what has expired (unless being paid), then the oldest until there is room.
+  const drop: Uint8Array[] = [];
+  let live = rows.length;
+  for (const r of rows) {
+    if (!r.being_paid && r.expires_at <= now) {
+      drop.push(r.event_id);
+      live--;
     }
-    for (const r of rows) {
-      if (live < opts.maxPerPubkey) break;
-      if (!r.being_paid && r.expires_at > now) {
-        drop.push(r.event_id);
-        live--;
-      }
+  }
+  for (const r of rows) {
+    if (live < opts.maxPerPubkey) break;
+    if (!r.being_paid && r.expires_at > now) {
+      drop.push(r.event_id);
+      live--;
     }
-    if (live >= opts.maxPerPubkey) return 'limit-reached';
-    if (drop.length > 0) await trx.deleteFrom('held_events').where('event_id', 'in', drop).execute();
-    await trx
-      .insertInto('held_events')
-      .values({ event_id: id, pubkey: pk, kind: ev.kind, raw: ev.raw, amount_msat: ev.amountMsat, created_at: now, expires_at: expiresAt })
-      .execute();
-    return 'held';
-  });
+  }
+  if (live >= opts.maxPerPubkey) return 'limit-reached';
+  if (ip !== '' && opts.maxBytesPerIp !== undefined) {
+    const room = await makeRoomForAddress(trx, ip, bytes, opts.maxBytesPerIp, now, drop);
+    if (!room) return 'limit-reached';
+  }
+  if (drop.length > 0) await trx.deleteFrom('held_events').where('event_id', 'in', drop).execute();
+  await trx
+    .insertInto('held_events')
+    .values({ event_id: id, pubkey: pk, kind: ev.kind, raw: ev.raw, amount_msat: ev.amountMsat, created_at: now, expires_at: expiresAt, ip, bytes })
+    .execute();
+  return 'held';
+}
+
+
+/**
+ * Per-address bound: fresh keys are free, so one address could otherwise hold
+ * `maxPerPubkey × keys` events. Adds to `drop` the address's oldest held events (never one
+ * being paid for) until `bytes` more fit under `maxBytes`; false when they cannot.
+ */
+async function makeRoomForAddress(trx: Kysely<Schema>, ip: string, bytes: number, maxBytes: number, now: number, drop: Uint8Array[]): Promise<boolean> {
+  if (bytes > maxBytes) return false;
+  const rows = await trx
+    .selectFrom('held_events as h')
+    .select(['h.event_id', 'h.bytes'])
+    .select((eb) => beingPaid(eb, now))
+    .where('h.ip', '=', ip)
+    .orderBy('h.created_at')
+    .orderBy('h.event_id')
+    .execute();
+  const dropping = new Set(drop.map((d) => hex(d)));
+  let used = 0;
+  for (const r of rows) if (!dropping.has(hex(r.event_id))) used += r.bytes;
+  for (const r of rows) {
+    if (used + bytes <= maxBytes) break;
+    if (r.being_paid || dropping.has(hex(r.event_id))) continue;
+    drop.push(r.event_id);
+    dropping.add(hex(r.event_id));
+    used -= r.bytes;
+  }
+  return used + bytes <= maxBytes;
+}
+
+/** `being_paid`: the held event has a pending invoice that has not expired (someone is paying for it). */
+function beingPaid(eb: ExpressionBuilder<Schema & { h: Schema['held_events'] }, 'h'>, now: number) {
+  return eb
+    .exists(
+      eb
+        .selectFrom('invoices as i')
+        .select('i.id')
+        .whereRef('i.event_id', '=', 'h.event_id')
+        .where('i.status', '=', 'pending')
+        .where('i.expires_at', '>', now),
+    )
+    .as('being_paid');
+}
+
+export type HeldStats = { events: number; bytes: number };
+
+/**
+ * The global bound: keeps the newest held events whose bytes add up to at most `maxTotalBytes`
+ * and deletes the older ones, except those being paid for. One statement, safe to run from
+ * every replica at once. Returns how many were deleted and what is held afterwards.
+ */
+export async function trimHeldEvents(db: Kysely<Schema>, maxTotalBytes: number, now: number): Promise<HeldStats & { deleted: number }> {
+  checkInt(maxTotalBytes, 'maxTotalBytes');
+  checkInt(now, 'now');
+  const r = await sql<{ n: number }>`
+    WITH ranked AS (
+      SELECT event_id, sum(bytes) OVER (ORDER BY created_at DESC, event_id DESC) AS newer_bytes FROM held_events
+    ), gone AS (
+      DELETE FROM held_events d USING ranked r
+      WHERE d.event_id = r.event_id AND r.newer_bytes > ${maxTotalBytes}
+        AND NOT EXISTS (SELECT 1 FROM invoices i WHERE i.event_id = d.event_id AND i.status = 'pending' AND i.expires_at > ${now})
+      RETURNING 1
+    )
+    SELECT count(*)::int8 AS n FROM gone`.execute(db);
+  return { deleted: Number(r.rows[0]?.n ?? 0), ...(await heldEventStats(db)) };
+}
+
+/** How many events, and how many bytes of them, are held now. */
+export async function heldEventStats(db: Kysely<Schema>): Promise<HeldStats> {
+  const r = await db
+    .selectFrom('held_events')
+    .select((eb) => [eb.fn.countAll<number>().as('events'), eb.cast<number>(eb.fn.coalesce(eb.fn.sum<number>('bytes'), eb.lit(0)), 'int8').as('bytes')])
+    .executeTakeFirstOrThrow();
+  return { events: Number(r.events), bytes: Number(r.bytes) };
 }
 
 /** A held event that has not expired at `now`, or undefined. */

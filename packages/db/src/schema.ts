@@ -120,6 +120,10 @@ export interface HeldEventsTable {
   /** When it was held (unix seconds). */
   created_at: number;
   expires_at: number;
+  /** The client's network (IPv4 address or IPv6 /64) it came from; '' when unknown. */
+  ip: import('kysely').ColumnType<string, string | undefined, string>;
+  /** octet_length(raw). */
+  bytes: import('kysely').ColumnType<number, number | undefined, number>;
 }
 
 export interface Schema {

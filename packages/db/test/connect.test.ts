@@ -127,3 +127,53 @@ describe.runIf(TEST_DATABASE_URL !== undefined)('Postgres migrations across repl
     }
   });
 });
+
+describe.runIf(TEST_DATABASE_URL !== undefined)('Postgres connection faults', () => {
+  it('a checked-out connection killed by the server is reported, not thrown at the process', async () => {
+    const { url, drop } = await createTestDatabase(TEST_DATABASE_URL as string);
+    const errors: Error[] = [];
+    const uncaught: unknown[] = [];
+    const onUncaught = (err: unknown) => uncaught.push(err);
+    process.on('uncaughtException', onUncaught);
+    const db = await openDatabase({ databaseUrl: url, dataDir: tmpdir(), poolSize: 2, onPoolError: (e) => errors.push(e) });
+    const admin = new pg.Client({ connectionString: TEST_DATABASE_URL });
+    await admin.connect();
+    try {
+      await db.migrate();
+      // Between two statements of a transaction the client is checked out and no query is
+      // active: the server's FATAL reaches only the client's own 'error' event.
+      const inTransaction = db.kysely.transaction().execute(async (trx) => {
+        const { rows } = await sql<{ pid: number }>`SELECT pg_backend_pid() AS pid`.execute(trx);
+        await admin.query('SELECT pg_terminate_backend($1)', [rows[0].pid]);
+        await new Promise((r) => setTimeout(r, 300));
+        await sql`SELECT 1`.execute(trx);
+      });
+      await expect(inTransaction).rejects.toThrow();
+      expect(uncaught).toEqual([]);
+      // The server's FATAL, then the socket closing: each reported once, whoever else saw it.
+      expect(errors.map((e) => e.message)).toEqual(['terminating connection due to administrator command', 'Connection terminated unexpectedly']);
+      // The pool carries on with a new connection.
+      const { rows } = await sql<{ n: number }>`SELECT 2 AS n`.execute(db.kysely);
+      expect(rows).toEqual([{ n: 2 }]);
+    } finally {
+      process.off('uncaughtException', onUncaught);
+      await admin.end();
+      await db.close();
+      await drop();
+    }
+  });
+
+  it('statement and query limits apply to queries, not to migrations (which may take long)', async () => {
+    const { url, drop } = await createTestDatabase(TEST_DATABASE_URL as string);
+    const db = await openDatabase({ databaseUrl: url, dataDir: tmpdir(), poolSize: 2, statementTimeoutMs: 1, queryTimeoutMs: 2000 });
+    try {
+      await db.migrate(); // would be cancelled after 1 ms with the pool's limits
+      const { rows } = await sql<{ n: number }>`SELECT count(*) AS n FROM kysely_migration`.execute(db.kysely);
+      expect(rows[0].n).toBe(Object.keys(migrations).length);
+      await expect(sql`SELECT pg_sleep(0.5)`.execute(db.kysely)).rejects.toMatchObject({ code: '57014' });
+    } finally {
+      await db.close();
+      await drop();
+    }
+  });
+});

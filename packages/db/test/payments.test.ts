@@ -22,6 +22,8 @@ import {
   listZapsAwaitingReceipt,
   PaymentError,
   purgeHeldEvents,
+  trimHeldEvents,
+  heldEventStats,
   setZapReceipt,
   settleInvoice,
   storeEvents,
@@ -629,6 +631,48 @@ describe.each(backends)('payments on $name', (backend) => {
       expect(await getHeldEvent(db.kysely, 'bad', NOW)).toBeUndefined();
       expect(await purgeHeldEvents(db.kysely, NOW + 4599)).toBe(0);
       expect(await purgeHeldEvents(db.kysely, NOW + 4600)).toBe(1);
+    });
+
+    const heldBytesFrom = async (ip: string) =>
+      Number(
+        (await db.kysely.selectFrom('held_events').select((eb) => eb.fn.coalesce(eb.fn.sum<number>('bytes'), eb.lit(0)).as('b')).where('ip', '=', ip).executeTakeFirstOrThrow()).b,
+      );
+
+    it('bounds the bytes held per client address across fresh keys: oldest dropped, never one being paid', async () => {
+      const ip = '198.51.100.7';
+      const raw = 'x'.repeat(1000);
+      const perIp = { ...limits, maxBytesPerIp: 3500 };
+      const first = ev(hex32(), { raw });
+      expect(await holdEvent(db.kysely, { ...first, ip }, perIp)).toBe('held');
+      await createInvoice(db.kysely, newInvoice({ pubkey: first.pubkey, product: 'event', eventId: first.id, expiresAt: NOW + 10_000 }));
+      const later = [];
+      for (let i = 1; i <= 6; i++) {
+        const e = ev(hex32(), { raw });
+        later.push(e);
+        expect(await holdEvent(db.kysely, { ...e, ip }, { ...perIp, now: NOW + i })).toBe('held');
+        expect(await heldBytesFrom(ip)).toBeLessThanOrEqual(3500);
+      }
+      // The one being paid for stays; the newest two fill the rest.
+      expect(await getHeldEvent(db.kysely, first.id, NOW + 10)).toBeDefined();
+      expect(await getHeldEvent(db.kysely, later[5].id, NOW + 10)).toBeDefined();
+      expect(await getHeldEvent(db.kysely, later[4].id, NOW + 10)).toBeDefined();
+      expect(await getHeldEvent(db.kysely, later[3].id, NOW + 10)).toBeUndefined();
+      // Another address is not affected, and an event larger than the bound is not held.
+      expect(await holdEvent(db.kysely, { ...ev(hex32(), { raw }), ip: '203.0.113.1' }, perIp)).toBe('held');
+      expect(await holdEvent(db.kysely, { ...ev(hex32(), { raw: 'y'.repeat(4000) }), ip }, perIp)).toBe('limit-reached');
+    });
+
+    it('trims held events to a global byte bound, newest kept, never one being paid', async () => {
+      const raw = 'z'.repeat(1000);
+      const es = Array.from({ length: 8 }, () => ev(hex32(), { raw }));
+      for (let i = 0; i < es.length; i++) await holdEvent(db.kysely, es[i], { ...limits, now: NOW + i });
+      await createInvoice(db.kysely, newInvoice({ pubkey: es[0].pubkey, product: 'event', eventId: es[0].id, expiresAt: NOW + 10_000 }));
+      expect(await heldEventStats(db.kysely)).toEqual({ events: 8, bytes: 8000 });
+      const r = await trimHeldEvents(db.kysely, 3000, NOW + 10);
+      expect(r).toEqual({ deleted: 4, events: 4, bytes: 4000 });
+      const kept = (await Promise.all(es.map((e) => getHeldEvent(db.kysely, e.id, NOW + 10)))).map((h) => h !== undefined);
+      expect(kept).toEqual([true, false, false, false, false, true, true, true]);
+      expect(await trimHeldEvents(db.kysely, 3000, NOW + 10)).toEqual({ deleted: 0, events: 4, bytes: 4000 });
     });
 
     it('lists a pubkey\'s held events nothing is paying for, oldest first, and deletes them', async () => {

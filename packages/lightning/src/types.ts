@@ -68,7 +68,7 @@ export const silentLog: Log = { debug() {}, info() {}, warn() {}, error() {} };
 /**
  * Every event kind NIP-47 uses: the info event (13194, replaceable), requests (23194),
  * responses (23195) and notifications (23196 NIP-04, 23197 NIP-44), all but the info event
- * ephemeral. A paid relay that carries wallet traffic must let these through its payment
- * gate (e.g. WAIVED_KINDS), or no one could pay.
+ * ephemeral. A paid relay lets them through its payment gate only from the wallets it uses
+ * itself (WALLET_PUBKEYS, the keys of NWC_URL, the dev network's), or no one could pay.
  */
-export const NIP47_EVENT_KINDS: readonly number[] = [13194, 23194, 23195, 23196, 23197];
+export { NIP47_KINDS as NIP47_EVENT_KINDS } from '@paidrelay/nostr';

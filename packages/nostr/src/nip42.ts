@@ -1,7 +1,13 @@
 import type { NostrEvent } from './event.ts';
 import { KIND_AUTH } from './kinds.ts';
 
-export type AuthCheckOptions = { challenge: string; relayUrl: string; now: number; maxSkewSeconds: number };
+export type AuthCheckOptions = {
+  challenge: string;
+  /** The URL (or URLs: any one matches) the relay tag must name. */
+  relayUrl: string | readonly string[];
+  now: number;
+  maxSkewSeconds: number;
+};
 
 /**
  * Reduces a relay URL to `host[:port]/path` so that the forms clients legitimately write for
@@ -41,6 +47,42 @@ export function relayUrlMatches(tagUrl: string, relayUrl: string): boolean {
   return a !== undefined && a === normalizeRelayUrl(relayUrl);
 }
 
+/** What the WebSocket upgrade request says about the URL the client used. */
+export type UpgradeRequestUrl = {
+  /** The `Host` header. */
+  host: string;
+  /** The request path (no query). */
+  path?: string;
+  /** `X-Forwarded-Proto` and `X-Forwarded-Host`, read only when the proxy is trusted. */
+  forwardedProto?: string;
+  forwardedHost?: string;
+};
+
+// A host[:port] as a Host header carries it: a name, IPv4 or [IPv6], an optional port. Nothing
+// that would change what the URL means (userinfo, path, spaces).
+const HOST_HEADER = /^(?:[A-Za-z0-9\-._~]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/;
+
+const firstValue = (h: string | undefined) => (h ?? '').split(',')[0].trim();
+
+/**
+ * The relay URL as this client reached it, as khatru derives it: `ws://<Host><path>`, or behind
+ * a trusted proxy `<X-Forwarded-Proto as ws/wss>://<X-Forwarded-Host or Host><path>` (first value
+ * of each; http maps to ws and https to wss, which matters for the default port). Undefined when
+ * no usable host was sent.
+ */
+export function upgradeRequestUrl(req: UpgradeRequestUrl, trustProxy: boolean): string | undefined {
+  const fwdHost = trustProxy ? firstValue(req.forwardedHost) : '';
+  const host = fwdHost || req.host.trim();
+  if (!HOST_HEADER.test(host)) return undefined;
+  let scheme = 'ws';
+  if (trustProxy) {
+    const proto = firstValue(req.forwardedProto).toLowerCase();
+    if (proto === 'https' || proto === 'wss') scheme = 'wss';
+  }
+  const path = req.path && req.path.startsWith('/') ? req.path : '/';
+  return `${scheme}://${host}${path}`;
+}
+
 function firstTagValue(ev: NostrEvent, name: string): string | undefined {
   const tags = ev.tags;
   for (let i = 0; i < tags.length; i++) {
@@ -66,6 +108,7 @@ export function checkAuthEvent(ev: NostrEvent, opts: AuthCheckOptions): string |
   if (challenge !== opts.challenge) return 'invalid: auth event challenge does not match';
   const relay = firstTagValue(ev, 'relay');
   if (relay === undefined) return 'invalid: auth event has no relay tag';
-  if (!relayUrlMatches(relay, opts.relayUrl)) return 'invalid: auth event relay tag does not match this relay';
+  const urls = typeof opts.relayUrl === 'string' ? [opts.relayUrl] : opts.relayUrl;
+  if (!urls.some((u) => relayUrlMatches(relay, u))) return 'invalid: auth event relay tag does not match this relay';
   return null;
 }

@@ -1,5 +1,5 @@
-import { powDifficulty } from '@paidrelay/nostr';
-import { heldEventPrice, isPaid, payUrl, publicationPrice, requiresAdmission, type Pricing } from './pricing.ts';
+import { isWalletKind, isWellFormedZapReceipt, KIND_ZAP_RECEIPT, powDifficulty, type NostrEvent } from '@paidrelay/nostr';
+import { formatSats, heldEventPrice, isPaid, payUrl, publicationPrice, requiresAdmission, type Pricing } from './pricing.ts';
 
 /** What the relay knows of a pubkey from its cache. */
 export type Account = {
@@ -19,28 +19,38 @@ export function isAdmitted(a: Account | undefined, now: number): boolean {
   return !!a && a.admitted && (a.admittedUntil === null || a.admittedUntil > now);
 }
 
+type GateEvent = Pick<NostrEvent, 'id' | 'pubkey' | 'kind' | 'tags'>;
+
+/**
+ * Free by the operator's policy: allow-listed keys, waived kinds, the wallet traffic of the
+ * wallets this relay uses, and well-formed zap receipts from trusted LNURL servers. A kind is
+ * never free for just anyone by default: that would be free storage and broadcast.
+ */
+export function isFreeByPolicy(p: Pricing, ev: GateEvent, jsonBytes: number): boolean {
+  if (p.allowed.has(ev.pubkey) || p.waivedKinds.has(ev.kind)) return true;
+  if (isWalletKind(ev.kind)) return p.walletPubkeys.has(ev.pubkey);
+  if (ev.kind === KIND_ZAP_RECEIPT) {
+    return p.zapReceiptPubkeys.has(ev.pubkey) && jsonBytes <= p.zapReceiptMaxBytes && isWellFormedZapReceipt(ev);
+  }
+  return false;
+}
+
 /**
  * The payment gate, as a pure function: is this write paid for? Free paths first
- * (allow-list, waived kinds, enough proof of work), then admission, then the per-event price.
+ * (policy, enough proof of work), then admission, then the per-event price.
  */
-export function gate(
-  p: Pricing,
-  ev: { id: string; pubkey: string; kind: number },
-  jsonBytes: number,
-  account: Account | undefined,
-  now: number,
-): GateDecision {
+export function gate(p: Pricing, ev: GateEvent, jsonBytes: number, account: Account | undefined, now: number): GateDecision {
   if (!isPaid(p)) return { action: 'accept' };
-  if (p.allowed.has(ev.pubkey) || p.waivedKinds.has(ev.kind)) return { action: 'accept' };
+  if (isFreeByPolicy(p, ev, jsonBytes)) return { action: 'accept' };
   if (p.freePowDifficulty > 0 && powDifficulty(ev.id) >= p.freePowDifficulty) return { action: 'accept' };
   const url = payUrl(p, ev.pubkey, ev.id);
   const perEvent = heldEventPrice(p, ev.kind, jsonBytes);
+  const orThisEvent = perEvent > 0 ? ` or ${formatSats(perEvent)} for this event` : '';
 
   if (requiresAdmission(p) && !isAdmitted(account, now)) {
     const amount = p.admissionMsat > 0 ? p.admissionMsat : p.subscriptionMsat;
     const what = p.admissionMsat > 0 ? 'for admission' : `for ${Math.round(p.subscriptionPeriodSeconds / 86400)} days of writing`;
-    const alt = p.eventMsat > 0 ? `, or ${p.eventMsat} msat for this event alone` : '';
-    return { action: 'refuse', amountMsat: amount, reason: `blocked: payment required: ${amount} msat ${what}${alt}: ${url}` };
+    return { action: 'refuse', amountMsat: amount, reason: `blocked: payment required: ${formatSats(amount)} ${what}${orThisEvent}: ${url}` };
   }
   const price = publicationPrice(p, ev.kind, jsonBytes);
   if (price > 0) {
@@ -49,11 +59,11 @@ export function gate(
     return {
       action: 'refuse',
       amountMsat: price,
-      reason: `blocked: payment required: ${price} msat for this event (balance ${balance} msat), add credit or pay for it: ${url}`,
+      reason: `blocked: payment required: ${formatSats(price)} for this event (balance ${formatSats(balance)}), add credit or pay for it: ${url}`,
     };
   }
   if (!requiresAdmission(p) && p.eventMsat > 0) {
-    return { action: 'refuse', amountMsat: perEvent, reason: `blocked: payment required: ${perEvent} msat for this event: ${url}` };
+    return { action: 'refuse', amountMsat: perEvent, reason: `blocked: payment required: ${formatSats(perEvent)} for this event: ${url}` };
   }
   return { action: 'accept' };
 }

@@ -1,5 +1,6 @@
 import type { Config } from '@paidrelay/config';
 import { decode } from 'nostr-tools/nip19';
+import { getPublicKey } from 'nostr-tools/pure';
 
 /** What the operator charges, read once from the config that every app shares. All msat. */
 export type Pricing = {
@@ -12,6 +13,11 @@ export type Pricing = {
   eventMsat: number;
   allowed: ReadonlySet<string>;
   waivedKinds: ReadonlySet<number>;
+  /** Keys whose well-formed zap receipts (kind 9735) are free: the relay's own and trusted LNURL servers. */
+  zapReceiptPubkeys: ReadonlySet<string>;
+  zapReceiptMaxBytes: number;
+  /** Keys whose NIP-47 wallet traffic is free: the wallets this relay itself uses. */
+  walletPubkeys: ReadonlySet<string>;
   freePowDifficulty: number;
   paymentsUrl: string;
 };
@@ -41,13 +47,42 @@ function list(s: string): string[] {
     .filter((x) => x.length > 0);
 }
 
-export function pricingFromConfig(config: Config): Pricing {
-  const allowed = new Set<string>();
-  for (const item of list(config.ALLOWED_PUBKEYS)) {
+function pubkeySet(name: string, value: string, extra: Iterable<string> = []): Set<string> {
+  const out = new Set<string>(extra);
+  for (const item of list(value)) {
     const pk = parsePubkey(item);
-    if (!pk) throw new Error(`ALLOWED_PUBKEYS: "${item}" is not a hex pubkey or an npub`);
-    allowed.add(pk);
+    if (!pk) throw new Error(`${name}: "${item}" is not a hex pubkey or an npub`);
+    out.add(pk);
   }
+  return out;
+}
+
+/** The two keys of a Nostr Wallet Connect string: the wallet service's and the client's (from its secret). */
+export function nwcPubkeys(nwcUrl: string): string[] {
+  let u: URL;
+  try {
+    u = new URL(nwcUrl);
+  } catch {
+    throw new Error('NWC_URL is not a nostr+walletconnect:// URL');
+  }
+  const keys: string[] = [];
+  const wallet = (u.hostname || u.pathname.replace(/^\/+/, '')).toLowerCase();
+  if (/^[0-9a-f]{64}$/.test(wallet)) keys.push(wallet);
+  const secret = u.searchParams.get('secret') ?? '';
+  if (/^[0-9a-f]{64}$/i.test(secret)) keys.push(getPublicKey(Buffer.from(secret, 'hex')));
+  return keys;
+}
+
+/** What the config cannot know: the relay's own key and the wallets that run over this relay. */
+export type PricingContext = { relayPubkey?: string; walletPubkeys?: Iterable<string> };
+
+export function pricingFromConfig(config: Config, extra: PricingContext = {}): Pricing {
+  const allowed = pubkeySet('ALLOWED_PUBKEYS', config.ALLOWED_PUBKEYS);
+  const zapReceiptPubkeys = pubkeySet('ZAP_RECEIPT_PUBKEYS', config.ZAP_RECEIPT_PUBKEYS, extra.relayPubkey ? [extra.relayPubkey] : []);
+  const walletPubkeys = pubkeySet('WALLET_PUBKEYS', config.WALLET_PUBKEYS, [
+    ...(extra.walletPubkeys ?? []),
+    ...(config.NWC_URL ? nwcPubkeys(config.NWC_URL) : []),
+  ]);
   const waivedKinds = new Set<number>();
   for (const item of list(config.WAIVED_KINDS)) {
     const k = Number(item);
@@ -70,6 +105,9 @@ export function pricingFromConfig(config: Config): Pricing {
     eventMsat: config.PRICE_EVENT_MSAT,
     allowed,
     waivedKinds,
+    zapReceiptPubkeys,
+    zapReceiptMaxBytes: config.ZAP_RECEIPT_MAX_BYTES,
+    walletPubkeys,
     freePowDifficulty: config.FREE_POW_DIFFICULTY,
     paymentsUrl: config.PAYMENTS_URL,
   };
@@ -91,6 +129,30 @@ function hasPublicationPrice(p: Pricing): boolean {
   return false;
 }
 
+/**
+ * What a person can buy here, in the order the pay page offers it. A product that would cost
+ * nothing (or buy nothing) is not sold: a 0 sat invoice cannot be paid.
+ */
+export function productsOnSale(p: Pricing): { product: Product; label: string }[] {
+  const out: { product: Product; label: string }[] = [];
+  if (p.eventMsat > 0 || hasPublicationPrice(p)) {
+    out.push({ product: 'event', label: p.eventMsat > 0 ? `${formatSats(p.eventMsat)} for one held event` : 'one held event at its publication price' });
+  }
+  if (p.admissionMsat > 0) out.push({ product: 'admission', label: `admission for ${formatSats(p.admissionMsat)}` });
+  if (p.subscriptionMsat > 0) {
+    out.push({ product: 'subscription', label: `${Math.round(p.subscriptionPeriodSeconds / 86400)} days of writing for ${formatSats(p.subscriptionMsat)}` });
+  }
+  if (hasPublicationPrice(p)) out.push({ product: 'credit', label: 'prepaid credit for publication prices' });
+  return out;
+}
+
+/** The 400 message for a product that is not on sale: what is, instead. */
+export function notOnSale(p: Pricing, product: string): string {
+  const list = productsOnSale(p).filter((o) => o.product !== product);
+  const instead = list.length > 0 ? `; buy ${list.map((o) => `"${o.product}" (${o.label})`).join(' or ')} instead` : '; writing here is free';
+  return `this relay does not sell "${product}"${instead}`;
+}
+
 /** Price of publishing one event from a prepaid balance. */
 export function publicationPrice(p: Pricing, kind: number, jsonBytes: number): number {
   const base = p.publicationKinds.get(kind) ?? p.publicationMsat;
@@ -100,6 +162,13 @@ export function publicationPrice(p: Pricing, kind: number, jsonBytes: number): n
 /** Price of one held event's own invoice (pay-per-event). */
 export function heldEventPrice(p: Pricing, kind: number, jsonBytes: number): number {
   return p.eventMsat > 0 ? p.eventMsat : publicationPrice(p, kind, jsonBytes);
+}
+
+/** An amount as a person reads it: "1 sat", "21 sats", "10,000 sats", "1.5 sats" (msat kept exact). */
+export function formatSats(msat: number): string {
+  const sats = msat / 1000;
+  const text = sats.toLocaleString('en-US', { maximumFractionDigits: 3 });
+  return `${text} ${sats === 1 ? 'sat' : 'sats'}`;
 }
 
 /** The pay page for this pubkey (and this refused event). */

@@ -120,5 +120,7 @@ export const api = {
   invoice: (id: string) => request<InvoiceView>(`/api/invoices/${encodeURIComponent(id)}`),
   invoiceEventsUrl: (id: string) => `/api/invoices/${encodeURIComponent(id)}/events`,
   account: (pubkey: string) => request<AccountView>(`/api/accounts/${encodeURIComponent(pubkey)}`),
-  held: (eventId: string) => request<HeldEventView>(`/api/held/${encodeURIComponent(eventId)}`),
+  /** The preview is only shown to a caller who names the event's author. */
+  held: (eventId: string, pubkey: string) =>
+    request<HeldEventView>(`/api/held/${encodeURIComponent(eventId)}?pubkey=${encodeURIComponent(pubkey)}`),
 };

@@ -777,7 +777,8 @@ async function loadPricing(): Promise<void> {
   const eventId = params.get('event');
   if (eventId) {
     try {
-      held = await api.held(eventId);
+      // The pay URL names the author; the service shows the held event only to its author's key.
+      held = await api.held(eventId, parseKey(params.get('pubkey') ?? $input('pubkey').value)?.send ?? '');
       renderHeld(held);
       if (!params.get('pubkey') && !$input('pubkey').value) {
         $input('pubkey').value = npubOf(held.pubkey);

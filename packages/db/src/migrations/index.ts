@@ -1,6 +1,7 @@
 import type { Migration, MigrationProvider } from 'kysely';
 import { m0001_events } from './0001_events.ts';
 import { m0002_payments } from './0002_payments.ts';
+import { m0003_held_limits } from './0003_held_limits.ts';
 
 /**
  * Every migration of the shared schema, in order. Append new ones at the end with the next
@@ -9,6 +10,7 @@ import { m0002_payments } from './0002_payments.ts';
 export const migrations: Record<string, Migration> = {
   '0001_events': m0001_events,
   '0002_payments': m0002_payments,
+  '0003_held_limits': m0003_held_limits,
 };
 
 /** A static provider (no folder scan), so it works the same under tsx, vitest and bundlers. */

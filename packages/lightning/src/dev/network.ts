@@ -114,6 +114,18 @@ export class DevLightningNetwork {
     this.dir = dir;
   }
 
+  /**
+   * The Nostr keys of every dev wallet (service and client), created on first use: the relay
+   * lets exactly these keys' NIP-47 traffic through its payment gate, so it needs them before
+   * the network connects to it.
+   */
+  static async walletPubkeys(dataDir: string): Promise<string[]> {
+    const dir = join(dataDir, 'dev-wallet');
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    const keys = await loadOrCreateKeys(join(dir, DEV_WALLET_FILES.keys), Object.keys(WALLET_SPECS(0)));
+    return Object.values(keys.wallets).flatMap((k) => [k.serviceSecret, k.clientSecret].map((s) => getPublicKey(Buffer.from(s, 'hex'))));
+  }
+
   static async start(opts: DevLightningNetworkOptions): Promise<DevLightningNetwork> {
     const production = opts.production ?? process.env.NODE_ENV === 'production';
     if (production) {
