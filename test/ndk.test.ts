@@ -7,7 +7,9 @@ import NDK, {
   NDKRelayAuthPolicies,
   NDKZapper,
   zapInvoiceFromEvent,
+  type NDKFilter,
   type NDKRelay,
+  type NDKSubscription,
 } from '@nostr-dev-kit/ndk';
 import { generateSecretKey, getPublicKey } from 'nostr-tools/pure';
 import { configSchema } from '@paidrelay/config';
@@ -117,6 +119,16 @@ describe('NDK against the whole product with the default prices', () => {
     return { status: res.status, body: (await res.json()) as Record<string, any> };
   };
 
+  /** A live NDK subscription (closeOnEose false), once the relay has sent EOSE: the rest comes live. */
+  async function subscribeLive(ndk: NDK, filter: NDKFilter) {
+    const live: NDKEvent[] = [];
+    let sub!: NDKSubscription;
+    await new Promise<void>((resolve) => {
+      sub = ndk.subscribe(filter, { closeOnEose: false, groupable: false }, { onEvent: (e) => void live.push(e), onEose: () => resolve() });
+    });
+    return { live, sub };
+  }
+
   /** Publishes with NDK; the error NDK rejects with, or undefined when the relay said OK true. */
   const publish = (ev: NDKEvent) => ev.publish().then(
     () => undefined,
@@ -186,9 +198,7 @@ describe('NDK against the whole product with the default prices', () => {
   });
 
   it("the held event's own invoice (2 sats) paid over NWC publishes it: a live NDK subscription gets it, fetchEvent finds it", async () => {
-    const live: NDKEvent[] = [];
-    const sub = reader.subscribe({ kinds: [1], authors: [alice.pubkey] }, { closeOnEose: false, groupable: false }, { onEvent: (e) => void live.push(e) });
-    await sleep(200);
+    const { live, sub } = await subscribeLive(reader, { kinds: [1], authors: [alice.pubkey] });
     const inv = await api('/api/invoices', { pubkey: alice.pubkey, product: 'event', event_id: refused.id });
     expect(inv.status).toBe(201);
     expect(inv.body.amount_msat).toBe(2000);
@@ -206,9 +216,7 @@ describe('NDK against the whole product with the default prices', () => {
     expect(inv.body.amount_msat).toBe(21000);
     await payer.payInvoice({ invoice: inv.body.bolt11 });
     await until(async () => (await api(`/api/accounts/${alice.pubkey}`)).body.admitted === true);
-    const live: NDKEvent[] = [];
-    const sub = reader.subscribe({ kinds: [1], authors: [alice.pubkey], since: Math.floor(Date.now() / 1000) - 5 }, { closeOnEose: false, groupable: false }, { onEvent: (e) => void live.push(e) });
-    await sleep(200);
+    const { live, sub } = await subscribeLive(reader, { kinds: [1], authors: [alice.pubkey], since: Math.floor(Date.now() / 1000) - 5 });
     // the relay hears of the payment within a second
     const ok = await until(async () => {
       const ev = new NDKEvent(aliceNdk, { kind: 1, content: 'admitted, from NDK ' + Math.random() });

@@ -141,9 +141,9 @@ export async function startRelay(config: Config, log: Logger, opts: RelayOptions
 
   app.ws<Connection>('/*', {
     compression: uWS.DISABLED,
-    // uWS closes the socket (1009) on a frame above this: up to twice the limit (at least 64 KiB)
-    // a message gets a NOTICE from ingest and the connection stays usable; beyond, it is closed.
-    maxPayloadLength: Math.max(config.MAX_MESSAGE_LENGTH * 2, 1 << 20),
+    // uWS drops the connection on a frame above this: up to twice the limit (at least 64 KiB) a
+    // message gets a NOTICE from ingest (the limit is in bytes) and the connection stays usable.
+    maxPayloadLength: Math.max(config.MAX_MESSAGE_LENGTH * 2, 1 << 16),
     maxBackpressure: config.MAX_BACKPRESSURE,
     closeOnBackpressureLimit: 1,
     idleTimeout: 120,

@@ -136,7 +136,7 @@ export class Limit {
       remember(this.local, key, b);
     }
     const wait = b.take(now);
-    return wait === 0 ? undefined : this.refusal(wait);
+    return undefined;
   }
 
   private takeShared(key: string): Verdict | Promise<Verdict> {
@@ -267,7 +267,7 @@ export class RateLimiter {
 
   /** Before any verification: the sender's address. */
   eventFromAddress(ip: string): Verdict | Promise<Verdict> {
-    return undefined;
+    return this.eventsPerIp?.take(this.address(ip));
   }
 
   /** After the signature check: the author. */
