@@ -85,6 +85,37 @@ async function relayHas(relayUrl: string, id: string): Promise<boolean> {
   }
 }
 
+async function getInvoice(page: Page): Promise<string> {
+  await page.getByTestId('get-invoice').click();
+  const bolt11 = page.getByTestId('bolt11');
+  await bolt11.waitFor();
+  const text = (await bolt11.textContent())!.trim();
+  expect(text).toMatch(/^ln(bcrt|bc|tb)[0-9a-z]+$/);
+  await expect.poll(() => page.getByTestId('invoice-status').getAttribute('data-status')).toBe('pending');
+  return text;
+}
+
+async function payWith(payer: NWCClient, bolt11: string): Promise<void> {
+  const res = await payer.payInvoice({ invoice: bolt11 });
+  expect(res.preimage).toMatch(/^[0-9a-f]{64}$/);
+}
+
+async function waitPaid(page: Page): Promise<void> {
+  await page.locator('[data-testid=invoice-status][data-status=paid]').waitFor({ timeout: 20_000 });
+  expect(await page.getByTestId('invoice-status').textContent()).toContain('Paid');
+}
+
+const BROWSER_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-background-networking',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-component-update',
+  '--disable-sync',
+];
+
 describe.skipIf(!haveBrowser)('pay page in a browser, against the real stack', () => {
   let stack: Stack;
   let browser: Browser;
@@ -103,19 +134,7 @@ describe.skipIf(!haveBrowser)('pay page in a browser, against the real stack', (
     });
     origin = new URL(stack.paymentsUrl).origin;
     payer = new NWCClient({ nostrWalletConnectUrl: stack.payerNwc });
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-background-networking',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
-    });
+    browser = await chromium.launch({ executablePath: CHROMIUM, args: BROWSER_ARGS });
     context = await browser.newContext({ viewport: { width: 1280, height: 900 }, permissions: ['clipboard-read', 'clipboard-write'] });
     watch(context);
   }, 120_000);
@@ -144,25 +163,7 @@ describe.skipIf(!haveBrowser)('pay page in a browser, against the real stack', (
     return page;
   }
 
-  async function getInvoice(page: Page): Promise<string> {
-    await page.getByTestId('get-invoice').click();
-    const bolt11 = page.getByTestId('bolt11');
-    await bolt11.waitFor();
-    const text = (await bolt11.textContent())!.trim();
-    expect(text).toMatch(/^ln(bcrt|bc|tb)[0-9a-z]+$/);
-    await expect.poll(() => page.getByTestId('invoice-status').getAttribute('data-status')).toBe('pending');
-    return text;
-  }
-
-  async function pay(bolt11: string): Promise<void> {
-    const res = await payer.payInvoice({ invoice: bolt11 });
-    expect(res.preimage).toMatch(/^[0-9a-f]{64}$/);
-  }
-
-  async function waitPaid(page: Page): Promise<void> {
-    await page.locator('[data-testid=invoice-status][data-status=paid]').waitFor({ timeout: 20_000 });
-    expect(await page.getByTestId('invoice-status').textContent()).toContain('Paid');
-  }
+  const pay = (bolt11: string) => payWith(payer, bolt11);
 
   it('buys admission: prices shown, QR and invoice, paid live, account admitted', async () => {
     const { npub, pk } = newKey();
@@ -258,7 +259,8 @@ describe.skipIf(!haveBrowser)('pay page in a browser, against the real stack', (
     page.on('pageerror', (e) => pageErrors.push(e.message));
     await page.goto(url);
     await page.getByTestId('held-event').waitFor();
-    expect(await page.getByTestId('held-preview').textContent()).toBe('gm from the pay page test');
+    expect(url).toBe(`${stack.paymentsUrl}/e/${ev.id}`);
+    expect(await page.getByTestId('held-event').textContent()).not.toContain('gm from the pay page test');
     expect(await page.getByTestId('held-price').textContent()).toBe('5 sats');
     expect(await page.getByTestId('product-event-input').isChecked()).toBe(true);
 
@@ -311,4 +313,69 @@ describe.skipIf(!haveBrowser)('pay page in a browser, against the real stack', (
     expect(foreign).toEqual([]);
     expect(pageErrors).toEqual([]);
   });
+});
+
+describe.skipIf(!haveBrowser)('with the default config (`pnpm start`): from a refused note to published, per event and per pubkey', () => {
+  let stack: Stack;
+  let browser: Browser;
+  let payer: NWCClient;
+
+  beforeAll(async () => {
+    stack = await startStack({}, { defaultPrices: true });
+    payer = new NWCClient({ nostrWalletConnectUrl: stack.payerNwc });
+    browser = await chromium.launch({ executablePath: CHROMIUM, args: BROWSER_ARGS });
+  }, 120_000);
+  afterAll(async () => {
+    payer?.close();
+    await browser?.close();
+    await stack?.stop();
+  }, 60_000);
+
+  /** A note from a fresh key, refused with both choices in sats and the short pay URL. */
+  async function refusedNote(content: string) {
+    const { sk } = newKey();
+    const ev = finalizeEvent({ kind: 1, created_at: Math.floor(Date.now() / 1000), tags: [], content }, sk);
+    const [, , accepted, reason] = await publish(stack.relayUrl, ev);
+    expect(accepted).toBe(false);
+    expect(reason).toBe(`blocked: payment required: 21 sats for admission or 2 sats for this event: ${stack.paymentsUrl}/e/${ev.id}`);
+    return { sk, ev, url: reason.slice(reason.lastIndexOf(' ') + 1) };
+  }
+
+  async function openPayPage(url: string): Promise<Page> {
+    const page = await browser.newPage();
+    await page.goto(url);
+    await page.getByTestId('held-event').waitFor();
+    await page.locator('[data-testid=products]:not([aria-busy])').waitFor();
+    return page;
+  }
+
+  it('pays 2 sats for the one event: the page preselects it, and the note is published', async () => {
+    const { ev, url } = await refusedNote('published by paying for it alone');
+    const page = await openPayPage(url);
+    expect(await page.getByTestId('held-price').textContent()).toBe('2 sats');
+    expect(await page.getByTestId('product-event-input').isChecked()).toBe(true);
+    const bolt11 = await getInvoice(page);
+    expect(await page.getByTestId('invoice-amount').textContent()).toBe('2 sats');
+    await payWith(payer, bolt11);
+    await waitPaid(page);
+    await expect.poll(() => relayHas(stack.relayUrl, ev.id), { timeout: 10_000, interval: 250 }).toBe(true);
+    await page.screenshot({ path: '/tmp/paypage-default-event.png', fullPage: true });
+    await page.close();
+  }, 90_000);
+
+  it('buys admission for 21 sats from the same page: the held note is published and the next one accepted', async () => {
+    const { sk, ev, url } = await refusedNote('published by the admission');
+    const page = await openPayPage(url);
+    await page.getByTestId('product-admission').click();
+    expect(await page.getByTestId('product-admission-input').isChecked()).toBe(true);
+    const bolt11 = await getInvoice(page);
+    expect(await page.getByTestId('invoice-amount').textContent()).toBe('21 sats');
+    await payWith(payer, bolt11);
+    await waitPaid(page);
+    await expect.poll(() => relayHas(stack.relayUrl, ev.id), { timeout: 10_000, interval: 250 }).toBe(true);
+    const next = finalizeEvent({ kind: 1, created_at: Math.floor(Date.now() / 1000), tags: [], content: 'admitted now' }, sk);
+    expect((await publish(stack.relayUrl, next))[2]).toBe(true);
+    await page.screenshot({ path: '/tmp/paypage-default-admission.png', fullPage: true });
+    await page.close();
+  }, 90_000);
 });

@@ -36,7 +36,7 @@ export type TestStack = {
  */
 export async function startStack(
   env: Record<string, string> = {},
-  opts: { backend?: 'pglite' | 'postgres'; dataDir?: string; databaseUrl?: string } = {},
+  opts: { backend?: 'pglite' | 'postgres'; dataDir?: string; databaseUrl?: string; defaultPrices?: boolean } = {},
 ): Promise<TestStack> {
   (globalThis as { WebSocket?: unknown }).WebSocket ??= WebSocket;
   let db: Awaited<ReturnType<typeof freshDatabase>> | undefined;
@@ -55,9 +55,8 @@ export async function startStack(
     DATA_DIR: dataDir,
     LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
     VERIFY_WORKERS: '1',
-    // Each test names the prices it needs.
-    PRICE_ADMISSION_MSAT: '0',
-    PRICE_EVENT_MSAT: '0',
+    // Each test names the prices it needs, or takes the defaults of `pnpm start`.
+    ...(opts.defaultPrices ? {} : { PRICE_ADMISSION_MSAT: '0', PRICE_EVENT_MSAT: '0' }),
     ...(databaseUrl ? { DATABASE_URL: databaseUrl } : {}),
     ...env,
   });

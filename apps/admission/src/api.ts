@@ -161,29 +161,21 @@ export async function getAccountRoute(ctx: AdmissionContext, req: Req, res: Serv
  * names its author (`?pubkey=<hex or npub>`, as the pay URL does); anyone else gets the same 404
  * as for an unknown id, so an event id alone reveals neither the content nor the existence.
  */
+/**
+ * A held event as the pay page shows it: what it is and what publishing it costs, never its
+ * content. The short pay URL names the event alone, so anyone who has the id may ask; a refused
+ * event's text is its author's business. With `?pubkey=`, a pubkey that is not the author's is
+ * the same 404 as an unknown id.
+ */
 export async function getHeldRoute(ctx: AdmissionContext, req: Req, res: ServerResponse): Promise<void> {
   const id = req.params.event_id;
   if (!/^[0-9a-f]{64}$/.test(id)) return error(res, 400, 'event id must be 64 lowercase hex characters');
   const given = req.query.get('pubkey')?.trim() || undefined;
   const pubkey = given === undefined ? undefined : parsePubkey(given);
   if (given !== undefined && !pubkey) return error(res, 400, 'pubkey must be 64 hex characters or an npub');
-  const held = pubkey ? await getHeldEvent(ctx.db.kysely, id, now()) : undefined;
-  if (!held || held.pubkey !== pubkey) {
-    return error(res, 404, 'no held event with this id for this pubkey (it may have expired or been published)');
+  const held = await getHeldEvent(ctx.db.kysely, id, now());
+  if (!held || (pubkey !== undefined && held.pubkey !== pubkey)) {
+    return error(res, 404, 'no held event with this id (it may have expired or been published)');
   }
-  let content = '';
-  try {
-    const ev = JSON.parse(held.raw) as { content?: unknown };
-    if (typeof ev.content === 'string') content = ev.content;
-  } catch {
-    /* stored by the relay, always JSON; an empty preview rather than a 500 otherwise */
-  }
-  json(res, 200, {
-    id: held.id,
-    pubkey: held.pubkey,
-    kind: held.kind,
-    content_preview: [...content].slice(0, 280).join(''),
-    amount_msat: held.amountMsat,
-    expires_at: held.expiresAt,
-  });
+  json(res, 200, { id: held.id, pubkey: held.pubkey, kind: held.kind, amount_msat: held.amountMsat, expires_at: held.expiresAt });
 }

@@ -75,6 +75,7 @@ export async function startAdmission(config: Config, log: Logger, deps: Admissio
     .on('GET', '/lnurlp/:name/callback', (req, res) => lnurlCallback(ctx, limiter, req, res))
     .on('GET', basePath, (_req, res) => send(res, 200, page.html, 'text/html; charset=utf-8', { 'Cache-Control': 'no-cache' }))
     .on('GET', basePath + '/', (_req, res) => send(res, 200, page.html, 'text/html; charset=utf-8', { 'Cache-Control': 'no-cache' }))
+    .on('GET', basePath + '/e/:event_id', (_req, res) => send(res, 200, page.html, 'text/html; charset=utf-8', { 'Cache-Control': 'no-cache' }))
     .on('GET', basePath + '/pay.js', (req, res) => sendAsset(req, res, page.js, assets.js, 'text/javascript; charset=utf-8'))
     .on('GET', basePath + '/pay.css', (req, res) => sendAsset(req, res, page.css, assets.css, 'text/css; charset=utf-8'))
     .on('GET', '/healthz', (_req, res) => send(res, 200, 'ok\n', 'text/plain'))

@@ -171,11 +171,18 @@ export function formatSats(msat: number): string {
   return `${text} ${sats === 1 ? 'sat' : 'sats'}`;
 }
 
-/** The pay page for this pubkey (and this refused event). */
+/**
+ * The pay page for this refused event (`<pay page>/e/<event id>`: the id alone names the held
+ * event and its author, short enough to read and type), or for this pubkey. The page still
+ * takes the long form `?pubkey=<hex>&event=<id>`.
+ */
 export function payUrl(p: Pricing, pubkey: string, eventId?: string): string {
   const u = new URL(p.paymentsUrl);
+  if (eventId) {
+    u.pathname = `${u.pathname.replace(/\/$/, '')}/e/${eventId}`;
+    return u.toString();
+  }
   u.searchParams.set('pubkey', pubkey);
-  if (eventId) u.searchParams.set('event', eventId);
   return u.toString();
 }
 

@@ -69,7 +69,8 @@ describe('gate', () => {
       amountMsat: 21000,
       reason: `blocked: payment required: 21 sats for admission or 5 sats for this event: ${payUrl(p, pk, 'f'.repeat(64))}`,
     });
-    expect(payUrl(p, pk, 'f'.repeat(64))).toBe(`http://localhost:7778/pay?pubkey=${pk}&event=${'f'.repeat(64)}`);
+    expect(payUrl(p, pk, 'f'.repeat(64))).toBe(`http://localhost:7778/pay/e/${'f'.repeat(64)}`);
+    expect(payUrl(p, pk)).toBe(`http://localhost:7778/pay?pubkey=${pk}`);
   });
 
   it('admitted: debit the price when the balance covers it, refuse when it does not', () => {

@@ -40,7 +40,6 @@ export interface HeldEventView {
   id: string;
   pubkey: string;
   kind: number;
-  content_preview: string;
   amount_msat: number;
   expires_at: number;
 }
@@ -121,6 +120,6 @@ export const api = {
   invoiceEventsUrl: (id: string) => `/api/invoices/${encodeURIComponent(id)}/events`,
   account: (pubkey: string) => request<AccountView>(`/api/accounts/${encodeURIComponent(pubkey)}`),
   /** The preview is only shown to a caller who names the event's author. */
-  held: (eventId: string, pubkey: string) =>
-    request<HeldEventView>(`/api/held/${encodeURIComponent(eventId)}?pubkey=${encodeURIComponent(pubkey)}`),
+  held: (eventId: string, pubkey?: string) =>
+    request<HeldEventView>(`/api/held/${encodeURIComponent(eventId)}${pubkey ? `?pubkey=${encodeURIComponent(pubkey)}` : ''}`),
 };

@@ -118,6 +118,12 @@ interface Offer {
 }
 
 const params = new URLSearchParams(location.search);
+
+/** The refused event this page was opened for: `<page>/e/<event id>`, or `?event=<id>` (the long form). */
+function heldEventIdFromUrl(): string | null {
+  const m = /\/e\/([0-9a-f]{64})\/?$/.exec(location.pathname);
+  return m ? m[1] : params.get('event');
+}
 const appName = document.body.dataset.appName || 'Nostr relay';
 
 let pricing: Pricing | null = null;
@@ -143,7 +149,8 @@ function publicationPricesExist(p: Pricing): boolean {
 
 function buildOffers(p: Pricing, heldEvent: HeldEventView | null): Offer[] {
   const list: Offer[] = [];
-  if (heldEvent) {
+  // A product that costs nothing cannot be paid: it is not offered (the API refuses it too).
+  if (heldEvent && heldEvent.amount_msat > 0) {
     list.push({
       product: 'event',
       title: 'Publish this event only',
@@ -341,7 +348,6 @@ function onProductChange(): void {
 
 function renderHeld(ev: HeldEventView): void {
   $('held-kind').textContent = `Kind ${ev.kind}${KIND_NAMES[String(ev.kind)] ? ` · ${KIND_NAMES[String(ev.kind)]}` : ''}`;
-  $('held-preview').textContent = ev.content_preview || '(no text content)';
   $('held-price').textContent = formatSats(ev.amount_msat);
   $('held-id').textContent = shorten(ev.id, 10, 8);
   $('held-id').title = ev.id;
@@ -774,11 +780,11 @@ async function loadPricing(): Promise<void> {
     $('product-list').textContent = '';
     return;
   }
-  const eventId = params.get('event');
+  const eventId = heldEventIdFromUrl();
   if (eventId) {
     try {
-      // The pay URL names the author; the service shows the held event only to its author's key.
-      held = await api.held(eventId, parseKey(params.get('pubkey') ?? $input('pubkey').value)?.send ?? '');
+      // The short pay URL (`<page>/e/<id>`) names the event alone; the service answers with its author.
+      held = await api.held(eventId, parseKey(params.get('pubkey') ?? '')?.send);
       renderHeld(held);
       if (!params.get('pubkey') && !$input('pubkey').value) {
         $input('pubkey').value = npubOf(held.pubkey);

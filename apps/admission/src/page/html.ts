@@ -51,7 +51,6 @@ export function renderShell(o: { title: string; jsUrl: string; cssUrl: string })
         <p>The relay held this event because writing here needs a payment. Pay <strong id="held-price" data-testid="held-price"></strong> to publish just this event, or buy access below so your next writes go straight through.</p>
         <figure class="held-event">
           <figcaption><span id="held-kind"></span> · <code id="held-id"></code></figcaption>
-          <blockquote id="held-preview" data-testid="held-preview"></blockquote>
         </figure>
         <p class="muted small">Held until <span id="held-until" data-testid="held-until"></span>.</p>
       </section>
