@@ -1,988 +1,432 @@
 /**
- * Checks of the deployment files in infra/ (no Docker engine or kubectl here, so they are read,
- * rendered and cross-checked against the apps' sources instead of run):
+ * Checks of the deployment files in infra/ (no Docker engine here; kubectl renders offline):
  *
- * - every YAML document parses, the way Kubernetes reads it (YAML 1.1, no duplicate keys);
- * - a small kustomize renderer (resources, namespace, images, strategic-merge patches; anything
- *   else in a kustomization.yaml fails the test, so the files stay within what is checked)
- *   renders the base and every overlay;
- * - every rendered object is validated against the Kubernetes OpenAPI schema
- *   (kubernetes-models: types and required fields) and for unknown fields (typos);
+ * - every YAML file parses the way Kubernetes reads it (YAML 1.1, no duplicate keys), and every
+ *   one under infra/k8s is used by a kustomization;
+ * - the base and every overlay are rendered by `kubectl kustomize` (kubectl's built-in kustomize:
+ *   the objects `kubectl apply -k` would send); without kubectl the rendering tests are skipped
+ *   with a warning, and fail in CI (CI=true);
+ * - every rendered object is validated against the Kubernetes OpenAPI schema (kubernetes-models:
+ *   types and required fields) and for unknown fields (typos);
  * - selectors, HPA target, Services, Ingress backends, probes, ports, env names, secret
- *   references, security settings and routing agree with each other and with the apps' sources
- *   and the config schema;
- * - the Dockerfile: Debian base, libsecp256k1, non-root, COPY sources exist and are not
- *   ignored, every workspace package the apps need is copied, the entry points exist.
+ *   references, security settings and routing agree with each other, with the image and with
+ *   the apps' sources and config schema;
+ * - the Dockerfile (parsed by dockerfile-ast) and its ignore file (matched by
+ *   @balena/dockerignore): pinned Debian base images, non-root USER, every COPY source exists in
+ *   the context and is not ignored, no secrets, the entry point runs node on a file the image
+ *   has (copied, or built in a build stage), a HEALTHCHECK or probes.
+ *
+ * The checks are functions in test/infra/checks.ts; "the checks can fail" runs some of them on
+ * broken copies (a copy of infra/k8s rendered by kubectl, a changed Dockerfile or ignore file) and
+ * expects them to throw.
  */
-import { existsSync, readdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { describe, expect, it } from 'vitest';
-import { parseAllDocuments } from 'yaml';
-import { configSchema, loadConfig } from '@paidrelay/config';
+import { afterAll, describe, expect, it } from 'vitest';
+import {
+  checkBaseImages,
+  checkContainerCommands,
+  checkCopySources,
+  checkEntrypoint,
+  checkEnvAndSecrets,
+  checkHealth,
+  checkHpa,
+  checkIgnoreFile,
+  checkIngress,
+  checkNamespace,
+  checkNativeVerifier,
+  checkNoSecrets,
+  checkOverlayTakesEffect,
+  checkPnpmInstall,
+  checkPodSecurity,
+  checkProbes,
+  checkProductionConfig,
+  checkRenderedObjects,
+  checkResources,
+  checkRuntimeUser,
+  checkSchemas,
+  checkScrapeAnnotations,
+  checkSelectors,
+  checkServicesAndPdbs,
+  checkShutdown,
+  checkStringValues,
+  checkWorkspaceCopied,
+  imageFacts,
+  SECRET_KEYS,
+  SECRET_NAME,
+} from './infra/checks.ts';
+import { Context, findIgnoreFile, parseDockerfile, parseIgnoreFile } from './infra/docker.ts';
+import { kubectlVersion, kustomize, named, type Obj, parseYamlFile, ROOT, schemaProblems } from './infra/k8s.ts';
 
-type Obj = Record<string, any>;
-
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const INFRA = join(ROOT, 'infra');
-const BASE = join(INFRA, 'k8s', 'base');
-const OVERLAYS = join(INFRA, 'k8s', 'overlays');
-const DOCKERFILE = join(INFRA, 'docker', 'Dockerfile');
-const DOCKERIGNORE = join(INFRA, 'docker', 'Dockerfile.dockerignore');
-
-/** The Secret the manifests reference (created by the operator, never committed). */
-const SECRET_NAME = 'paidrelay-secrets';
-const SECRET_KEYS = ['DATABASE_URL', 'RELAY_SECRET_KEY', 'NWC_URL'];
-/** Variables read outside the config schema that a manifest may set. */
-const ENV_OUTSIDE_SCHEMA = new Set(['CONFIG_FILE', 'SECP256K1_BACKEND', 'NODE_OPTIONS']);
-const SCHEMA_KEYS = new Set(Object.keys(configSchema.shape));
-const DEFAULTS = configSchema.parse({});
-
+const K8S = join(INFRA, 'k8s');
+const BASE = join(K8S, 'base');
+const OVERLAYS = join(K8S, 'overlays');
+const DOCKERFILE = 'infra/docker/Dockerfile';
 const read = (path: string) => readFileSync(path, 'utf8');
 
-function walk(dir: string, skip = new Set(['node_modules', '.git'])): string[] {
-  const out: string[] = [];
-  for (const name of readdirSync(dir)) {
-    if (skip.has(name)) continue;
-    const p = join(dir, name);
-    if (statSync(p).isDirectory()) out.push(...walk(p, skip));
-    else out.push(p);
-  }
-  return out.sort();
+function walk(dir: string): string[] {
+  return readdirSync(dir)
+    .flatMap((name) => (statSync(join(dir, name)).isDirectory() ? walk(join(dir, name)) : [join(dir, name)]))
+    .sort();
 }
 
 // ------------------------------------------------------------------------------------------
-// YAML
-// ------------------------------------------------------------------------------------------
-
-/** Parses every document of a YAML file as Kubernetes does (YAML 1.1); empty documents dropped. */
-function parseYaml(path: string): Obj[] {
-  const docs = parseAllDocuments(read(path), { version: '1.1', uniqueKeys: true, prettyErrors: true });
-  if (!Array.isArray(docs)) return [];
-  const out: Obj[] = [];
-  for (const doc of docs) {
-    const problems = [...doc.errors, ...doc.warnings].map((e) => e.message);
-    if (problems.length) throw new Error(`${relative(ROOT, path)}: ${problems.join('; ')}`);
-    const value = doc.toJS() as unknown;
-    if (value === null || value === undefined) continue;
-    if (typeof value !== 'object' || Array.isArray(value)) throw new Error(`${relative(ROOT, path)}: a document is not a mapping`);
-    out.push(value as Obj);
-  }
-  return out;
-}
-
-// ------------------------------------------------------------------------------------------
-// A small kustomize
-// ------------------------------------------------------------------------------------------
-
-const CLUSTER_SCOPED = new Set(['Namespace', 'ClusterRole', 'ClusterRoleBinding', 'CustomResourceDefinition', 'PersistentVolume', 'StorageClass', 'IngressClass', 'PriorityClass']);
-const KUSTOMIZATION_KEYS = new Set(['apiVersion', 'kind', 'resources', 'namespace', 'images', 'patches']);
-
-/** List fields that strategic merge patches merge by a key instead of replacing. */
-const MERGE_KEYS: Record<string, string> = {
-  containers: 'name',
-  initContainers: 'name',
-  env: 'name',
-  volumes: 'name',
-  volumeMounts: 'mountPath',
-  imagePullSecrets: 'name',
-};
-
-const group = (apiVersion: string) => (apiVersion.includes('/') ? apiVersion.split('/')[0] : '');
-const idOf = (o: Obj) => `${group(o.apiVersion)}/${o.kind}/${o.metadata?.namespace ?? ''}/${o.metadata?.name}`;
-
-function strategicMerge(target: unknown, patch: unknown, field = ''): unknown {
-  if (Array.isArray(patch)) {
-    const key = MERGE_KEYS[field];
-    if (!key || !Array.isArray(target)) return structuredClone(patch);
-    const out = structuredClone(target) as Obj[];
-    for (const item of patch as Obj[]) {
-      const i = out.findIndex((t) => t[key] === item[key]);
-      if (i >= 0) out[i] = strategicMerge(out[i], item) as Obj;
-      else out.push(structuredClone(item));
-    }
-    return out;
-  }
-  if (patch && typeof patch === 'object') {
-    const out: Obj = target && typeof target === 'object' && !Array.isArray(target) ? structuredClone(target as Obj) : {};
-    for (const [k, v] of Object.entries(patch as Obj)) {
-      if (k.startsWith('$')) throw new Error(`strategic merge directive ${k} is not supported by the in-test renderer`);
-      if (v === null) delete out[k];
-      else out[k] = strategicMerge(out[k], v, k);
-    }
-    return out;
-  }
-  return patch;
-}
-
-function podSpecs(o: Obj): Obj[] {
-  if (o.kind === 'Pod') return [o.spec];
-  if (o.spec?.template?.spec) return [o.spec.template.spec];
-  if (o.spec?.jobTemplate?.spec?.template?.spec) return [o.spec.jobTemplate.spec.template.spec];
-  return [];
-}
-const containersOf = (o: Obj): Obj[] => podSpecs(o).flatMap((s) => [...(s.initContainers ?? []), ...(s.containers ?? [])]);
-
-function splitImage(image: string): { name: string; tag?: string; digest?: string } {
-  const [rest, digest] = image.split('@');
-  const slash = rest.lastIndexOf('/');
-  const colon = rest.lastIndexOf(':');
-  if (colon > slash) return { name: rest.slice(0, colon), tag: rest.slice(colon + 1), digest };
-  return { name: rest, digest };
-}
-
-/** Renders a kustomization directory: the objects `kubectl kustomize <dir>` would print. */
-function kustomize(dir: string): Obj[] {
-  const kFile = join(dir, 'kustomization.yaml');
-  if (!existsSync(kFile)) throw new Error(`${relative(ROOT, dir)}: no kustomization.yaml`);
-  const [k] = parseYaml(kFile);
-  for (const key of Object.keys(k)) {
-    if (!KUSTOMIZATION_KEYS.has(key)) throw new Error(`${relative(ROOT, kFile)}: "${key}" is not supported by the in-test renderer`);
-  }
-  expect(k.apiVersion).toBe('kustomize.config.k8s.io/v1beta1');
-  expect(k.kind).toBe('Kustomization');
-
-  let objects: Obj[] = [];
-  for (const r of (k.resources ?? []) as string[]) {
-    const p = resolve(dir, r);
-    if (!existsSync(p)) throw new Error(`${relative(ROOT, kFile)}: resource ${r} does not exist`);
-    objects.push(...(statSync(p).isDirectory() ? kustomize(p) : parseYaml(p)));
-  }
-  const seen = new Set<string>();
-  for (const o of objects) {
-    if (seen.has(idOf(o))) throw new Error(`${relative(ROOT, dir)}: ${idOf(o)} twice`);
-    seen.add(idOf(o));
-  }
-
-  for (const p of (k.patches ?? []) as Obj[]) {
-    for (const key of Object.keys(p)) if (key !== 'path') throw new Error(`${relative(ROOT, kFile)}: patch field "${key}" is not supported by the in-test renderer`);
-    const [patch] = parseYaml(resolve(dir, p.path));
-    const matches = objects.filter(
-      (o) => o.kind === patch.kind && group(o.apiVersion) === group(patch.apiVersion) && o.metadata?.name === patch.metadata?.name,
-    );
-    if (matches.length !== 1) throw new Error(`${relative(ROOT, kFile)}: patch ${p.path} matches ${matches.length} objects`);
-    objects = objects.map((o) => (o === matches[0] ? (strategicMerge(o, patch) as Obj) : o));
-  }
-
-  if (k.namespace) {
-    for (const o of objects) if (!CLUSTER_SCOPED.has(o.kind)) o.metadata = { ...o.metadata, namespace: k.namespace };
-  }
-
-  for (const img of (k.images ?? []) as Obj[]) {
-    for (const o of objects) {
-      for (const c of containersOf(o)) {
-        const cur = splitImage(c.image);
-        if (cur.name !== img.name) continue;
-        const name = img.newName ?? cur.name;
-        const tag = img.newTag ?? cur.tag;
-        c.image = img.digest ? `${name}@${img.digest}` : tag ? `${name}:${tag}` : name;
-      }
-    }
-  }
-  return objects;
-}
-
-// ------------------------------------------------------------------------------------------
-// Kubernetes schema checks (kubernetes-models)
-// ------------------------------------------------------------------------------------------
-
-const KNOWN_KINDS: Record<string, string[]> = {
-  v1: ['ConfigMap', 'Service', 'Namespace'],
-  'apps/v1': ['Deployment'],
-  'autoscaling/v2': ['HorizontalPodAutoscaler'],
-  'policy/v1': ['PodDisruptionBudget'],
-  'networking.k8s.io/v1': ['Ingress'],
-};
-
-const MODELS_DIR = realpathSync(join(ROOT, 'test', 'node_modules', 'kubernetes-models'));
-
-/** The .d.ts file of an import specifier as kubernetes-models writes them. */
-function resolveDts(from: string, spec: string): string {
-  if (spec.startsWith('.')) return resolve(dirname(from), spec.replace(/\.js$/, '.d.ts'));
-  const m = /^(@[^/]+\/[^/]+|[^/@][^/]*)(\/.*)?$/.exec(spec);
-  if (!m) throw new Error(`cannot resolve ${spec}`);
-  for (let dir = dirname(from); ; dir = dirname(dir)) {
-    const pkg = join(dir, 'node_modules', m[1]);
-    if (existsSync(pkg)) {
-      const sub = join(pkg, m[2] ?? '');
-      return existsSync(`${sub}.d.ts`) ? `${sub}.d.ts` : join(sub, 'index.d.ts');
-    }
-    if (dir === dirname(dir)) throw new Error(`cannot resolve ${spec} from ${from}`);
-  }
-}
-
-type Field = { kind: 'leaf' } | { kind: 'map' } | { kind: 'ref'; file: string; array: boolean };
-const fieldCache = new Map<string, Map<string, Field> | null>();
-
-/** The fields of the interface a kubernetes-models .d.ts declares (null: a scalar type alias). */
-function fieldsOf(file: string): Map<string, Field> | null {
-  if (fieldCache.has(file)) return fieldCache.get(file)!;
-  const text = read(file);
-  const imports = new Map<string, string>();
-  for (const m of text.matchAll(/^import \{ (\w+) \} from "([^"]+)";$/gm)) imports.set(m[1], resolveDts(file, m[2]));
-  const start = text.search(/^export interface \w+/m);
-  let fields: Map<string, Field> | null = null;
-  if (start >= 0) {
-    fields = new Map();
-    const body = text.slice(start, text.indexOf('\n}', start)).replace(/\/\*\*[\s\S]*?\*\//g, '');
-    for (const m of body.matchAll(/^ {4}"([^"]+)"\??: (.*)$/gm)) {
-      const type = m[2].replace(/;$/, '').trim();
-      const arr = /^Array<(\w+)>$/.exec(type);
-      const name = arr ? arr[1] : type;
-      if (type.startsWith('{')) fields.set(m[1], { kind: 'map' });
-      else if (imports.has(name)) fields.set(m[1], { kind: 'ref', file: imports.get(name)!, array: !!arr });
-      else fields.set(m[1], { kind: 'leaf' });
-    }
-  }
-  fieldCache.set(file, fields);
-  return fields;
-}
-
-/** Every field of `value` must be declared by the schema (the OpenAPI schema allows unknown ones). */
-function unknownFields(value: unknown, file: string, path: string): string[] {
-  const fields = fieldsOf(file);
-  if (!fields || value === null || typeof value !== 'object' || Array.isArray(value)) return [];
-  const out: string[] = [];
-  for (const [k, v] of Object.entries(value as Obj)) {
-    const f = fields.get(k);
-    if (!f) {
-      out.push(`${path}.${k}`);
-      continue;
-    }
-    if (f.kind !== 'ref') continue;
-    if (f.array && Array.isArray(v)) v.forEach((item, i) => out.push(...unknownFields(item, f.file, `${path}.${k}[${i}]`)));
-    else if (!f.array) out.push(...unknownFields(v, f.file, `${path}.${k}`));
-  }
-  return out;
-}
-
-async function schemaProblems(o: Obj): Promise<string[]> {
-  const spec = `kubernetes-models/${o.apiVersion}/${o.kind}`;
-  const mod = (await import(spec)) as Record<string, new (data: Obj) => { validate(): void }>;
-  const problems: string[] = [];
-  try {
-    new mod[o.kind](o).validate();
-  } catch (err) {
-    problems.push((err as Error).message);
-  }
-  const dts = join(MODELS_DIR, o.apiVersion === 'v1' ? 'v1' : o.apiVersion, `${o.kind}.d.ts`);
-  problems.push(...unknownFields(o, dts, o.kind).map((p) => `unknown field ${p}`));
-  return problems;
-}
-
-// ------------------------------------------------------------------------------------------
-// Helpers over rendered objects
-// ------------------------------------------------------------------------------------------
-
-const ofKind = (objs: Obj[], kind: string) => objs.filter((o) => o.kind === kind);
-const named = (objs: Obj[], kind: string, name: string) => objs.find((o) => o.kind === kind && o.metadata?.name === name);
-const matchesLabels = (selector: Obj, labels: Obj) => Object.entries(selector).every(([k, v]) => labels?.[k] === v);
-
-function quantity(q: string | number): number {
-  if (typeof q === 'number') return q;
-  const m = /^([0-9.]+)(m|k|M|G|T|Ki|Mi|Gi|Ti)?$/.exec(q);
-  if (!m) throw new Error(`bad quantity ${q}`);
-  const mult: Record<string, number> = { m: 1e-3, k: 1e3, M: 1e6, G: 1e9, T: 1e12, Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, Ti: 2 ** 40 };
-  return Number(m[1]) * (m[2] ? mult[m[2]] : 1);
-}
-
-/** The container port a probe/Service port (number or name) means. */
-function containerPort(c: Obj, port: string | number): number | undefined {
-  if (typeof port === 'number') return (c.ports ?? []).some((p: Obj) => p.containerPort === port) ? port : undefined;
-  return (c.ports ?? []).find((p: Obj) => p.name === port)?.containerPort;
-}
-
-/** Kubernetes Ingress path matching: Exact, or Prefix by whole path elements; longest wins. */
-function route(ingresses: Obj[], host: string, path: string): { service: string; port: string | number } | undefined {
-  let best: { len: number; backend: Obj } | undefined;
-  for (const ing of ingresses) {
-    for (const rule of ing.spec.rules ?? []) {
-      if (rule.host !== undefined && rule.host !== host) continue;
-      for (const p of rule.http?.paths ?? []) {
-        const prefix = (p.path as string).replace(/\/$/, '');
-        const ok =
-          p.pathType === 'Exact' ? path === p.path : p.path === '/' || path === prefix || path.startsWith(`${prefix}/`);
-        const len = p.pathType === 'Exact' ? Infinity : prefix.length;
-        if (ok && (!best || len > best.len)) best = { len, backend: p.backend };
-      }
-    }
-  }
-  if (!best) return undefined;
-  const s = best.backend.service;
-  return { service: s.name, port: s.port.name ?? s.port.number };
-}
-
-/** What a container of a Deployment sees as its environment (image ENV, then envFrom, then env). */
-function containerEnv(objs: Obj[], c: Obj, imageEnv: Record<string, string>): Record<string, string> {
-  const env: Record<string, string> = { ...imageEnv };
-  for (const from of c.envFrom ?? []) {
-    const cm = named(objs, 'ConfigMap', from.configMapRef?.name);
-    Object.assign(env, cm?.data ?? {});
-  }
-  for (const e of c.env ?? []) {
-    if (e.value !== undefined) env[e.name] = e.value;
-    else if (e.valueFrom?.secretKeyRef) env[e.name] = SECRET_PLACEHOLDERS[e.valueFrom.secretKeyRef.key];
-  }
-  return env;
-}
-
-const SECRET_PLACEHOLDERS: Record<string, string> = {
-  DATABASE_URL: 'postgres://paidrelay:secret@postgres:5432/paidrelay',
-  RELAY_SECRET_KEY: '1'.repeat(64),
-  NWC_URL: `nostr+walletconnect://${'2'.repeat(64)}?relay=wss%3A%2F%2Frelay.example.org&secret=${'3'.repeat(64)}`,
-};
-
-// ------------------------------------------------------------------------------------------
-// Dockerfile
-// ------------------------------------------------------------------------------------------
-
-interface Instruction {
-  cmd: string;
-  args: string;
-}
-interface Stage {
-  from: string;
-  name?: string;
-  instructions: Instruction[];
-}
-
-function parseDockerfile(text: string): { args: Record<string, string>; stages: Stage[] } {
-  const lines = text.split('\n').filter((l) => !/^\s*#/.test(l));
-  const joined: string[] = [];
-  let cur = '';
-  for (const line of lines) {
-    if (/\\\s*$/.test(line)) cur += line.replace(/\\\s*$/, ' ');
-    else {
-      cur += line;
-      if (cur.trim()) joined.push(cur.trim());
-      cur = '';
-    }
-  }
-  const args: Record<string, string> = {};
-  const stages: Stage[] = [];
-  for (const l of joined) {
-    const [, cmd, rest] = /^(\w+)\s*(.*)$/.exec(l)!;
-    const ins = { cmd: cmd.toUpperCase(), args: rest };
-    if (ins.cmd === 'FROM') {
-      const m = /^(?:--\S+\s+)*(\S+)(?:\s+AS\s+(\S+))?$/i.exec(rest)!;
-      const from = m[1].replace(/\$\{(\w+)\}|\$(\w+)/g, (_, a, b) => args[a ?? b] ?? '');
-      stages.push({ from, name: m[2], instructions: [] });
-    } else if (stages.length === 0 && ins.cmd === 'ARG') {
-      const [k, v] = rest.split('=');
-      args[k.trim()] = (v ?? '').trim();
-    } else {
-      stages.at(-1)!.instructions.push(ins);
-    }
-  }
-  return { args, stages };
-}
-
-/** COPY/ADD without --from: [sources, destination]. */
-function copySources(ins: Instruction): { sources: string[]; dest: string } | undefined {
-  if ((ins.cmd !== 'COPY' && ins.cmd !== 'ADD') || /--from=/.test(ins.args)) return undefined;
-  const words = ins.args.split(/\s+/).filter((w) => !w.startsWith('--'));
-  return { sources: words.slice(0, -1), dest: words.at(-1)! };
-}
-
-function execForm(args: string): string[] {
-  const v = JSON.parse(args) as unknown;
-  if (!Array.isArray(v)) throw new Error(`not an exec form: ${args}`);
-  return v as string[];
-}
-
-/** .dockerignore matching as BuildKit does it: last matching pattern wins, parents count. */
-function dockerignore(text: string): (path: string) => boolean {
-  const rules = text
-    .split('\n')
-    .map((l) => l.trim())
-    .filter((l) => l && !l.startsWith('#'))
-    .map((l) => {
-      const negate = l.startsWith('!');
-      const pattern = (negate ? l.slice(1) : l).replace(/^\/+/, '').replace(/\/+$/, '');
-      const re = pattern
-        .split(/(\*\*\/|\*\*|\*|\?)/)
-        .map((part) =>
-          part === '**/' ? '(?:.*/)?' : part === '**' ? '.*' : part === '*' ? '[^/]*' : part === '?' ? '[^/]' : part.replace(/[.+^${}()|[\]\\]/g, '\\$&'),
-        )
-        .join('');
-      return { negate, re: new RegExp(`^${re}$`) };
-    });
-  return (path: string) => {
-    const parts = path.split('/');
-    const candidates = parts.map((_, i) => parts.slice(0, i + 1).join('/'));
-    let excluded = false;
-    for (const r of rules) if (candidates.some((c) => r.re.test(c))) excluded = !r.negate;
-    return excluded;
-  };
-}
-
-const dockerText = read(DOCKERFILE);
-const docker = parseDockerfile(dockerText);
-const finalStage = docker.stages.at(-1)!;
-const buildStages = docker.stages.slice(0, -1);
-const runText = (s: Stage) => s.instructions.filter((i) => i.cmd === 'RUN').map((i) => i.args).join('\n');
-const ignored = dockerignore(read(DOCKERIGNORE));
-
-function imageEnv(): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const ins of finalStage.instructions.filter((i) => i.cmd === 'ENV')) {
-    for (const m of ins.args.matchAll(/(\w+)=("[^"]*"|\S+)/g)) env[m[1]] = m[2].replace(/^"|"$/g, '');
-  }
-  return env;
-}
-function imageUser(): string | undefined {
-  return finalStage.instructions.filter((i) => i.cmd === 'USER').at(-1)?.args.trim();
-}
-
-/** The entry point script: app name -> [working dir in the image, script relative to it]. */
-function entrypointApps(): Map<string, { dir: string; script: string }> {
-  const text = read(join(INFRA, 'docker', 'entrypoint.sh'));
-  const apps = new Map<string, { dir: string; script: string }>();
-  for (const m of text.matchAll(/^\s*(\w+)\)\s*\n\s*cd (\S+)\s*\n\s*exec node --import tsx (\S+)/gm)) apps.set(m[1], { dir: m[2], script: m[3] });
-  return apps;
-}
-const WORKDIR = finalStage.instructions.filter((i) => i.cmd === 'WORKDIR').at(-1)?.args.trim() ?? '/';
-/** A path in the image, under WORKDIR, as a path in the repository. */
-const repoPath = (imagePath: string) => join(ROOT, relative(WORKDIR, imagePath));
-
-// ------------------------------------------------------------------------------------------
-// The tests
+// Inputs
 // ------------------------------------------------------------------------------------------
 
 const yamlFiles = walk(INFRA).filter((f) => /\.ya?ml$/.test(f));
-const overlayDirs = existsSync(OVERLAYS) ? readdirSync(OVERLAYS).map((d) => join(OVERLAYS, d)).filter((d) => statSync(d).isDirectory()) : [];
-const renderings = [BASE, ...overlayDirs].map((dir) => ({ name: relative(ROOT, dir), dir }));
+const overlayDirs = readdirSync(OVERLAYS).map((d) => join(OVERLAYS, d)).filter((d) => statSync(d).isDirectory());
+const renderDirs = [BASE, ...overlayDirs];
+
+const repo = new Context(ROOT);
+const ignoreFile = findIgnoreFile(repo, DOCKERFILE);
+const ctx = repo.withIgnore(ignoreFile);
+const docker = parseDockerfile(read(join(ROOT, DOCKERFILE)), DOCKERFILE);
+const image = imageFacts(docker, ctx);
+
+const sources = {
+  relay: read(join(ROOT, 'apps/relay/src/http.ts')),
+  admission: read(join(ROOT, 'apps/admission/src/app.ts')),
+};
+
+/** The namespace a kustomization sets (the nearest one up its resources), undefined if none. */
+function namespaceOf(dir: string): string | undefined {
+  const [k] = parseYamlFile(join(dir, 'kustomization.yaml'));
+  if (k.namespace) return k.namespace;
+  for (const r of (k.resources ?? []) as string[]) {
+    const p = resolve(dir, r);
+    if (statSync(p).isDirectory()) {
+      const ns = namespaceOf(p);
+      if (ns) return ns;
+    }
+  }
+  return undefined;
+}
+
+// kubectl: rendering needs it. Skipped with a warning on a machine without it; CI must have it.
+const KUBECTL = await kubectlVersion();
+const IN_CI = !!process.env.CI;
+const NO_KUBECTL =
+  'kubectl (with its built-in kustomize) is not on PATH: the manifests cannot be rendered. ' +
+  'Install kubectl (see infra/README.md, "Checking the manifests") or set KUBECTL to its path.';
+if (!KUBECTL && !IN_CI) console.warn(`WARNING: ${NO_KUBECTL} The rendering tests of test/infra.test.ts are skipped.`);
+
+type Rendered = { objs: Obj[] } | { error: Error };
+const rendered = new Map<string, Rendered>();
+if (KUBECTL) {
+  await Promise.all(
+    renderDirs.map(async (dir) => {
+      try {
+        rendered.set(dir, { objs: await kustomize(dir) });
+      } catch (error) {
+        rendered.set(dir, { error: error as Error });
+      }
+    }),
+  );
+}
+/** The rendering of a kustomization directory; throws the kubectl error if it did not render. */
+function render(dir: string): Obj[] {
+  const r = rendered.get(dir);
+  if (!r) throw new Error(NO_KUBECTL);
+  if ('error' in r) throw r.error;
+  return structuredClone(r.objs);
+}
+
+// ------------------------------------------------------------------------------------------
+// Files
+// ------------------------------------------------------------------------------------------
 
 describe('infra: YAML files', () => {
   it('there are manifests to check', () => {
     expect(yamlFiles.length).toBeGreaterThanOrEqual(10);
     expect(existsSync(join(BASE, 'kustomization.yaml'))).toBe(true);
+    expect(overlayDirs.map((d) => relative(OVERLAYS, d))).toContain('example');
   });
 
   it.each(yamlFiles.map((f) => [relative(ROOT, f), f]))('%s parses as YAML 1.1 with no duplicate keys', (_, file) => {
-    const docs = parseYaml(file);
+    const docs = parseYamlFile(file);
     expect(docs.length).toBeGreaterThan(0);
     for (const d of docs) {
       expect(typeof d.apiVersion).toBe('string');
       expect(typeof d.kind).toBe('string');
+      expect(d.kind, 'no Secret is committed: secrets are only referenced').not.toBe('Secret');
     }
-  });
-
-  it('no Secret is committed: secrets are only referenced', () => {
-    for (const f of yamlFiles) for (const d of parseYaml(f)) expect(d.kind, relative(ROOT, f)).not.toBe('Secret');
   });
 
   it('every YAML file under infra/k8s is used by a kustomization', () => {
     const used = new Set<string>();
     for (const k of yamlFiles.filter((f) => f.endsWith('kustomization.yaml'))) {
       used.add(k);
-      const [doc] = parseYaml(k);
-      for (const r of [...(doc.resources ?? []), ...((doc.patches ?? []) as Obj[]).map((p) => p.path)]) used.add(resolve(dirname(k), r));
+      const [doc] = parseYamlFile(k);
+      const refs = [
+        ...(doc.resources ?? []),
+        ...(doc.components ?? []),
+        ...(doc.patchesStrategicMerge ?? []),
+        ...((doc.patches ?? []) as Obj[]).map((p) => p.path).filter(Boolean),
+      ] as string[];
+      for (const r of refs) used.add(resolve(dirname(k), r));
     }
-    const unused = yamlFiles.filter((f) => f.startsWith(join(INFRA, 'k8s')) && !used.has(f));
+    const unused = yamlFiles.filter((f) => f.startsWith(K8S) && !used.has(f));
     expect(unused.map((f) => relative(ROOT, f))).toEqual([]);
   });
 });
 
-describe.each(renderings)('infra: kustomize $name', ({ dir }) => {
-  const objs = kustomize(dir);
-  const deployments = ofKind(objs, 'Deployment');
-  const relay = named(objs, 'Deployment', 'paidrelay-relay')!;
-  const admission = named(objs, 'Deployment', 'paidrelay-admission')!;
-  const configMap = named(objs, 'ConfigMap', 'paidrelay-config')!;
-  const relayC = () => relay.spec.template.spec.containers[0] as Obj;
-  const admissionC = () => admission.spec.template.spec.containers[0] as Obj;
-
-  it('renders the expected objects', () => {
-    const counts: Record<string, number> = {};
-    for (const o of objs) counts[o.kind] = (counts[o.kind] ?? 0) + 1;
-    expect(counts).toMatchObject({ Deployment: 2, Service: 2, HorizontalPodAutoscaler: 1, PodDisruptionBudget: 2, ConfigMap: 1, Ingress: 1 });
-    expect(relay).toBeDefined();
-    expect(admission).toBeDefined();
-    expect(configMap).toBeDefined();
-  });
-
-  it('every object is a known apiVersion/kind with a valid name, and passes the Kubernetes schema without unknown fields', async () => {
-    for (const o of objs) {
-      expect(KNOWN_KINDS[o.apiVersion], `${o.apiVersion} ${o.kind}`).toContain(o.kind);
-      expect(o.metadata?.name, idOf(o)).toMatch(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/);
-      expect(o.metadata.name.length).toBeLessThanOrEqual(63);
-      expect(await schemaProblems(o), idOf(o)).toEqual([]);
+describe('infra: kubectl', () => {
+  it('kubectl with kustomize is available (required in CI)', (t) => {
+    if (!KUBECTL) {
+      if (IN_CI) throw new Error(`CI: ${NO_KUBECTL}`);
+      t.skip(NO_KUBECTL);
     }
-  });
-
-  it('label and annotation values are strings (unquoted true or numbers are rejected by the API)', () => {
-    for (const o of objs) {
-      for (const meta of [o.metadata, o.spec?.template?.metadata].filter(Boolean)) {
-        for (const v of [...Object.values(meta.labels ?? {}), ...Object.values(meta.annotations ?? {})]) expect(typeof v, idOf(o)).toBe('string');
-      }
-    }
-    for (const v of Object.values(configMap.data)) expect(typeof v).toBe('string');
-  });
-
-  it('the namespace, when set, is on every namespaced object and its Namespace exists', () => {
-    const namespaces = new Set(objs.filter((o) => !CLUSTER_SCOPED.has(o.kind)).map((o) => o.metadata.namespace));
-    expect(namespaces.size).toBe(1);
-    const [ns] = [...namespaces];
-    if (ns !== undefined) expect(named(objs, 'Namespace', ns)).toBeDefined();
-  });
-
-  it('Deployment selectors match their pod templates and no two Deployments share pods', () => {
-    for (const d of deployments) {
-      expect(d.spec.selector.matchExpressions).toBeUndefined();
-      expect(Object.keys(d.spec.selector.matchLabels).length).toBeGreaterThan(0);
-      expect(matchesLabels(d.spec.selector.matchLabels, d.spec.template.metadata.labels), d.metadata.name).toBe(true);
-      for (const other of deployments.filter((x) => x !== d)) {
-        expect(matchesLabels(d.spec.selector.matchLabels, other.spec.template.metadata.labels), `${d.metadata.name} selects ${other.metadata.name}'s pods`).toBe(false);
-      }
-      for (const t of d.spec.template.spec.topologySpreadConstraints ?? []) {
-        expect(matchesLabels(t.labelSelector.matchLabels, d.spec.template.metadata.labels)).toBe(true);
-      }
-    }
-  });
-
-  it('each Service and PDB selects the pods of exactly one Deployment, and Service ports reach container ports', () => {
-    for (const s of ofKind(objs, 'Service')) {
-      const targets = deployments.filter((d) => matchesLabels(s.spec.selector, d.spec.template.metadata.labels));
-      expect(targets.map((d) => d.metadata.name), s.metadata.name).toHaveLength(1);
-      for (const p of s.spec.ports) {
-        const containers = targets[0].spec.template.spec.containers as Obj[];
-        expect(containers.some((c) => containerPort(c, p.targetPort ?? p.port) !== undefined), `${s.metadata.name}:${p.port}`).toBe(true);
-      }
-    }
-    for (const pdb of ofKind(objs, 'PodDisruptionBudget')) {
-      const targets = deployments.filter((d) => matchesLabels(pdb.spec.selector.matchLabels, d.spec.template.metadata.labels));
-      expect(targets, pdb.metadata.name).toHaveLength(1);
-      expect((pdb.spec.minAvailable === undefined) !== (pdb.spec.maxUnavailable === undefined), 'exactly one of minAvailable, maxUnavailable').toBe(true);
-      // an integer minAvailable as large as the replicas would block every node drain
-      const replicas = targets[0].spec.replicas ?? named(objs, 'HorizontalPodAutoscaler', targets[0].metadata.name)?.spec.minReplicas ?? 1;
-      if (typeof pdb.spec.minAvailable === 'number') expect(pdb.spec.minAvailable).toBeLessThan(replicas);
-      if (typeof pdb.spec.maxUnavailable === 'number') expect(pdb.spec.maxUnavailable).toBeGreaterThan(0);
-    }
-  });
-
-  it('the relay HPA scales an existing Deployment on CPU, from at least 3 replicas, and owns its replica count', () => {
-    const hpas = ofKind(objs, 'HorizontalPodAutoscaler');
-    for (const h of hpas) {
-      const ref = h.spec.scaleTargetRef;
-      expect(ref.apiVersion).toBe('apps/v1');
-      expect(ref.kind).toBe('Deployment');
-      const target = named(objs, 'Deployment', ref.name);
-      expect(target, `HPA ${h.metadata.name} -> ${ref.name}`).toBeDefined();
-      expect(h.spec.maxReplicas).toBeGreaterThanOrEqual(h.spec.minReplicas);
-      const cpu = (h.spec.metrics as Obj[]).find((m) => m.type === 'Resource' && m.resource.name === 'cpu');
-      expect(cpu?.resource.target.type).toBe('Utilization');
-      expect(cpu?.resource.target.averageUtilization).toBeGreaterThan(0);
-      // utilization is relative to the request: every container needs a CPU request
-      for (const c of target!.spec.template.spec.containers) expect(c.resources?.requests?.cpu, c.name).toBeDefined();
-      // a replicas field would reset the HPA's count on every apply
-      expect(target!.spec.replicas, `${ref.name} has spec.replicas while an HPA scales it`).toBeUndefined();
-    }
-    const relayHpa = hpas.find((h) => h.spec.scaleTargetRef.name === relay.metadata.name);
-    expect(relayHpa?.spec.minReplicas).toBeGreaterThanOrEqual(3);
-    expect(admission.spec.replicas).toBeGreaterThanOrEqual(2);
-  });
-
-  it('probes use the paths and ports the apps serve', () => {
-    const relayHttp = read(join(ROOT, 'apps/relay/src/http.ts'));
-    const admissionApp = read(join(ROOT, 'apps/admission/src/app.ts'));
-    for (const p of ["'/healthz'", "'/readyz'", "'/metrics'"]) {
-      expect(relayHttp).toContain(p);
-      expect(admissionApp).toContain(p);
-    }
-    const cases: [Obj, number][] = [
-      [relayC(), Number(configMap.data.PORT ?? DEFAULTS.PORT)],
-      [admissionC(), Number(configMap.data.ADMISSION_PORT ?? DEFAULTS.ADMISSION_PORT)],
-    ];
-    expect(cases[0][1]).toBe(DEFAULTS.PORT);
-    expect(cases[1][1]).toBe(DEFAULTS.ADMISSION_PORT);
-    for (const [c, port] of cases) {
-      expect(c.readinessProbe.httpGet.path, c.name).toBe('/readyz');
-      expect(c.livenessProbe.httpGet.path, c.name).toBe('/healthz');
-      if (c.startupProbe) expect(c.startupProbe.httpGet.path).toBe('/healthz');
-      for (const probe of [c.readinessProbe, c.livenessProbe, c.startupProbe].filter(Boolean)) {
-        expect(containerPort(c, probe.httpGet.port), `${c.name} probe port`).toBe(port);
-      }
-    }
-  });
-
-  it('Prometheus scrape annotations point at /metrics on the container port', () => {
-    for (const d of deployments) {
-      const a = d.spec.template.metadata.annotations ?? {};
-      const c = d.spec.template.spec.containers[0];
-      expect(a['prometheus.io/scrape']).toBe('true');
-      expect(a['prometheus.io/path']).toBe('/metrics');
-      expect(containerPort(c, Number(a['prometheus.io/port'])), d.metadata.name).toBeDefined();
-    }
-  });
-
-  it('containers start the right app of the image', () => {
-    const apps = entrypointApps();
-    for (const [c, app] of [
-      [relayC(), 'relay'],
-      [admissionC(), 'admission'],
-    ] as const) {
-      expect(c.command, 'the image entry point must not be replaced').toBeUndefined();
-      expect(c.args).toEqual([app]);
-      expect(apps.has(app)).toBe(true);
-      expect(c.image, 'images are rewritten by the kustomization').not.toBe('paidrelay');
-    }
-  });
-
-  it('every env name is a config variable, and secrets come only from the documented Secret', () => {
-    for (const k of Object.keys(configMap.data)) expect(SCHEMA_KEYS.has(k) || ENV_OUTSIDE_SCHEMA.has(k), `ConfigMap key ${k}`).toBe(true);
-    for (const k of SECRET_KEYS) expect(configMap.data[k], `${k} must not be in the ConfigMap`).toBeUndefined();
-    for (const c of deployments.flatMap(containersOf)) {
-      for (const e of c.env ?? []) {
-        expect(SCHEMA_KEYS.has(e.name) || ENV_OUTSIDE_SCHEMA.has(e.name), `env ${e.name}`).toBe(true);
-        if (SECRET_KEYS.includes(e.name)) expect(e.valueFrom?.secretKeyRef, `${e.name} from the Secret`).toBeDefined();
-        const ref = e.valueFrom?.secretKeyRef;
-        if (ref) {
-          expect(ref.name).toBe(SECRET_NAME);
-          expect(SECRET_KEYS).toContain(ref.key);
-          expect(ref.key).toBe(e.name);
-          expect(ref.optional).not.toBe(true);
-        }
-        expect(e.valueFrom?.configMapKeyRef).toBeUndefined();
-      }
-      for (const from of c.envFrom ?? []) {
-        expect(from.secretRef, 'secrets by key only').toBeUndefined();
-        expect(named(objs, 'ConfigMap', from.configMapRef.name), from.configMapRef.name).toBeDefined();
-      }
-    }
-    const secretEnv = (c: Obj) => (c.env ?? []).filter((e: Obj) => e.valueFrom?.secretKeyRef).map((e: Obj) => e.name).sort();
-    expect(secretEnv(relayC())).toEqual(['DATABASE_URL', 'RELAY_SECRET_KEY']);
-    expect(secretEnv(admissionC())).toEqual(['DATABASE_URL', 'NWC_URL', 'RELAY_SECRET_KEY']);
-  });
-
-  it('the configuration each pod sees is valid for production', () => {
-    for (const c of [relayC(), admissionC()]) {
-      const env = containerEnv(objs, c, imageEnv());
-      const config = loadConfig(env);
-      expect(config.NODE_ENV).toBe('production');
-      expect(config.TRUST_PROXY).toBe(true);
-      expect(config.DATABASE_URL).toBeDefined();
-      expect(config.RELAY_SECRET_KEY, 'the same key on every replica').toBeDefined();
-      expect(config.REDIS_URL, 'several replicas need the Redis bus').toMatch(/^rediss?:\/\//);
-      expect(config.RELAY_URL).toMatch(/^wss:\/\//);
-      expect(config.PAYMENTS_URL).toMatch(/^https:\/\//);
-      expect(config.DATA_DIR).toMatch(/^\//);
-    }
-    expect(loadConfig(containerEnv(objs, admissionC(), imageEnv())).NWC_URL, 'admission needs NWC_URL in production').toBeDefined();
-  });
-
-  it('pods run as non-root with a read-only root filesystem, DATA_DIR and /tmp on emptyDir volumes', () => {
-    const uid = Number(imageUser()?.split(':')[0]);
-    for (const d of deployments) {
-      const spec = d.spec.template.spec;
-      expect(spec.securityContext.runAsNonRoot).toBe(true);
-      expect(spec.securityContext.runAsUser).toBe(uid);
-      expect(spec.automountServiceAccountToken).toBe(false);
-      const volumes = new Map<string, Obj>((spec.volumes ?? []).map((v: Obj) => [v.name, v]));
-      for (const c of spec.containers as Obj[]) {
-        expect(c.securityContext.readOnlyRootFilesystem, c.name).toBe(true);
-        expect(c.securityContext.allowPrivilegeEscalation).toBe(false);
-        expect(c.securityContext.capabilities.drop).toContain('ALL');
-        expect(c.securityContext.privileged).not.toBe(true);
-        for (const m of c.volumeMounts ?? []) expect(volumes.has(m.name), `volume ${m.name}`).toBe(true);
-        const emptyDirAt = (path: string) =>
-          (c.volumeMounts ?? []).some((m: Obj) => m.mountPath === path && volumes.get(m.name)?.emptyDir !== undefined);
-        const env = containerEnv(objs, c, imageEnv());
-        expect(emptyDirAt(env.DATA_DIR), `${c.name}: DATA_DIR ${env.DATA_DIR} on an emptyDir`).toBe(true);
-        expect(emptyDirAt('/tmp'), `${c.name}: /tmp on an emptyDir (tsx's cache)`).toBe(true);
-      }
-    }
-  });
-
-  it('every container has CPU and memory requests and limits, requests within limits', () => {
-    for (const c of deployments.flatMap(containersOf)) {
-      for (const r of ['cpu', 'memory']) {
-        const req = c.resources?.requests?.[r];
-        const lim = c.resources?.limits?.[r];
-        expect(req, `${c.name} requests.${r}`).toBeDefined();
-        expect(lim, `${c.name} limits.${r}`).toBeDefined();
-        expect(quantity(req)).toBeLessThanOrEqual(quantity(lim));
-      }
-    }
-  });
-
-  it('shutdown drains: a preStop sleep shorter than the grace period, so the load balancer lets go first', () => {
-    for (const d of deployments) {
-      const spec = d.spec.template.spec;
-      const grace = spec.terminationGracePeriodSeconds;
-      expect(grace, d.metadata.name).toBeGreaterThan(0);
-      for (const c of spec.containers as Obj[]) {
-        const pre = c.lifecycle?.preStop;
-        const seconds = pre?.sleep?.seconds ?? (pre?.exec?.command?.[0] === 'sleep' ? Number(pre.exec.command[1]) : undefined);
-        expect(seconds, `${c.name} preStop sleep`).toBeGreaterThan(0);
-        // after the sleep, SIGTERM and the app's own drain need time too
-        expect(grace - seconds!).toBeGreaterThanOrEqual(15);
-      }
-    }
-    const relayGrace = relay.spec.template.spec.terminationGracePeriodSeconds;
-    expect(relayGrace).toBeGreaterThanOrEqual(30);
-    for (const d of deployments) {
-      const ru = d.spec.strategy?.rollingUpdate;
-      expect(ru?.maxUnavailable, `${d.metadata.name}: a rollout keeps capacity`).toBe(0);
-    }
-  });
-
-  it('the Ingress sends the relay host to the relay and every public admission route to the admission service', () => {
-    const ingresses = ofKind(objs, 'Ingress');
-    const services = ofKind(objs, 'Service');
-    for (const ing of ingresses) {
-      expect(ing.spec.ingressClassName).toBeDefined();
-      const a = ing.metadata.annotations ?? {};
-      // WebSocket connections idle far longer than nginx's default 60 s
-      expect(Number(a['nginx.ingress.kubernetes.io/proxy-read-timeout'])).toBeGreaterThanOrEqual(3600);
-      expect(Number(a['nginx.ingress.kubernetes.io/proxy-send-timeout'])).toBeGreaterThanOrEqual(3600);
-      // Server-Sent Events for invoice status
-      expect(a['nginx.ingress.kubernetes.io/proxy-buffering']).toBe('off');
-      for (const rule of ing.spec.rules) {
-        for (const p of rule.http.paths) {
-          expect(['Prefix', 'Exact']).toContain(p.pathType);
-          const svc = named(services, 'Service', p.backend.service.name);
-          expect(svc, `backend ${p.backend.service.name}`).toBeDefined();
-          const port = p.backend.service.port;
-          expect(svc!.spec.ports.some((sp: Obj) => (port.name ? sp.name === port.name : sp.port === port.number)), `port of ${svc!.metadata.name}`).toBe(true);
-        }
-      }
-    }
-    const serviceOf = (d: Obj) => services.find((s) => matchesLabels(s.spec.selector, d.spec.template.metadata.labels))!.metadata.name;
-    const relayUrl = new URL(configMap.data.RELAY_URL);
-    const paymentsUrl = new URL(configMap.data.PAYMENTS_URL);
-    const tlsHosts = ingresses.flatMap((i) => (i.spec.tls ?? []).flatMap((t: Obj) => t.hosts));
-    expect(tlsHosts).toContain(relayUrl.hostname);
-    expect(tlsHosts).toContain(paymentsUrl.hostname);
-
-    // the relay: WebSocket and NIP-11 on "/"
-    for (const path of ['/', '/some/client/path']) expect(route(ingresses, relayUrl.hostname, path)?.service, path).toBe(serviceOf(relay));
-
-    // the admission service: every route its router declares (from the source), at the payments origin
-    const admissionApp = read(join(ROOT, 'apps/admission/src/app.ts'));
-    const declared = [...admissionApp.matchAll(/\.on\('(?:GET|POST)', '([^']+)'/g)].map((m) => m[1]);
-    expect(declared.length).toBeGreaterThan(5);
-    const internal = new Set(['/healthz', '/readyz', '/metrics']);
-    const basePath = paymentsUrl.pathname.replace(/\/$/, '') || '/pay';
-    expect(admissionApp).toContain("basePath + '/pay.js'");
-    const publicPaths = [
-      ...declared.filter((p) => !internal.has(p)).map((p) => p.replace(/:\w+/g, configMap.data.LNURL_NAME ?? DEFAULTS.LNURL_NAME)),
-      basePath,
-      `${basePath}/`,
-      `${basePath}/pay.js`,
-      `${basePath}/pay.css`,
-    ];
-    for (const path of publicPaths) expect(route(ingresses, paymentsUrl.hostname, path)?.service, `${paymentsUrl.hostname}${path}`).toBe(serviceOf(admission));
-    // the lightning address resolves on the payments host (LUD-16)
-    const lnurl = `/.well-known/lnurlp/${configMap.data.LNURL_NAME ?? DEFAULTS.LNURL_NAME}`;
-    expect(route(ingresses, paymentsUrl.hostname, lnurl)?.service).toBe(serviceOf(admission));
+    expect(KUBECTL).toMatch(/kustomize v?\d/);
   });
 });
 
-describe('infra: overlays', () => {
-  it('there is an example overlay', () => {
-    expect(overlayDirs.map((d) => relative(OVERLAYS, d))).toContain('example');
-  });
+// ------------------------------------------------------------------------------------------
+// Rendered manifests
+// ------------------------------------------------------------------------------------------
 
+describe.skipIf(!KUBECTL).each(renderDirs.map((dir) => ({ name: relative(ROOT, dir), dir })))('infra: kubectl kustomize $name', ({ dir }) => {
+  const objs = () => render(dir);
+
+  it('renders the expected objects, no Secret', () => checkRenderedObjects(objs()));
+  it('every object is a known apiVersion/kind with a valid name, and passes the Kubernetes schema without unknown fields', () => checkSchemas(objs()));
+  it('label, annotation and ConfigMap values are strings', () => checkStringValues(objs()));
+  it('the namespace of the kustomization is on every namespaced object, and its Namespace is rendered', () => checkNamespace(objs(), namespaceOf(dir)));
+  it('Deployment selectors match their pod templates and no two Deployments share pods', () => checkSelectors(objs()));
+  it('each Service and PDB selects the pods of exactly one Deployment, Service ports reach container ports, PDBs allow evictions', () => checkServicesAndPdbs(objs()));
+  it('the relay HPA scales an existing Deployment on CPU, from at least 3 replicas, and owns its replica count', () => checkHpa(objs()));
+  it('probes use the paths and ports the apps serve', () => checkProbes(objs(), sources));
+  it('Prometheus scrape annotations point at /metrics on the container port', () => checkScrapeAnnotations(objs()));
+  it('containers keep the image entry point and start the right app of the image', () => checkContainerCommands(objs(), image));
+  it('every env name is a config variable, and secrets come only from the documented Secret', () => checkEnvAndSecrets(objs()));
+  it('the configuration each pod sees is valid for production', () => checkProductionConfig(objs(), image.env));
+  it("pods run as the image's non-root user with a read-only root filesystem, DATA_DIR and /tmp on emptyDir volumes", () => checkPodSecurity(objs(), image));
+  it('every container has CPU and memory requests and limits, requests within limits', () => checkResources(objs()));
+  it('shutdown drains: a preStop sleep shorter than the grace period, so the load balancer lets go first', () => checkShutdown(objs()));
+  it('the Ingress sends the relay host to the relay and every public admission route to the admission service', () => checkIngress(objs(), sources.admission));
+  it('the image has a HEALTHCHECK on /healthz or every container is probed', () => checkHealth(docker, objs()));
+});
+
+describe.skipIf(!KUBECTL)('infra: overlays', () => {
   it.each(overlayDirs.map((d) => [relative(ROOT, d), d]))('%s: its images, namespace and patches take effect', (_, dir) => {
-    const [k] = parseYaml(join(dir, 'kustomization.yaml'));
-    const objs = kustomize(dir);
-    const base = kustomize(BASE);
-    // an images entry that matches nothing is a silent no-op in kustomize
-    for (const img of (k.images ?? []) as Obj[]) {
-      const want = `${img.newName ?? img.name}${img.newTag ? `:${img.newTag}` : ''}`;
-      const images = objs.flatMap(containersOf).map((c) => c.image);
-      expect(images.length).toBeGreaterThan(0);
-      for (const i of images) expect(i, `images entry ${img.name} must match the base's image`).toBe(want);
-    }
-    if (k.namespace) for (const o of objs) if (!CLUSTER_SCOPED.has(o.kind)) expect(o.metadata.namespace).toBe(k.namespace);
-    // a patch changes something, and a ConfigMap patch keeps the base's other keys
-    for (const p of (k.patches ?? []) as Obj[]) {
-      const [patch] = parseYaml(resolve(dir, p.path));
-      const before = named(base, patch.kind, patch.metadata.name);
-      const after = named(objs, patch.kind, patch.metadata.name);
-      expect(after, p.path).toBeDefined();
-      expect({ ...after, metadata: { ...after!.metadata, namespace: undefined } }, `${p.path} changes nothing`).not.toEqual(before);
-      if (patch.kind === 'ConfigMap') {
-        for (const key of Object.keys(before!.data)) expect(after!.data[key], key).toBeDefined();
-        for (const [key, v] of Object.entries(patch.data)) expect(after!.data[key]).toBe(v);
-      }
-    }
-  });
-
-  it('the strategic merge used by the renderer merges maps, keyed lists and replaces other lists', () => {
-    const target = { spec: { a: 1, b: { c: 2 }, rules: [{ x: 1 }], containers: [{ name: 'a', image: 'i' }, { name: 'b', image: 'j' }] } };
-    const patch = { spec: { a: null, b: { d: 3 }, rules: [{ y: 2 }], containers: [{ name: 'b', image: 'k' }] } };
-    expect(strategicMerge(target, patch)).toEqual({
-      spec: { b: { c: 2, d: 3 }, rules: [{ y: 2 }], containers: [{ name: 'a', image: 'i' }, { name: 'b', image: 'k' }] },
-    });
+    const [k] = parseYamlFile(join(dir, 'kustomization.yaml'));
+    checkOverlayTakesEffect(k, render(dir), render(BASE), (p) => parseYamlFile(join(dir, p))[0]);
   });
 });
+
+// ------------------------------------------------------------------------------------------
+// The image
+// ------------------------------------------------------------------------------------------
 
 describe('infra: Dockerfile', () => {
-  it('has a build stage and a runtime stage on a Debian (glibc) Node 20 image, not Alpine', () => {
-    expect(docker.stages.length).toBeGreaterThanOrEqual(2);
-    const stageNames = new Set(docker.stages.map((s) => s.name).filter(Boolean));
-    for (const s of docker.stages) {
-      if (stageNames.has(s.from)) continue;
-      expect(s.from).toMatch(/^node:20[.\d]*-(bookworm|bullseye|trixie)(-slim)?$/);
-      expect(s.from).not.toMatch(/alpine/);
-    }
-    for (const ins of finalStage.instructions.filter((i) => i.cmd === 'COPY' && /--from=/.test(i.args))) {
-      expect(stageNames.has(/--from=(\S+)/.exec(ins.args)![1])).toBe(true);
-    }
-  });
-
-  it('builds the native verifier against libsecp256k1-dev and ships the runtime library', () => {
-    const build = buildStages.map(runText).join('\n');
-    for (const pkg of ['build-essential', 'python3', 'libsecp256k1-dev']) expect(build).toContain(pkg);
-    expect(runText(finalStage)).toMatch(/apt-get install[^\n]*libsecp256k1-1/);
-    expect(runText(finalStage)).not.toContain('libsecp256k1-dev');
-    expect(build).toMatch(/test -f packages\/secp256k1\/build\/Release\/secp256k1_verify\.node/);
-  });
-
-  it('installs with pnpm 12 from the lockfile, production dependencies of the two apps only', () => {
-    const build = buildStages.map(runText).join('\n');
-    expect(build).toMatch(/npm install -g pnpm@(\$\{PNPM_VERSION\}|12)/);
-    if (/\$\{PNPM_VERSION\}/.test(build)) expect(dockerText).toMatch(/ARG PNPM_VERSION=12\b/);
-    const install = /pnpm install ([^\n&]*)/.exec(build)?.[1] ?? '';
-    expect(install).toContain('--frozen-lockfile');
-    expect(install).toContain('--prod');
-    const filters = [...install.matchAll(/--filter "?([^"\s]+)"?/g)].map((m) => m[1]);
-    expect(filters.sort()).toEqual(['@paidrelay/admission...', '@paidrelay/relay...']);
-    // --prod: the apps must have tsx as a dependency, not a devDependency
-    for (const app of ['relay', 'admission']) {
-      const pkg = JSON.parse(read(join(ROOT, 'apps', app, 'package.json'))) as Obj;
-      expect(pkg.dependencies.tsx, `apps/${app} depends on tsx`).toBeDefined();
-      expect(pkg.name).toBe(`@paidrelay/${app}`);
-    }
-  });
-
-  it('every COPY source exists in the repository and is not excluded by Dockerfile.dockerignore', () => {
-    const sources = docker.stages.flatMap((s) => s.instructions).map(copySources).filter((x) => x !== undefined).flatMap((x) => x.sources);
-    expect(sources.length).toBeGreaterThan(5);
-    expect(sources, 'copy only what is needed').not.toContain('.');
-    for (const src of sources) {
-      const p = join(ROOT, src);
-      expect(existsSync(p), src).toBe(true);
-      const files = statSync(p).isDirectory() ? walk(p).map((f) => relative(ROOT, f)) : [src];
-      const kept = files.filter((f) => !ignored(f));
-      expect(kept.length, `${src}: everything is ignored`).toBeGreaterThan(0);
-      if (!statSync(p).isDirectory()) expect(ignored(src), `${src} is ignored`).toBe(false);
-      for (const f of files.filter((x) => x.endsWith('.ts') && !x.includes('/test/'))) expect(ignored(f), `${f} is ignored`).toBe(false);
-    }
-  });
-
-  it('the ignore file keeps local state out of the build context', () => {
-    for (const p of ['node_modules', 'apps/relay/node_modules/x', '.git/HEAD', 'data/pglite/x', 'packages/secp256k1/build/Release/secp256k1_verify.node', '.env', 'apps/relay/test/a.test.ts']) {
-      expect(ignored(p), p).toBe(true);
-    }
-    for (const p of ['package.json', 'pnpm-lock.yaml', 'apps/relay/src/main.ts', 'infra/docker/entrypoint.sh']) expect(ignored(p), p).toBe(false);
-  });
-
-  it('copies the manifest and sources of every workspace package the apps need, and the verifier sources before the install', () => {
-    const byName = new Map<string, string>();
-    for (const parent of ['apps', 'packages']) {
-      for (const d of readdirSync(join(ROOT, parent))) {
-        const f = join(ROOT, parent, d, 'package.json');
-        if (existsSync(f)) byName.set((JSON.parse(read(f)) as Obj).name, `${parent}/${d}`);
-      }
-    }
-    const needed = new Set<string>();
-    const visit = (name: string) => {
-      const dir = byName.get(name);
-      if (!dir || needed.has(dir)) return;
-      needed.add(dir);
-      const pkg = JSON.parse(read(join(ROOT, dir, 'package.json'))) as Obj;
-      for (const [dep, v] of Object.entries({ ...(pkg.dependencies ?? {}) })) if (String(v).startsWith('workspace:')) visit(dep);
-    };
-    visit('@paidrelay/relay');
-    visit('@paidrelay/admission');
-    expect(needed.size).toBeGreaterThanOrEqual(8);
-
-    const buildStage = buildStages.find((s) => s.instructions.some((i) => i.cmd === 'RUN' && /pnpm install/.test(i.args)))!;
-    const installAt = buildStage.instructions.findIndex((i) => i.cmd === 'RUN' && /pnpm install/.test(i.args));
-    const copied = (until: number) =>
-      buildStage.instructions
-        .slice(0, until)
-        .map(copySources)
-        .filter((x) => x !== undefined)
-        .flatMap((x) => x.sources);
-    const covers = (paths: string[], file: string) => paths.some((p) => file === p || file.startsWith(`${p.replace(/\/$/, '')}/`));
-    const beforeInstall = copied(installAt);
-    const all = copied(buildStage.instructions.length);
-    for (const f of ['package.json', 'pnpm-workspace.yaml', 'pnpm-lock.yaml']) expect(covers(beforeInstall, f), f).toBe(true);
-    for (const dir of needed) {
-      expect(covers(beforeInstall, `${dir}/package.json`), `${dir}/package.json before the install`).toBe(true);
-      for (const f of walk(join(ROOT, dir, 'src')).map((x) => relative(ROOT, x))) expect(covers(all, f), f).toBe(true);
-    }
-    // the verifier's install script, binding.gyp and its C sources are there when pnpm install runs
-    const sec = 'packages/secp256k1';
-    const secPkg = JSON.parse(read(join(ROOT, sec, 'package.json'))) as Obj;
-    const script = /node (\S+)/.exec(secPkg.scripts.install)![1];
-    const gyp = JSON.parse(read(join(ROOT, sec, 'binding.gyp'))) as Obj;
-    for (const f of [script, 'binding.gyp', ...gyp.targets.flatMap((t: Obj) => t.sources)]) expect(covers(beforeInstall, `${sec}/${f}`), `${sec}/${f}`).toBe(true);
-  });
-
-  it('runs as a non-root user with NODE_ENV=production, DATA_DIR writable', () => {
-    const user = imageUser();
-    expect(user).toBeDefined();
-    expect(user).toMatch(/^\d+(:\d+)?$/); // numeric, so Kubernetes can check runAsNonRoot
-    expect(Number(user!.split(':')[0])).not.toBe(0);
-    const env = imageEnv();
-    expect(env.NODE_ENV).toBe('production');
-    expect(Number(env.PORT ?? DEFAULTS.PORT)).toBe(DEFAULTS.PORT);
-    expect(Number(env.ADMISSION_PORT ?? DEFAULTS.ADMISSION_PORT)).toBe(DEFAULTS.ADMISSION_PORT);
-    expect(runText(finalStage)).toContain(`chown ${user} ${env.DATA_DIR}`);
-    const exposed = finalStage.instructions.filter((i) => i.cmd === 'EXPOSE').flatMap((i) => i.args.split(/\s+/)).map(Number);
-    expect(exposed.sort()).toEqual([DEFAULTS.PORT, DEFAULTS.ADMISSION_PORT].sort());
-  });
-
-  it('its entry point runs apps/relay/src/main.ts and apps/admission/src/main.ts, the relay by default', () => {
-    const entry = finalStage.instructions.find((i) => i.cmd === 'ENTRYPOINT')!;
-    const cmd = finalStage.instructions.find((i) => i.cmd === 'CMD')!;
-    const [script] = execForm(entry.args);
-    expect(execForm(cmd.args)).toEqual(['relay']);
-    // the script is copied to where ENTRYPOINT runs it, executable
-    const copy = finalStage.instructions.find((i) => i.cmd === 'COPY' && i.args.trim().endsWith(` ${script}`));
-    expect(copy?.args).toContain('--chmod=0755');
-    expect(copySources(copy!)!.sources).toEqual(['infra/docker/entrypoint.sh']);
-    expect(read(join(INFRA, 'docker', 'entrypoint.sh'))).toMatch(/^#!\/bin\/sh\n/);
-
-    const apps = entrypointApps();
-    expect([...apps.keys()].sort()).toEqual(['admission', 'relay']);
-    for (const [app, { dir, script: main }] of apps) {
-      const file = join(repoPath(dir), main);
-      expect(relative(ROOT, file)).toBe(`apps/${app}/src/main.ts`);
-      expect(existsSync(file), file).toBe(true);
-      // the package's own start script runs the same file
-      const pkg = JSON.parse(read(join(repoPath(dir), 'package.json'))) as Obj;
-      expect(pkg.scripts.start).toBe(`tsx ${main}`);
-    }
-    // exec, so SIGTERM reaches node and the app drains
-    expect(read(join(INFRA, 'docker', 'entrypoint.sh'))).not.toMatch(/^\s*node /m);
-  });
-
-  it('the health check (for plain Docker) hits /healthz', () => {
-    const hc = finalStage.instructions.find((i) => i.cmd === 'HEALTHCHECK');
-    if (hc) expect(hc.args).toContain('/healthz');
-  });
+  it('has build and runtime stages on pinned Debian (glibc) Node images, not Alpine, the runtime copying from a build stage', () => checkBaseImages(docker));
+  it('builds the native verifier against libsecp256k1-dev and ships the runtime library', () => checkNativeVerifier(docker));
+  it('installs with pnpm 12 from the lockfile, the two apps, no devDependencies at run time', () => checkPnpmInstall(docker, read(join(ROOT, 'pnpm-lock.yaml'))));
+  it('every COPY source exists in the build context and is not excluded by the ignore file', () => checkCopySources(docker, ctx));
+  it('copies no secret and sets none', () => checkNoSecrets(docker, ctx));
+  it('the ignore file keeps local state, build output and secrets out of the build context', () => checkIgnoreFile(ignoreFile));
+  it('copies the manifest and sources of every workspace package the apps need, and the verifier sources before the install', () => checkWorkspaceCopied(docker, ctx));
+  it('runs as a numeric non-root user with NODE_ENV=production, DATA_DIR writable', () => checkRuntimeUser(docker));
+  it('its entry point execs node on a file the image has (copied or built), for the relay (default) and the admission service', () => checkEntrypoint(docker, ctx));
+  it('the ignore file BuildKit uses is the one next to the Dockerfile', () => expect(ignoreFile?.path).toBe(`${DOCKERFILE}.dockerignore`));
 });
 
 describe('infra: README', () => {
   const readme = read(join(INFRA, 'README.md'));
 
-  it('documents the build, the secret, applying and scaling', () => {
+  it('documents the build, the secret, applying, scaling and how to get kubectl for the checks', () => {
     expect(readme).toContain('docker build -f infra/docker/Dockerfile');
     expect(readme).toContain('kubectl apply -k infra/k8s/base');
     expect(readme).toContain('kubectl apply -k infra/k8s/overlays/example');
     expect(readme).toMatch(new RegExp(`kubectl (-n \\S+ )?create secret generic ${SECRET_NAME}`));
     for (const k of SECRET_KEYS) expect(readme).toContain(`--from-literal=${k}=`);
     expect(readme).toMatch(/kubectl scale|kubectl patch hpa|minReplicas/);
+    expect(readme).toContain('kubectl kustomize');
+    expect(readme).toMatch(/Checking the manifests/);
   });
 
   it('describes every manifest of the base', () => {
-    const [k] = parseYaml(join(BASE, 'kustomization.yaml'));
+    const [k] = parseYamlFile(join(BASE, 'kustomization.yaml'));
     for (const r of k.resources as string[]) expect(readme, r).toContain(r);
+  });
+});
+
+// ------------------------------------------------------------------------------------------
+// Negative tests: each check below is run on a deliberately broken input and must throw.
+// ------------------------------------------------------------------------------------------
+
+/** A copy of infra/k8s in a temporary directory, with `edits` (path relative to infra/k8s -> new text). */
+const tmpDirs: string[] = [];
+afterAll(() => {
+  for (const d of tmpDirs) rmSync(d, { recursive: true, force: true });
+});
+function brokenK8s(edits: Record<string, (text: string) => string>): string {
+  const dir = mkdtempSync(join(tmpdir(), 'paidrelay-k8s-'));
+  tmpDirs.push(dir);
+  cpSync(K8S, dir, { recursive: true });
+  for (const [file, edit] of Object.entries(edits)) {
+    const p = join(dir, file);
+    const next = edit(read(p));
+    expect(next, `the edit of ${file} changed nothing`).not.toBe(read(p));
+    writeFileSync(p, next);
+  }
+  return dir;
+}
+const replaceOnce = (from: string | RegExp, to: string) => (text: string) => {
+  expect(text).toMatch(from);
+  return text.replace(from, to);
+};
+const mutate = (objs: Obj[], kind: string, name: string, f: (o: Obj) => void) => {
+  const copy = structuredClone(objs);
+  f(named(copy, kind, name)!);
+  return copy;
+};
+const dockerWith = (edit: (text: string) => string) => parseDockerfile(edit(read(join(ROOT, DOCKERFILE))), DOCKERFILE);
+
+describe.skipIf(!KUBECTL)('infra: the checks can fail (broken manifests, rendered by kubectl)', () => {
+  it('an overlay images entry that matches no image (a silent no-op in kustomize) fails the overlay check', async () => {
+    const dir = brokenK8s({ 'overlays/example/kustomization.yaml': replaceOnce('- name: ghcr.io/example/paidrelay', '- name: paidrelay') });
+    const overlay = join(dir, 'overlays/example');
+    const [k] = parseYamlFile(join(overlay, 'kustomization.yaml'));
+    const objs = await kustomize(overlay);
+    expect(() => checkOverlayTakesEffect(k, objs, render(BASE), (p) => parseYamlFile(join(overlay, p))[0])).toThrow(/must match the base's image/);
+  });
+
+  it('a writable root filesystem in the base fails the pod security check of the base and the overlay', async () => {
+    const dir = brokenK8s({ 'base/relay-deployment.yaml': replaceOnce('readOnlyRootFilesystem: true', 'readOnlyRootFilesystem: false') });
+    for (const d of ['base', 'overlays/example']) {
+      const objs = await kustomize(join(dir, d));
+      expect(() => checkPodSecurity(objs, image), d).toThrow(/relay readOnlyRootFilesystem/);
+    }
+  });
+
+  it('a typo in a field name fails the schema check; an unquoted number in the ConfigMap fails the string check', async () => {
+    const dir = brokenK8s({
+      'base/admission-deployment.yaml': replaceOnce('imagePullPolicy: IfNotPresent', 'imagePullPolcy: IfNotPresent'),
+      'base/configmap.yaml': replaceOnce('PORT: "7777"', 'PORT: 7777'),
+    });
+    const objs = await kustomize(join(dir, 'base'));
+    await expect(checkSchemas(objs)).rejects.toThrow();
+    expect(await schemaProblems(named(objs, 'Deployment', 'paidrelay-admission')!)).toContainEqual(expect.stringMatching(/unknown field .*imagePullPolcy/));
+    expect(() => checkStringValues(objs)).toThrow(/data\.PORT/);
+  });
+
+  it('a patch of an object that is not there makes the rendering itself fail', async () => {
+    const dir = brokenK8s({ 'overlays/example/relay-hpa-patch.yaml': replaceOnce('name: paidrelay-relay', 'name: paidrelay-rellay') });
+    await expect(kustomize(join(dir, 'overlays/example'))).rejects.toThrow(/kubectl kustomize/);
+  });
+
+  it('checks that used to pass when a thing was missing now fail: no startupProbe, no HPA, a PDB that blocks drains, a missing Namespace', () => {
+    const base = render(BASE);
+    const overlay = render(overlayDirs.find((d) => d.endsWith('example'))!);
+    expect(() => checkProbes(mutate(base, 'Deployment', 'paidrelay-relay', (d) => delete d.spec.template.spec.containers[0].startupProbe), sources)).toThrow(/relay startupProbe is missing/);
+    expect(() => checkHpa(base.filter((o) => o.kind !== 'HorizontalPodAutoscaler'))).toThrow(/HorizontalPodAutoscalers/);
+    expect(() => checkHpa(mutate(base, 'Deployment', 'paidrelay-relay', (d) => (d.spec.replicas = 3)))).toThrow(/spec.replicas while an HPA/);
+    expect(() => checkServicesAndPdbs(mutate(base, 'PodDisruptionBudget', 'paidrelay-admission', (p) => (p.spec.minAvailable = '100%')))).toThrow(/evictions allowed/);
+    expect(() => checkNamespace(overlay.filter((o) => o.kind !== 'Namespace'), 'paidrelay')).toThrow(/Namespace paidrelay is missing/);
+    expect(() => checkNamespace(base, 'paidrelay')).toThrow(/namespaces of the namespaced objects/);
+    expect(() => checkSelectors(mutate(base, 'Deployment', 'paidrelay-relay', (d) => delete d.spec.template.spec.topologySpreadConstraints))).toThrow(/topologySpreadConstraints/);
+    expect(() => checkHealth(dockerWith(replaceOnce(/HEALTHCHECK[^]*?\]\n/, '')), mutate(base, 'Deployment', 'paidrelay-admission', (d) => delete d.spec.template.spec.containers[0].livenessProbe))).toThrow(
+      /admission livenessProbe/,
+    );
+  });
+
+  it('a schema type error (a string port) is reported', async () => {
+    const base = render(BASE);
+    const broken = mutate(base, 'Service', 'paidrelay-relay', (s) => (s.spec.ports[0].port = '7777'));
+    expect(await schemaProblems(named(broken, 'Service', 'paidrelay-relay')!)).not.toEqual([]);
+  });
+});
+
+describe('infra: the checks can fail (broken Dockerfile, ignore file, entry point)', () => {
+  it('no USER, or USER root, in the final stage', () => {
+    expect(() => checkRuntimeUser(dockerWith(replaceOnce(/^USER .*$/m, '')))).toThrow(/USER in the final stage .*is missing/);
+    expect(() => checkRuntimeUser(dockerWith(replaceOnce(/^USER .*$/m, 'USER 0:0')))).toThrow(/USER is not root/);
+    expect(() => checkRuntimeUser(dockerWith(replaceOnce(/^USER .*$/m, 'USER node')))).toThrow(/numeric USER/);
+  });
+
+  it('an unpinned, latest or Alpine base image', () => {
+    expect(() => checkBaseImages(dockerWith(replaceOnce(/^ARG NODE_IMAGE=.*$/m, 'ARG NODE_IMAGE=node')))).toThrow(/not pinned/);
+    expect(() => checkBaseImages(dockerWith(replaceOnce(/^ARG NODE_IMAGE=.*$/m, 'ARG NODE_IMAGE=node:latest')))).toThrow(/uses latest/);
+    expect(() => checkBaseImages(dockerWith(replaceOnce(/^ARG NODE_IMAGE=.*$/m, 'ARG NODE_IMAGE=node:20-alpine')))).toThrow(/not Alpine/);
+  });
+
+  it('a COPY source that does not exist, or that the ignore file excludes', () => {
+    const missing = dockerWith(replaceOnce(/^(FROM .* AS runtime)$/m, '$1\nCOPY infra/docker/no-such-file /x'));
+    expect(() => checkCopySources(missing, ctx)).toThrow(/no-such-file exists in the context/);
+    const ignored = dockerWith(replaceOnce(/^(FROM .* AS runtime)$/m, '$1\nCOPY infra/README.md /x'));
+    expect(() => checkCopySources(ignored, ctx)).toThrow(/infra\/README.md is excluded/);
+  });
+
+  it('a secret copied into the image (with an ignore file that lets it through), or set by ENV', () => {
+    const leaky = ctx.with({ 'infra/docker/.env': 'RELAY_SECRET_KEY=00' }).withIgnore(parseIgnoreFile('**/node_modules\n.git\n'));
+    const copiesEnv = dockerWith(replaceOnce(/^(FROM .* AS runtime)$/m, '$1\nCOPY infra/docker /etc/paidrelay'));
+    expect(() => checkNoSecrets(copiesEnv, leaky)).toThrow(/secret files copied/);
+    expect(() => checkNoSecrets(dockerWith(replaceOnce(/^(ENV NODE_ENV=production)/m, 'ENV RELAY_SECRET_KEY=abc\n$1')), ctx)).toThrow(/RELAY_SECRET_KEY sets a secret/);
+  });
+
+  it('an ignore file that lets node_modules, native build output or .env into the context', () => {
+    expect(() => checkIgnoreFile(parseIgnoreFile('.git\n**/.env\n', 'x'))).toThrow(/must exclude node_modules/);
+    expect(() => checkIgnoreFile(parseIgnoreFile(`${read(join(ROOT, ignoreFile!.path))}\n!packages/secp256k1/build\n`))).toThrow(/secp256k1_verify.node/);
+    expect(() => checkIgnoreFile(undefined)).toThrow(/the ignore file .* is missing/);
+  });
+
+  it('an entry point that runs a file the image does not have, does not exec, or names no app', () => {
+    const script = read(join(ROOT, 'infra/docker/entrypoint.sh'));
+    const startLine = /exec node (.*)main\.([mc]?[jt]s)/;
+    expect(script).toMatch(startLine);
+    const noFile = ctx.with({ 'infra/docker/entrypoint.sh': script.replace(startLine, 'exec node $1missing.$2') });
+    expect(() => checkEntrypoint(docker, noFile)).toThrow(/exists|neither copied|is in the build stage/);
+    const noExec = ctx.with({ 'infra/docker/entrypoint.sh': script.replace(startLine, 'node $1main.$2') });
+    expect(() => checkEntrypoint(docker, noExec)).toThrow(/exec'd/);
+    const noBranch = ctx.with({ 'infra/docker/entrypoint.sh': script.replace(/^\s*admission\)/m, '  admin)') });
+    expect(() => checkEntrypoint(docker, noBranch)).toThrow(/runs no node|no case branch/);
+    expect(() => checkEntrypoint(dockerWith(replaceOnce(/^CMD \["relay"\]$/m, 'CMD ["admission"]')), ctx)).toThrow(/the relay by default/);
+  });
+
+  it('a production build passes the entry point check, and fails it when the build stage does not build', () => {
+    // the shape of a production image: install, `pnpm build`, prune, node on apps/<app>/dist/main.js
+    const built = `
+FROM node:20-bookworm-slim AS build
+WORKDIR /app
+COPY . .
+RUN pnpm install --frozen-lockfile && pnpm build && pnpm prune --prod
+FROM node:20-bookworm-slim AS runtime
+WORKDIR /app
+COPY --from=build /app /app
+COPY --chmod=0755 infra/docker/entrypoint.sh /usr/local/bin/paidrelay
+USER 1000:1000
+ENTRYPOINT ["/usr/local/bin/paidrelay"]
+CMD ["relay"]
+`;
+    const entry = `#!/bin/sh
+set -eu
+app="\${1:-relay}"
+case "$app" in
+  relay) exec node apps/relay/dist/main.js ;;
+  admission)
+    cd /app/apps/admission
+    exec node dist/main.js
+    ;;
+  *) exec "$app" "$@" ;;
+esac
+`;
+    const withoutBuild = Object.fromEntries(
+      ['package.json', 'apps/relay/package.json', 'apps/admission/package.json'].map((f) => {
+        const pkg = JSON.parse(read(join(ROOT, f))) as Obj;
+        const { build: _, ...scripts } = pkg.scripts ?? {};
+        return [f, JSON.stringify({ ...pkg, scripts })];
+      }),
+    );
+    const prodCtx = ctx.with({ 'infra/docker/entrypoint.sh': entry });
+    const model = parseDockerfile(built);
+    checkEntrypoint(model, prodCtx);
+    expect(() => checkEntrypoint(parseDockerfile(built.replace(' && pnpm build', '')), prodCtx)).toThrow(/runs a build/);
+    expect(() => checkEntrypoint(model, prodCtx.with(withoutBuild))).toThrow(/has a build script/);
+    expect(() => checkEntrypoint(parseDockerfile(built.replace('COPY --from=build /app /app', 'COPY --from=build /app/node_modules /app/node_modules')), prodCtx)).toThrow(
+      /base image|neither copied/,
+    );
   });
 });

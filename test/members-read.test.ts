@@ -3,7 +3,7 @@ import { finalizeEvent } from 'nostr-tools/pure';
 import { makeAuthEvent } from 'nostr-tools/nip42';
 import { NWCClient } from '@paidrelay/lightning';
 import { settle } from '../apps/admission/src/settle.ts';
-import { newKey, nostrClient, RawClient, sign, sleep } from '../apps/relay/test/harness.ts';
+import { newKey, nostrClient, RawClient, sign, sleep, until } from '../apps/relay/test/harness.ts';
 import { startStack, type TestStack } from './stack.ts';
 
 type Key = ReturnType<typeof newKey>;
@@ -15,16 +15,6 @@ const ENV = {
   READ_ACCESS: 'members',
   RECONCILE_INTERVAL_SECONDS: '3600',
 };
-
-async function until<T>(fn: () => Promise<T | undefined | false>, ms = 5000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await sleep(25);
-  }
-}
 
 async function reader(url: string, ...keys: Key[]): Promise<RawClient> {
   const c = await RawClient.open(url);

@@ -15,6 +15,7 @@ import { generateSecretKey, getPublicKey } from 'nostr-tools/pure';
 import { configSchema } from '@paidrelay/config';
 import { NWCClient } from '@paidrelay/lightning';
 import { startStack, type TestStack } from './stack.ts';
+import { until } from '../apps/relay/test/harness.ts';
 
 /**
  * Client compatibility: NDK (@nostr-dev-kit/ndk) as the Nostr client of the whole product, as
@@ -48,16 +49,6 @@ const loopbackOnlyFetch: typeof fetch = (input, init) => {
 };
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-async function until<T>(fn: () => Promise<T | undefined | null | false>, ms = 5000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await sleep(50);
-  }
-}
-
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 const newKey = () => {
   const sk = generateSecretKey();

@@ -7,7 +7,7 @@ import { NWCClient } from '@paidrelay/lightning';
 import { ledgerBalance, ledgerTotal } from '@paidrelay/db';
 import { settle } from '../apps/admission/src/settle.ts';
 import { startAdmission } from '../apps/admission/src/app.ts';
-import { newKey, RawClient, sign, sleep, startTestRelay } from '../apps/relay/test/harness.ts';
+import { newKey, RawClient, sign, sleep, startTestRelay, until } from '../apps/relay/test/harness.ts';
 import { startStack, type TestStack } from './stack.ts';
 
 const PRICES = {
@@ -24,16 +24,6 @@ async function api(t: TestStack, path: string, init?: RequestInit & { json?: unk
     ...(init?.json !== undefined ? { method: 'POST', body: JSON.stringify(init.json), headers: { 'Content-Type': 'application/json' } } : {}),
   });
   return { status: res.status, body: (await res.json()) as Record<string, any> };
-}
-
-async function until<T>(fn: () => Promise<T | undefined | false>, ms = 5000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await sleep(25);
-  }
 }
 
 describe.each(process.env.TEST_DATABASE_URL ? (['pglite', 'postgres'] as const) : (['pglite'] as const))('pay-to-post on %s', (backend) => {

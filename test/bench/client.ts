@@ -72,10 +72,11 @@ export class RelayClient {
     });
   }
 
-  static connect(url: string, timeoutMs = 10_000): Promise<RelayClient> {
+  /** `localAddress`: the source address (any of 127/8 on loopback: the relay sees distinct clients). */
+  static connect(url: string, timeoutMs = 10_000, localAddress?: string): Promise<RelayClient> {
     return new Promise((resolve, reject) => {
       // The bench reads what it needs from the raw bytes; skipping UTF-8 validation saves it CPU.
-      const ws = new WebSocket(url, { perMessageDeflate: false, handshakeTimeout: timeoutMs, skipUTF8Validation: true });
+      const ws = new WebSocket(url, { perMessageDeflate: false, handshakeTimeout: timeoutMs, skipUTF8Validation: true, ...(localAddress ? { localAddress } : {}) });
       let settled = false;
       const fail = (err: Error) => {
         if (settled) return;

@@ -129,7 +129,8 @@ async function relaySettingNames(): Promise<string[]> {
   }
 }
 
-export type SpawnOptions = { databaseUrl?: string; redisUrl?: string; extraEnv?: Record<string, string> };
+/** `rateLimits`: keep the relay's default token buckets (the load phases send from one address: off unless set). */
+export type SpawnOptions = { databaseUrl?: string; redisUrl?: string; extraEnv?: Record<string, string>; rateLimits?: boolean };
 
 /** Starts apps/relay/src/main.ts under tsx on a free 127.0.0.1 port and waits for GET /healthz. */
 export async function spawnRelay(opts: SpawnOptions): Promise<RelayProcess> {
@@ -149,6 +150,7 @@ export async function spawnRelay(opts: SpawnOptions): Promise<RelayProcess> {
     // The bench measures the relay itself: an open relay (payments are benched on their own).
     PRICE_ADMISSION_MSAT: '0',
     PRICE_EVENT_MSAT: '0',
+    ...(opts.rateLimits ? {} : { RATE_EVENTS_PER_PUBKEY: '0', RATE_EVENTS_PER_IP: '0', RATE_REQS_PER_IP: '0' }),
     ...(opts.databaseUrl ? { DATABASE_URL: opts.databaseUrl } : {}),
     ...(opts.redisUrl ? { REDIS_URL: opts.redisUrl } : {}),
     ...opts.extraEnv,

@@ -12,6 +12,7 @@ import { httpRoutes } from './http.ts';
 import { ingest } from './ingest.ts';
 import { IpCounter, TokenBucket } from './limits.ts';
 import { createMetrics } from './metrics.ts';
+import { Moderation } from './moderation.ts';
 import { defaultPolicies, type WritePolicy } from './policy.ts';
 import { closeSub } from './query.ts';
 import { createMembership, createPaymentGate } from './payments.ts';
@@ -47,7 +48,8 @@ export async function startRelay(config: Config, log: Logger, opts: RelayOptions
   const uWS = loadUws();
   const metrics = createMetrics();
   const key = loadRelayKey(config.RELAY_SECRET_KEY, config.DATA_DIR, config.NODE_ENV === 'production');
-  const pricing = opts.pricing ?? pricingFromConfig(config, { relayPubkey: key.pubkey });
+  const basePricing = opts.pricing ?? pricingFromConfig(config, { relayPubkey: key.pubkey });
+  const instanceId = randomBytes(8).toString('hex');
   const db =
     opts.db ??
     (await openDatabase({
@@ -63,6 +65,11 @@ export async function startRelay(config: Config, log: Logger, opts: RelayOptions
   // Bounded: a replica starts without Redis and joins the bus when it comes.
   const bus = opts.bus ?? (await createBus({ redisUrl: config.REDIS_URL, logger: log }));
   metrics.probes.busUp = () => bus.healthy();
+  // NIP-86 moderation, loaded before anything consults it; the gate sees the admins' allow-list
+  // joined to ALLOWED_PUBKEYS as its `allowed` (still data: the gate stays a pure function).
+  const moderation = new Moderation(db, bus, log, instanceId, basePricing.allowed);
+  await moderation.start();
+  const pricing = moderation.livePricing(basePricing);
   const gate = isPaid(pricing)
     ? await createPaymentGate(
         config,
@@ -81,6 +88,7 @@ export async function startRelay(config: Config, log: Logger, opts: RelayOptions
   const members = config.READ_ACCESS === 'members' && !gate ? await createMembership(pricing, db, bus, log) : undefined;
   const isMember = gate?.isMember ?? members?.isMember;
   const readPolicies = [
+    moderation.readPolicy,
     ...defaultReadPolicies(
       config,
       isMember && { isMember, payUrl: (pubkey) => payUrl(pricing, pubkey), paymentsUrl: pricing.paymentsUrl },
@@ -105,17 +113,18 @@ export async function startRelay(config: Config, log: Logger, opts: RelayOptions
     verifier,
     index: new SubscriptionIndex(),
     metrics,
-    policies: [...defaultPolicies(config), ...(opts.policies ?? [])],
+    policies: [moderation.writePolicy, ...defaultPolicies(config), ...(opts.policies ?? [])],
     readPolicies,
     limits,
     relayUrl: config.RELAY_URL ?? `ws://localhost:${config.PORT}`,
     key,
-    instanceId: randomBytes(8).toString('hex'),
+    instanceId,
     recentEvents: new RecentIds(),
     gate,
     // Its own Redis connection, made in the background: a start without Redis is not delayed.
     rateLimiter: createRateLimiter(config, log),
     pricing,
+    moderation,
   };
 
   // Events stored or relayed by other replicas reach this replica's subscribers.
@@ -153,6 +162,11 @@ export async function startRelay(config: Config, log: Logger, opts: RelayOptions
       const ip = forwarded || decoder.decode(res.getRemoteAddressAsText());
       if (shuttingDown) {
         res.writeStatus('503 Service Unavailable').end('shutting down');
+        return;
+      }
+      if (moderation.isBlockedAddress(ip)) {
+        metrics.messages.inc({ type: 'connection-refused' });
+        res.writeStatus('403 Forbidden').end('blocked: this address is blocked on this relay');
         return;
       }
       if (!ipCounter.tryOpen(ip)) {
@@ -248,6 +262,7 @@ export async function startRelay(config: Config, log: Logger, opts: RelayOptions
       await gate?.close();
       await ctx.rateLimiter?.close();
       members?.close();
+      moderation.close();
       if (!opts.bus) await bus.close();
       if (!opts.db) await db.close();
     },

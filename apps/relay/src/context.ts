@@ -5,6 +5,7 @@ import type { ParseLimits } from '@paidrelay/nostr';
 import type { Logger } from 'pino';
 import type { SubscriptionIndex } from './fanout.ts';
 import type { Metrics } from './metrics.ts';
+import type { Moderation } from './moderation.ts';
 import type { WritePolicy } from './policy.ts';
 import type { ReadPolicy } from './read-policy.ts';
 import type { RelayKey } from '@paidrelay/config';
@@ -38,4 +39,6 @@ export type RelayContext = {
   /** Token buckets per pubkey and per address, shared between replicas (rate-limit.ts). */
   rateLimiter?: RateLimiter;
   pricing: Pricing;
+  /** NIP-86 moderation state (bans, allow-lists, kinds, addresses, relay texts), kept current by the bus. */
+  moderation: Moderation;
 };

@@ -1,11 +1,13 @@
 import type { HttpRequest, HttpResponse, TemplatedApp } from './uws.ts';
 import type { RelayContext } from './context.ts';
+import { managementRoute } from './management.ts';
 import { relayInfo } from './nip11.ts';
 
 const CORS = [
   ['Access-Control-Allow-Origin', '*'],
-  ['Access-Control-Allow-Headers', '*'],
-  ['Access-Control-Allow-Methods', 'GET, OPTIONS'],
+  // `*` does not cover Authorization: the NIP-86 API (POST, NIP-98) names it.
+  ['Access-Control-Allow-Headers', 'Authorization, *'],
+  ['Access-Control-Allow-Methods', 'GET, POST, OPTIONS'],
 ];
 
 function reply(res: HttpResponse, status: string, type: string, body: string): void {
@@ -60,9 +62,27 @@ function later(ctx: RelayContext, res: HttpResponse, work: () => Promise<[status
   );
 }
 
-/** HTTP on the relay's own port: NIP-11, Prometheus metrics, liveness and readiness. */
+/** HTTP on the relay's own port: NIP-11, NIP-86 management, Prometheus metrics, liveness and readiness. */
 export function httpRoutes(app: TemplatedApp, ctx: RelayContext, state: { ready: () => Promise<boolean> }): void {
-  const info = JSON.stringify(relayInfo(ctx.config, ctx.key.pubkey, ctx.pricing, ctx.readPolicies));
+  // NIP-11 is rendered again whenever an admin's change (NIP-86) reaches this replica.
+  let infoVersion = -1;
+  let info = '';
+  let name = ctx.config.RELAY_NAME;
+  // (A context built by hand, as in the HTTP fuzz test, may come without moderation.)
+  const moderation = ctx.moderation as RelayContext['moderation'] | undefined;
+  const currentInfo = (): string => {
+    const version = moderation?.version ?? 0;
+    if (infoVersion !== version) {
+      infoVersion = version;
+      const config = moderation ? moderation.infoConfig(ctx.config) : ctx.config;
+      const doc = relayInfo(config, ctx.key.pubkey, ctx.pricing, ctx.readPolicies);
+      if (moderation && moderation.allowedKinds.size > 0) (doc.limitation as Record<string, unknown>).restricted_writes = true;
+      info = JSON.stringify(doc);
+      name = config.RELAY_NAME;
+    }
+    return info;
+  };
+  currentInfo();
 
   app.options('/*', safe(ctx, (res) => reply(res, '204 No Content', 'text/plain', '')));
 
@@ -85,12 +105,16 @@ export function httpRoutes(app: TemplatedApp, ctx: RelayContext, state: { ready:
     safe(ctx, (res, req) => {
       const accept = req.getHeader('accept');
       if (accept.includes('application/nostr+json')) {
-        reply(res, '200 OK', 'application/nostr+json', info);
+        reply(res, '200 OK', 'application/nostr+json', currentInfo());
         return;
       }
-      reply(res, '200 OK', 'text/plain; charset=utf-8', `${ctx.config.RELAY_NAME}: a Nostr relay. Connect a Nostr client to ${ctx.relayUrl}\n`);
+      currentInfo();
+      reply(res, '200 OK', 'text/plain; charset=utf-8', `${name}: a Nostr relay. Connect a Nostr client to ${ctx.relayUrl}\n`);
     }),
   );
+
+  // NIP-86: JSON-RPC on the relay URL (Content-Type application/nostr+json+rpc), NIP-98 auth.
+  app.post('/*', safe(ctx, managementRoute(ctx)));
 
   app.any('/*', safe(ctx, (res) => reply(res, '405 Method Not Allowed', 'text/plain', 'method not allowed\n')));
 }

@@ -21,7 +21,8 @@ export function relayInfo(config: Config, selfPubkey: string, pricing: Pricing, 
     description: config.RELAY_DESCRIPTION,
     self: selfPubkey,
     pubkey: config.RELAY_ADMIN_PUBKEY ?? selfPubkey,
-    supported_nips: SUPPORTED_NIPS,
+    // NIP-86 management is served when someone may use it.
+    supported_nips: config.ADMIN_PUBKEYS.trim() ? [...SUPPORTED_NIPS, 86] : SUPPORTED_NIPS,
     ...(config.RELAY_SOFTWARE_URL ? { software: config.RELAY_SOFTWARE_URL } : {}),
     version: pkg.version,
     limitation: {
@@ -41,6 +42,13 @@ export function relayInfo(config: Config, selfPubkey: string, pricing: Pricing, 
       created_at_upper_limit: config.CREATED_AT_UPPER_LIMIT,
       max_connections_per_ip: config.MAX_CONNECTIONS_PER_IP,
       max_messages_per_second: config.MAX_MESSAGES_PER_SECOND,
+      // Token buckets across all of a client's connections and every replica (0: off): per second, and burst.
+      events_per_second_per_pubkey: config.RATE_EVENTS_PER_PUBKEY,
+      events_burst_per_pubkey: config.RATE_EVENTS_BURST_PER_PUBKEY,
+      events_per_second_per_ip: config.RATE_EVENTS_PER_IP,
+      events_burst_per_ip: config.RATE_EVENTS_BURST_PER_IP,
+      reqs_per_second_per_ip: config.RATE_REQS_PER_IP,
+      reqs_burst_per_ip: config.RATE_REQS_BURST_PER_IP,
     },
   };
   if (Object.keys(reads).length > 0) doc.read_policies = reads;

@@ -125,7 +125,12 @@ export class Limit {
   /** Takes one token for `key`: at once in nearly every case, a promise only while a burst waits for Redis. */
   take(key: string): Verdict | Promise<Verdict> {
     if (!this.store?.usable()) return this.takeLocal(key);
-    return this.takeShared(key);
+    const v = this.takeShared(key);
+    // What the shared bucket lets through is drawn from the local one too, so that a switch to
+    // the local buckets (Redis stalled) does not hand every key a fresh burst.
+    if (v === undefined) this.takeLocal(key);
+    else if (typeof v !== 'string') return v.then((r) => (r === undefined && this.store?.usable() && this.takeLocal(key), r));
+    return v;
   }
 
   private takeLocal(key: string): Verdict {
@@ -136,7 +141,7 @@ export class Limit {
       remember(this.local, key, b);
     }
     const wait = b.take(now);
-    return undefined;
+    return wait === 0 ? undefined : this.refusal(wait);
   }
 
   private takeShared(key: string): Verdict | Promise<Verdict> {

@@ -79,7 +79,7 @@ export function intersect(a: ReadFilter, b: ReadFilter): ReadFilter | null {
   if (a === b) return a;
   const out: ReadFilter = {};
   for (const key of new Set([...Object.keys(a), ...Object.keys(b)])) {
-    if (key === 'since' || key === 'until' || key === 'limit' || key === 'restrict') continue;
+    if (key === 'since' || key === 'until' || key === 'limit' || key === 'restrict' || key === 'notAuthors') continue;
     const v = intersectList(a[key as 'ids'] as unknown[] | undefined, b[key as 'ids'] as unknown[] | undefined);
     if (v === undefined) continue;
     if (v.length === 0) return null;
@@ -95,6 +95,8 @@ export function intersect(a: ReadFilter, b: ReadFilter): ReadFilter | null {
   const restrict = [...(a.restrict ?? [])];
   for (const r of b.restrict ?? []) if (!restrict.includes(r)) restrict.push(r);
   if (restrict.length > 0) out.restrict = restrict;
+  // Exclusions add up too (both sides' excluded authors stay excluded).
+  if (a.notAuthors || b.notAuthors) out.notAuthors = [...new Set([...(a.notAuthors ?? []), ...(b.notAuthors ?? [])])];
   return out;
 }
 

@@ -8,6 +8,29 @@ type Pending = { items: Item[]; resolvers: ((ok: boolean) => void)[] };
 const MAX_BATCH = 256;
 
 /**
+ * `true` in the bundles scripts/build.ts writes (esbuild `define`), undeclared from source. Tested
+ * inline, so the bundle drops the from-source branch.
+ */
+declare const __PAIDRELAY_BUNDLE__: boolean | undefined;
+
+/**
+ * Built (`pnpm build`), the worker is plain JavaScript: apps/relay/dist/verify-worker.js. In a
+ * bundle `import.meta.url` still names this source file (scripts/build.ts keeps it so), hence
+ * `../dist/`; the all-in-one bundle of the admission app uses the relay's worker the same way.
+ * From source (tsx, vitest) the worker is TypeScript: tsx is registered inside it, so it runs
+ * the same under tsx and vitest.
+ */
+function startWorker(): Worker {
+  if (typeof __PAIDRELAY_BUNDLE__ !== 'undefined' && __PAIDRELAY_BUNDLE__) return new Worker(new URL('../dist/verify-worker.js', import.meta.url));
+  const bootstrap = `
+      const { register } = await import('tsx/esm/api');
+      register();
+      await import(${JSON.stringify(new URL('./verify-worker.ts', import.meta.url).href)});
+    `;
+  return new Worker(bootstrap, { eval: true, type: 'module' } as never);
+}
+
+/**
  * Signature checks run on worker threads, never on the event loop. Calls made in the same
  * tick are sent together as one batch; each worker gets the next batch as soon as it is free.
  */
@@ -30,13 +53,7 @@ export class VerifyPool {
   }
 
   private spawn(): Promise<void> {
-    // The worker is TypeScript: register tsx inside it so it runs the same under tsx and vitest.
-    const bootstrap = `
-      const { register } = await import('tsx/esm/api');
-      register();
-      await import(${JSON.stringify(new URL('./verify-worker.ts', import.meta.url).href)});
-    `;
-    const worker = new Worker(bootstrap, { eval: true, type: 'module' } as never);
+    const worker = startWorker();
     const slot = { worker, busy: false };
     return new Promise((resolve, reject) => {
       worker.once('error', reject);

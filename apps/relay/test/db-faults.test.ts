@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import pg from 'pg';
 import { openDatabase } from '@paidrelay/db';
 import { sql } from 'kysely';
-import { freshDatabase, newKey, RawClient, sign, sleep, startTestRelay, type TestRelay } from './harness.ts';
+import { freshDatabase, newKey, RawClient, sign, sleep, startTestRelay, type TestRelay, until } from './harness.ts';
 import { TcpProxy } from './tcp-proxy.ts';
 
 /**
@@ -12,14 +12,6 @@ import { TcpProxy } from './tcp-proxy.ts';
  */
 const databaseUrl = process.env.TEST_DATABASE_URL;
 if (process.env.CI && !databaseUrl) throw new Error('CI must set TEST_DATABASE_URL');
-
-async function until(pred: () => Promise<boolean> | boolean, ms = 10_000) {
-  const end = Date.now() + ms;
-  while (!(await pred())) {
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await sleep(50);
-  }
-}
 
 /** A Node crash in the making: an 'error' event nobody listens to, thrown from a socket callback. */
 const uncaught: unknown[] = [];

@@ -186,3 +186,14 @@ export class RawClient {
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Polls until `fn` returns something truthy (and returns it), or fails after `ms`. */
+export async function until<T>(fn: () => T | Promise<T>, ms = 10_000): Promise<Exclude<T, false | undefined | null | 0 | ''>> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await fn();
+    if (v) return v as Exclude<T, false | undefined | null | 0 | ''>;
+    if (Date.now() > end) throw new Error('condition not met in time');
+    await sleep(25);
+  }
+}

@@ -150,7 +150,7 @@ describe('token bucket math (virtual clock)', () => {
     expect(networkKey('2001:db8:1:2::9', 48)).toBe(networkKey('2001:db8:1:ff::1', 48));
     // Per address: one bucket for the /24, REQ and EVENT buckets apart.
     let n = 0;
-    while (rl.eventFromAddress(`198.51.100.${n % 250}`) === undefined) n++;
+    while (n < 10_000 && rl.eventFromAddress(`198.51.100.${n % 250}`) === undefined) n++;
     expect(n).toBe(config.RATE_EVENTS_BURST_PER_IP);
     expect(rl.read('198.51.100.1')).toBeUndefined();
     expect(rl.eventFromAddress('198.51.101.1')).toBeUndefined();
@@ -353,5 +353,15 @@ describe.runIf(databaseUrl)('rate limits with Redis unreachable', () => {
     const other = await publish(events(newKey().sk, 5, 'other').map((ev) => ({ client: conns[0], ev })));
     expect(other.ok).toBe(5);
     for (const c of conns) c.close();
+  });
+});
+
+describe('NIP-11', () => {
+  it('lists the buckets it enforces', async () => {
+    const { relayInfo } = await import('../src/nip11.ts');
+    const { pricingFromConfig } = await import('@paidrelay/pricing');
+    const config = loadConfig({ RATE_EVENTS_PER_PUBKEY: '7', RATE_REQS_PER_IP: '0' });
+    const lim = relayInfo(config, 'a'.repeat(64), pricingFromConfig(config, { relayPubkey: 'a'.repeat(64) })).limitation as Record<string, number>;
+    expect(lim).toMatchObject({ events_per_second_per_pubkey: 7, events_burst_per_pubkey: 100, events_per_second_per_ip: 50, events_burst_per_ip: 300, reqs_per_second_per_ip: 0 });
   });
 });

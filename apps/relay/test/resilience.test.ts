@@ -1,18 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
-import { freshDatabase, newKey, RawClient, sign, sleep, startTestRelay, type TestRelay } from './harness.ts';
+import { freshDatabase, newKey, RawClient, sign, sleep, startTestRelay, type TestRelay, until } from './harness.ts';
 
 const databaseUrl = process.env.TEST_DATABASE_URL;
 const redisUrl = process.env.TEST_REDIS_URL;
 if (process.env.CI && (!databaseUrl || !redisUrl)) throw new Error('CI must set TEST_DATABASE_URL and TEST_REDIS_URL');
-
-async function until(pred: () => Promise<boolean> | boolean, ms = 10_000) {
-  const end = Date.now() + ms;
-  while (!(await pred())) {
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await sleep(50);
-  }
-}
 
 describe.runIf(databaseUrl && redisUrl)('two replicas sharing Postgres and Redis', () => {
   let db: Awaited<ReturnType<typeof freshDatabase>>;

@@ -149,7 +149,10 @@ export class RedisBuckets implements SharedBuckets {
     const args = [String(rate), String(burst), String(charge), String(want)];
     let timer: NodeJS.Timeout | undefined;
     const bound = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Timeout(`rate limits: no reply from Redis within ${this.timeoutMs} ms`)), this.timeoutMs);
+      // Through setImmediate: when the event loop was busy past the bound, a reply that arrived
+      // meanwhile is read (poll phase) before the timer's verdict, so a busy replica does not
+      // mistake its own stall for Redis's.
+      timer = setTimeout(() => setImmediate(() => reject(new Timeout(`rate limits: no reply from Redis within ${this.timeoutMs} ms`))), this.timeoutMs);
     });
     const run = async (): Promise<unknown> => {
       try {

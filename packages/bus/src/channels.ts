@@ -9,6 +9,11 @@ export const EVENTS_CHANNEL = 'events';
 export const ACCOUNTS_CHANNEL = 'accounts';
 /** Invoice status changes: JSON of the invoice as the API shows it. */
 export const INVOICES_CHANNEL = 'invoices';
+/**
+ * NIP-86 moderation changes (bans, allow-lists, kinds, addresses, relay texts): the sender's
+ * instance id. Each relay replica reloads its moderation state from Postgres on a message.
+ */
+export const MODERATION_CHANNEL = 'moderation';
 
 export function encodeEventMessage(sender: string, eventJson: string): string {
   return sender + '\n' + eventJson;

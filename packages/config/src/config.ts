@@ -41,6 +41,11 @@ export const configSchema = z.object({
   RELAY_CONTACT: optionalString,
   /** Administrative contact pubkey (NIP-11 `pubkey`), hex. */
   RELAY_ADMIN_PUBKEY: optionalString.pipe(z.string().regex(/^[0-9a-f]{64}$/).optional()),
+  /**
+   * Pubkeys (hex or npub, comma separated) that may call the NIP-86 management API (POST on the
+   * relay URL, NIP-98 authorization). Empty: nobody can.
+   */
+  ADMIN_PUBKEYS: z.string().default(''),
   /** The relay's own secret key, hex (NIP-11 `self`). Generated into DATA_DIR when unset. */
   RELAY_SECRET_KEY: optionalString.pipe(z.string().regex(/^[0-9a-f]{64}$/).optional()),
   RELAY_ICON: optionalString,

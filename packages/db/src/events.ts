@@ -467,8 +467,11 @@ async function storeInTransaction(db: Kysely<Schema>, P: Prepared[], now: number
  */
 export type KindRestriction = { kinds?: number[]; readers: string[] };
 
-/** A NIP-01 filter, possibly narrowed by read policies. */
-export type QueryFilter = Filter & { restrict?: KindRestriction[] };
+/**
+ * A NIP-01 filter, possibly narrowed by read policies. `notAuthors` (internal, like `restrict`)
+ * leaves out the events of these pubkeys (NIP-86 banned pubkeys).
+ */
+export type QueryFilter = Filter & { restrict?: KindRestriction[]; notAuthors?: string[] };
 
 function restrictionCondition(r: KindRestriction): RawBuilder<unknown> | null {
   const other = r.kinds === undefined ? null : sql`e.kind <> ALL(${r.kinds}::int4[])`;
@@ -508,6 +511,9 @@ function filterConditions(
   if (f.authors !== undefined) {
     if (f.authors.length === 0) return null;
     conds.push(sql`e.pubkey = ANY(${f.authors.map(hexBuf)}::bytea[])`);
+  }
+  if (f.notAuthors !== undefined && f.notAuthors.length > 0) {
+    conds.push(sql`e.pubkey <> ALL(${f.notAuthors.map(hexBuf)}::bytea[])`);
   }
   if (f.kinds !== undefined) {
     if (f.kinds.length === 0) return null;

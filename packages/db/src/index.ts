@@ -11,6 +11,23 @@ export {
   type KindRestriction,
   type QueryFilter,
 } from './events.ts';
+export {
+  adminTransaction,
+  spendAuthorization,
+  addModeration,
+  removeModeration,
+  listModeration,
+  setRelaySetting,
+  relaySettings,
+  recordAudit,
+  listAudit,
+  deleteEventsById,
+  reportedEvents,
+  type ModerationList,
+  type ModerationEntry,
+  type AuditEntry,
+  type ReportedEvent,
+} from './admin.ts';
 export { migrations, migrationProvider } from './migrations/index.ts';
 export { PGliteDialect, type PGliteDialectConfig } from './pglite-dialect.ts';
 export type { Schema, EventsTable, EventTagsTable, DeletionsTable } from './schema.ts';
@@ -63,6 +80,10 @@ export type {
   InvoicesTable,
   LedgerTable,
   HeldEventsTable,
+  ModerationTable,
+  RelaySettingsTable,
+  AdminAuditTable,
+  AdminAuthUsedTable,
   InvoiceProduct,
   InvoiceStatus,
 } from './schema.ts';

@@ -126,6 +126,40 @@ export interface HeldEventsTable {
   bytes: import('kysely').ColumnType<number, number | undefined, number>;
 }
 
+/** NIP-86 moderation lists (migration 0004_admin), one row per (list, value). */
+export interface ModerationTable {
+  list: 'banned_pubkey' | 'allowed_pubkey' | 'banned_event' | 'allowed_event' | 'allowed_kind' | 'blocked_ip';
+  /** A hex pubkey or event id, a kind number or an address (as text). */
+  value: string;
+  reason: string;
+  created_at: number;
+  /** The admin's hex pubkey. */
+  created_by: string;
+}
+
+/** NIP-11 texts an admin changed (relay_name, relay_description, relay_icon). */
+export interface RelaySettingsTable {
+  key: string;
+  value: string;
+  updated_at: number;
+  updated_by: string;
+}
+
+/** One row per management change: who, when, which method with which params. */
+export interface AdminAuditTable {
+  id: import('kysely').Generated<number>;
+  at: number;
+  pubkey: string;
+  method: string;
+  params: unknown;
+}
+
+/** NIP-98 authorizations already used (event ids), kept until they could no longer be valid. */
+export interface AdminAuthUsedTable {
+  id: string;
+  expires_at: number;
+}
+
 export interface Schema {
   events: EventsTable;
   event_tags: EventTagsTable;
@@ -134,4 +168,8 @@ export interface Schema {
   invoices: InvoicesTable;
   ledger: LedgerTable;
   held_events: HeldEventsTable;
+  moderation: ModerationTable;
+  relay_settings: RelaySettingsTable;
+  admin_audit: AdminAuditTable;
+  admin_auth_used: AdminAuthUsedTable;
 }

@@ -11,3 +11,4 @@ export * from './nip42.ts';
 export * from './nip70.ts';
 export * from './nip47.ts';
 export * from './nip57.ts';
+export * from './nip98.ts';

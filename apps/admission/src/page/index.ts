@@ -2,8 +2,11 @@
  * The pay page: a person whose write was refused ("blocked: payment required: ... <pay URL>") opens it
  * to buy admission, a subscription, prepaid credit, or the publication of that one held event.
  *
- * `buildPayPage()` bundles the browser code (app.ts) with esbuild in memory when the service starts:
- * no build step, no files written, nothing loaded from a CDN. The service serves
+ * The browser code (app.ts, styles.css) is bundled by `bundlePayPageAssets()` (esbuild, nothing
+ * loaded from a CDN). `pnpm build` (scripts/build.ts) runs it once and writes the result to
+ * apps/admission/dist/page/pay.{js,css}; the built service reads those files at start. Run from
+ * source (tsx, `pnpm dev`, the tests), the page is bundled in memory at start instead, so no build
+ * step is needed and edits to app.ts show on the next start. The service serves
  *   GET <basePath>         -> html
  *   GET <basePath>/pay.js  -> js   (Content-Type: text/javascript)
  *   GET <basePath>/pay.css -> css  (Content-Type: text/css)
@@ -14,8 +17,14 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { dirname } from 'node:path';
-import { build, transform, type Plugin } from 'esbuild';
+import type { Plugin } from 'esbuild';
 import { renderShell } from './html.ts';
+
+/**
+ * `true` in the bundles scripts/build.ts writes (esbuild `define`), undeclared from source. Tested
+ * inline, so the bundle drops the from-source branch.
+ */
+declare const __PAIDRELAY_BUNDLE__: boolean | undefined;
 
 export interface PayPage {
   html: string;
@@ -57,7 +66,10 @@ const stubs: Plugin = {
 
 let assets: Promise<{ js: string; css: string }> | null = null;
 
-async function bundle(): Promise<{ js: string; css: string }> {
+/** Bundles the page's browser code and styles with esbuild (at build time, or from source at start). */
+export async function bundlePayPageAssets(): Promise<{ js: string; css: string }> {
+  // Imported here only: the built service never loads esbuild (it is a devDependency).
+  const { build, transform } = await import('esbuild');
   const [js, cssSource] = await Promise.all([
     build({
       entryPoints: [`${here}/app.ts`],
@@ -80,6 +92,17 @@ async function bundle(): Promise<{ js: string; css: string }> {
   return { js: js.outputFiles[0].text, css: css.code };
 }
 
+/** The assets `pnpm build` wrote (apps/admission/dist/page; `here` is this source file's folder, in a bundle too). */
+async function builtAssets(): Promise<{ js: string; css: string }> {
+  const dir = `${here}/../../dist/page`;
+  try {
+    const [js, css] = await Promise.all([readFile(`${dir}/pay.js`, 'utf8'), readFile(`${dir}/pay.css`, 'utf8')]);
+    return { js, css };
+  } catch (err) {
+    throw new Error(`the built pay page is missing (${(err as Error).message}): run pnpm build first`, { cause: err });
+  }
+}
+
 function normalizeBase(basePath: string | undefined): string {
   let p = (basePath ?? '/pay').trim();
   if (!p.startsWith('/')) p = `/${p}`;
@@ -89,11 +112,12 @@ function normalizeBase(basePath: string | undefined): string {
 const short = (s: string) => createHash('sha256').update(s).digest('hex').slice(0, 10);
 
 /**
- * Bundles the page (once per process; later calls reuse the bundle) and renders its HTML shell.
+ * Loads the built page, or bundles it from source (once per process; later calls reuse it), and
+ * renders its HTML shell.
  * Asset URLs carry a content hash (`?v=`), so the service may let browsers cache them for long.
  */
 export async function buildPayPage(opts: BuildPayPageOptions): Promise<PayPage> {
-  assets ??= bundle().catch((err: unknown) => {
+  assets ??= (typeof __PAIDRELAY_BUNDLE__ !== 'undefined' && __PAIDRELAY_BUNDLE__ ? builtAssets() : bundlePayPageAssets()).catch((err: unknown) => {
     assets = null;
     throw err;
   });

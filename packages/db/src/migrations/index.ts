@@ -2,6 +2,7 @@ import type { Migration, MigrationProvider } from 'kysely';
 import { m0001_events } from './0001_events.ts';
 import { m0002_payments } from './0002_payments.ts';
 import { m0003_held_limits } from './0003_held_limits.ts';
+import { m0004_admin } from './0004_admin.ts';
 
 /**
  * Every migration of the shared schema, in order. Append new ones at the end with the next
@@ -11,6 +12,7 @@ export const migrations: Record<string, Migration> = {
   '0001_events': m0001_events,
   '0002_payments': m0002_payments,
   '0003_held_limits': m0003_held_limits,
+  '0004_admin': m0004_admin,
 };
 
 /** A static provider (no folder scan), so it works the same under tsx, vitest and bundlers. */

@@ -1,0 +1,93 @@
+/**
+ * `pnpm build`: the production build. esbuild bundles each deployable entry into plain ESM
+ * JavaScript that `node` runs without tsx:
+ *
+ *   apps/relay/dist/main.js              the relay (start:relay, the image's `relay`)
+ *   apps/relay/dist/verify-worker.js     the signature worker thread the relay starts
+ *   apps/admission/dist/main.js          the admission service alone (the image's `admission`)
+ *   apps/admission/dist/all-in-one.js    relay + admission + dev Lightning (`pnpm start`)
+ *   apps/admission/dist/page/pay.{js,css} the pay page's browser code, bundled once here
+ *
+ * Always both apps: the all-in-one bundle runs the relay, whose verify worker is
+ * apps/relay/dist/verify-worker.js. About a second.
+ *
+ * What is not bundled (`external`), and why:
+ * - uWebSockets.js: a .node binary chosen at run time by platform and ABI;
+ * - @electric-sql/pglite: loads its .wasm and .data files relative to its own module;
+ * - pg-native, bufferutil, utf-8-validate: optional native add-ons that pg and ws try to
+ *   require (absent here, so they use their JavaScript code paths, as they do from source);
+ * - esbuild: only the from-source pay page fallback imports it.
+ * Externals are resolved by Node from the app's folder, so each app lists the ones its
+ * bundles import among its own dependencies.
+ *
+ * `import.meta.url` keeps its from-source meaning inside the bundles: in every workspace file it
+ * is rewritten to that file's own URL (computed from the bundle's location, so the tree stays
+ * relocatable). Code that finds files next to its source (the relay's package.json for NIP-11,
+ * the native verifier's build/Release/*.node, the verify worker, the built pay page) therefore
+ * finds the same files whether it runs from source or from dist.
+ */
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { dirname, join, relative, resolve, sep } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { build, type BuildOptions, type Plugin } from 'esbuild';
+import { bundlePayPageAssets } from '../apps/admission/src/page/index.ts';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+
+const EXTERNAL = ['uWebSockets.js', '@electric-sql/pglite', 'pg-native', 'bufferutil', 'utf-8-validate', 'esbuild'];
+
+/** Rewrites `import.meta.url` in workspace TypeScript to the source file's own URL. */
+function sourceUrls(outdir: string): Plugin {
+  return {
+    name: 'source-import-meta-url',
+    setup(b) {
+      b.onLoad({ filter: /\.ts$/ }, async (args) => {
+        if (args.path.split(sep).includes('node_modules')) return undefined;
+        const text = await readFile(args.path, 'utf8');
+        if (!text.includes('import.meta.url')) return undefined;
+        const rel = relative(outdir, args.path).split(sep).join('/');
+        return { loader: 'ts', contents: text.replaceAll('import.meta.url', `new URL(${JSON.stringify(rel)}, import.meta.url).href`) };
+      });
+    },
+  };
+}
+
+async function bundle(app: string, entries: string[]): Promise<void> {
+  const dir = join(ROOT, 'apps', app);
+  const outdir = join(dir, 'dist');
+  const options: BuildOptions = {
+    absWorkingDir: dir,
+    entryPoints: entries.map((e) => `src/${e}.ts`),
+    outdir,
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node20',
+    sourcemap: true,
+    // CommonJS dependencies (pg, redis, pino...) call require(): give the ESM bundle a real one.
+    banner: { js: "import { createRequire as __paidrelayCreateRequire } from 'node:module'; const require = __paidrelayCreateRequire(import.meta.url);" },
+    external: EXTERNAL,
+    define: { __PAIDRELAY_BUNDLE__: 'true' },
+    // Constant folding drops the from-source branches (tsx in the worker bootstrap, esbuild for
+    // the pay page); names and line structure stay readable, and the source maps point at the .ts.
+    minifySyntax: true,
+    plugins: [sourceUrls(outdir)],
+    legalComments: 'none',
+    logLevel: 'warning',
+    metafile: true,
+  };
+  await build(options);
+}
+
+async function buildPage(): Promise<void> {
+  const out = join(ROOT, 'apps', 'admission', 'dist', 'page');
+  await mkdir(out, { recursive: true });
+  const { js, css } = await bundlePayPageAssets();
+  await writeFile(join(out, 'pay.js'), js);
+  await writeFile(join(out, 'pay.css'), css);
+}
+
+const started = Date.now();
+for (const app of ['relay', 'admission']) await rm(join(ROOT, 'apps', app, 'dist'), { recursive: true, force: true });
+await Promise.all([bundle('relay', ['main', 'verify-worker']), bundle('admission', ['main', 'all-in-one']), buildPage()]);
+process.stdout.write(`built apps/relay/dist and apps/admission/dist in ${Date.now() - started} ms\n`);

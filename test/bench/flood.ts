@@ -1,0 +1,240 @@
+/**
+ * `pnpm bench:flood`: do floods slow anyone else? A paid relay (default admission price, 1 sat per
+ * event) on a fresh Postgres database and Redis, loopback only. 50 honest keys (admitted, with
+ * credit) post at a person's pace (a note every 1-3 s), each from its own source address
+ * (127.1.0.x), through a baseline phase and then while each flood runs:
+ *   unpaid        fresh keys, not admitted, at full speed (20 connections from 10 addresses)
+ *   short-balance one admitted key with 30 sats of credit, bursting (10 connections, one address)
+ *   one-key       one admitted key with plenty of credit, as fast as it can from 200 connections (one address)
+ * Floods run on a worker thread (their own event loop). One JSON line per phase on stdout, then a
+ * summary line with the targets: honest p99 during any flood at most 2x the baseline p99, and no
+ * honest write refused or unanswered. See README.md beside this file.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { Worker } from 'node:worker_threads';
+import { createInvoice, openDatabase, settleInvoice } from '@paidrelay/db';
+import { RelayClient, type NostrEvent } from './client.ts';
+import type { FloodCounts, FloodJob } from './flood-worker.ts';
+import { createBenchDatabase, spawnRelay, type BenchDatabase, type RelayProcess } from './relay.ts';
+import { coresUsed, cpuSnapshot } from './resources.ts';
+import { newKey, signAll, type Key, type SignJob } from './sign.ts';
+import { perSecond, ReasonTally, round, Samples } from './stats.ts';
+
+const { values: args } = parseArgs({
+  args: process.argv.slice(2).filter((a) => a !== '--'),
+  options: {
+    seconds: { type: 'string', default: '10' },
+    honest: { type: 'string', default: '50' },
+    phases: { type: 'string', default: 'baseline,unpaid,short-balance,one-key' },
+    timeout: { type: 'string', default: '180' },
+  },
+});
+const SECONDS = Number(args.seconds);
+const HONEST = Number(args.honest);
+const PHASES = String(args.phases).split(',');
+if (!(SECONDS >= 1 && SECONDS <= 60) || !(HONEST >= 1 && HONEST <= 250)) {
+  process.stderr.write('--seconds 1..60, --honest 1..250\n');
+  process.exit(64);
+}
+
+const log = (msg: string) => process.stderr.write(`[flood] ${msg}\n`);
+const PRICE_ADMISSION = 21_000;
+const PRICE_PUBLICATION = 1_000;
+/** Answers to honest writes still outstanding this long after a phase are "unanswered". */
+const GRACE_MS = 5_000;
+const PAUSE_MS = 2_000;
+
+let relay: RelayProcess | null = null;
+let db: BenchDatabase | null = null;
+let done = false;
+async function cleanup(): Promise<void> {
+  await relay?.stop().catch(() => {});
+  await db?.drop().catch(() => {});
+}
+async function finish(code: number, error?: string): Promise<never> {
+  if (!done) {
+    done = true;
+    if (error) process.stdout.write(JSON.stringify({ error }) + '\n');
+    await cleanup();
+  }
+  process.exit(code);
+}
+setTimeout(() => void finish(1, `timed out after ${args.timeout} s`), Number(args.timeout) * 1000).unref();
+process.on('SIGINT', () => void finish(130, 'interrupted'));
+process.on('SIGTERM', () => void finish(143, 'terminated'));
+
+/** Admission and credit written the way a settled payment writes them (invoice, settlement, ledger). */
+async function grant(databaseUrl: string, grants: { pubkey: string; creditMsat: number }[]): Promise<void> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'paidrelay-flood-'));
+  const d = await openDatabase({ databaseUrl, dataDir });
+  try {
+    await d.migrate();
+    const now = Math.floor(Date.now() / 1000);
+    for (const g of grants) {
+      const buys = [{ product: 'admission' as const, amountMsat: PRICE_ADMISSION }, ...(g.creditMsat > 0 ? [{ product: 'credit' as const, amountMsat: g.creditMsat }] : [])];
+      for (const b of buys) {
+        const paymentHash = randomBytes(32).toString('hex');
+        await createInvoice(d.kysely, { paymentHash, bolt11: 'lnbcrt1bench', pubkey: g.pubkey, product: b.product, amountMsat: b.amountMsat, createdAt: now, expiresAt: now + 900, eventId: null, zapRequest: null, description: 'flood bench' });
+        await settleInvoice(d.kysely, paymentHash, { now, subscriptionPeriodSeconds: 2_592_000 });
+      }
+    }
+  } finally {
+    await d.close();
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
+function runFlood(job: FloodJob): Promise<FloodCounts> {
+  const bootstrap = `
+    const { register } = await import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))});
+    register();
+    await import(${JSON.stringify(new URL('./flood-worker.ts', import.meta.url).href)});
+  `;
+  return new Promise((resolve, reject) => {
+    const w = new Worker(bootstrap, { eval: true, type: 'module' } as never);
+    w.once('message', (m: { counts?: FloodCounts; error?: string }) => {
+      void w.terminate();
+      if (m.counts) resolve(m.counts);
+      else reject(new Error(m.error));
+    });
+    w.once('error', reject);
+    w.postMessage(job);
+  });
+}
+
+type Honest = { key: Key; client: RelayClient; events: NostrEvent[]; next: number };
+
+/** Each honest key posts a note every 1-3 s (random) for the phase; counts OKs, refusals and silence. */
+async function honestPhase(honest: Honest[], ms: number) {
+  const lat = new Samples();
+  const refusals = new ReasonTally();
+  let sent = 0;
+  let refused = 0;
+  let answered = 0;
+  const end = performance.now() + ms;
+  const pending: Promise<void>[] = [];
+  await Promise.all(
+    honest.map(async (h) => {
+      await new Promise((r) => setTimeout(r, Math.random() * 2000));
+      while (performance.now() < end && h.next < h.events.length) {
+        const ev = h.events[h.next++];
+        sent++;
+        pending.push(
+          h.client.publish(ev).then((r) => {
+            answered++;
+            lat.push(r.ms);
+            if (!r.ok) {
+              refused++;
+              refusals.add(r.message);
+            }
+          }),
+        );
+        await new Promise((r) => setTimeout(r, 1000 + Math.random() * 2000));
+      }
+    }),
+  );
+  await Promise.race([Promise.all(pending), new Promise((r) => setTimeout(r, GRACE_MS))]);
+  return { sent, ok: answered - refused, refused, unanswered: sent - answered, ack_ms: lat.summary(), refusals: refusals.toJSON() };
+}
+
+async function main(): Promise<void> {
+  const runId = Date.now().toString(36);
+  const honestKeys = Array.from({ length: HONEST }, newKey);
+  const shortKey = newKey();
+  const fastKey = newKey();
+  const freshKeys = Array.from({ length: 1000 }, newKey);
+  const perPhase = Math.ceil(SECONDS) + 2;
+
+  const jobs: SignJob[] = [
+    ...honestKeys.map((key) => ({ type: 'fanout' as const, key, count: perPhase * PHASES.length, runId, tTag: `honest-${runId}` })),
+    ...freshKeys.map((key) => ({ type: 'fanout' as const, key, count: 3, runId, tTag: `unpaid-${runId}` })),
+    { type: 'fanout', key: shortKey, count: 3000, runId, tTag: `short-${runId}` },
+    { type: 'fanout', key: fastKey, count: 6000, runId, tTag: `fast-${runId}` },
+  ];
+  log(`signing ${jobs.reduce((n, j) => n + j.count, 0)} events`);
+  const signed = await signAll(jobs);
+  const honestEvents = signed.events.slice(0, HONEST);
+  const unpaidPool = signed.events.slice(HONEST, HONEST + freshKeys.length).flat();
+  const shortPool = signed.events[HONEST + freshKeys.length];
+  const fastPool = signed.events[HONEST + freshKeys.length + 1];
+
+  db = await createBenchDatabase(process.env.BENCH_DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/test');
+  log(`created database ${db.name}; granting admission and credit`);
+  await grant(db.url, [
+    ...honestKeys.map((k) => ({ pubkey: k.pubkey, creditMsat: 1_000_000 })),
+    { pubkey: shortKey.pubkey, creditMsat: 30_000 },
+    { pubkey: fastKey.pubkey, creditMsat: 100_000_000 },
+  ]);
+  relay = await spawnRelay({
+    databaseUrl: db.url,
+    redisUrl: process.env.BENCH_REDIS_URL || 'redis://127.0.0.1:6379',
+    rateLimits: true,
+    extraEnv: {
+      PRICE_ADMISSION_MSAT: String(PRICE_ADMISSION),
+      PRICE_EVENT_MSAT: '2000',
+      PRICE_PUBLICATION_MSAT: String(PRICE_PUBLICATION),
+      MAX_CONNECTIONS_PER_IP: '200',
+      MAX_MESSAGES_PER_SECOND: '200',
+      CREATED_AT_LOWER_LIMIT: '94608000',
+    },
+  });
+  relay.child.once('exit', (code, signal) => done || void finish(1, `relay exited (code ${code}, signal ${signal})`));
+  log(`relay at ${relay.url} (pid ${relay.pid})`);
+
+  const honest: Honest[] = await Promise.all(
+    honestKeys.map(async (key, i) => ({
+      key,
+      client: await RelayClient.connect(relay!.url, 10_000, `127.1.${i >> 8}.${(i & 255) + 1}`),
+      events: honestEvents[i],
+      next: 0,
+    })),
+  );
+
+  const floods: Record<string, (ms: number) => FloodJob> = {
+    unpaid: (ms) => ({ url: relay!.url, events: unpaidPool, addresses: Array.from({ length: 20 }, (_, i) => `127.2.0.${(i % 10) + 1}`), window: 32, ms }),
+    'short-balance': (ms) => ({ url: relay!.url, events: shortPool, addresses: Array.from({ length: 10 }, () => '127.3.0.1'), window: 32, ms }),
+    'one-key': (ms) => ({ url: relay!.url, events: fastPool, addresses: Array.from({ length: 200 }, () => '127.4.0.1'), window: 8, ms }),
+  };
+
+  const results: Record<string, { honest: Awaited<ReturnType<typeof honestPhase>>; flood?: Record<string, unknown> }> = {};
+  for (const phase of PHASES) {
+    log(`phase ${phase}: ${SECONDS} s`);
+    const c0 = cpuSnapshot(relay.pid, db.name);
+    const job = floods[phase]?.(SECONDS * 1000);
+    const [h, f] = await Promise.all([honestPhase(honest, SECONDS * 1000), job ? runFlood(job) : Promise.resolve(undefined)]);
+    const cpu = coresUsed(c0, cpuSnapshot(relay.pid, db.name));
+    const flood = f && {
+      ...f,
+      accepted_per_s: perSecond(f.accepted, f.seconds * 1000),
+      refused_per_s: perSecond(f.refused + f.notices, f.seconds * 1000),
+      seconds: round(f.seconds, 1),
+    };
+    results[phase] = { honest: h, flood };
+    process.stdout.write(JSON.stringify({ phase, honest: h, ...(flood ? { flood } : {}), cpu_cores: cpu }) + '\n');
+    log(`${phase}: honest ${h.ok}/${h.sent} ok, ${h.refused} refused, ${h.unanswered} unanswered, p50 ${h.ack_ms.p50} ms p99 ${h.ack_ms.p99} ms${flood ? `; flood ${flood.accepted_per_s}/s accepted, ${flood.refused_per_s}/s refused` : ''}`);
+    await new Promise((r) => setTimeout(r, PAUSE_MS));
+  }
+  for (const h of honest) h.client.close();
+
+  const base = results.baseline?.honest.ack_ms.p99;
+  const during = PHASES.filter((p) => p !== 'baseline').map((p) => ({ phase: p, p99: results[p].honest.ack_ms.p99, refused: results[p].honest.refused, unanswered: results[p].honest.unanswered }));
+  process.stdout.write(
+    JSON.stringify({
+      summary: true,
+      baseline_p99_ms: base,
+      targets: {
+        p99_at_most_2x_baseline: base !== undefined && during.every((d) => d.p99 <= 2 * base),
+        no_honest_refused_or_unanswered: PHASES.every((p) => results[p].honest.refused === 0 && results[p].honest.unanswered === 0),
+      },
+      during,
+      relay_log: relay.logs,
+    }) + '\n',
+  );
+  await finish(0);
+}
+
+main().catch((err: Error) => void finish(1, err.stack ?? String(err)));
