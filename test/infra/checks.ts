@@ -138,7 +138,7 @@ export function checkSelectors(objs: Obj[]) {
       expect(matchesLabels(d.spec.selector.matchLabels, other.spec.template.metadata.labels), `${d.metadata.name} selects ${other.metadata.name}'s pods`).toBe(false);
     }
     // spread over nodes, and the spread counts this Deployment's pods
-    for (const t of nonEmpty(d.spec.template.spec.topologySpreadConstraints, `${d.metadata.name} topologySpreadConstraints`)) {
+    for (const t of nonEmpty<Obj>(d.spec.template.spec.topologySpreadConstraints, `${d.metadata.name} topologySpreadConstraints`)) {
       expect(matchesLabels(t.labelSelector.matchLabels, d.spec.template.metadata.labels), `${d.metadata.name} spread selector`).toBe(true);
     }
   }
@@ -149,7 +149,7 @@ export function checkServicesAndPdbs(objs: Obj[]) {
   for (const s of nonEmpty(ofKind(objs, 'Service'), 'Services')) {
     const targets = deployments.filter((d) => matchesLabels(s.spec.selector ?? {}, d.spec.template.metadata.labels));
     expect(targets.map((d) => d.metadata.name), `pods of Service ${s.metadata.name}`).toHaveLength(1);
-    for (const p of nonEmpty(s.spec.ports, `${s.metadata.name} ports`)) {
+    for (const p of nonEmpty<Obj>(s.spec.ports, `${s.metadata.name} ports`)) {
       const containers = targets[0].spec.template.spec.containers as Obj[];
       expect(containers.some((c) => containerPort(c, p.targetPort ?? p.port) !== undefined), `${s.metadata.name}:${p.port} reaches a container port`).toBe(true);
     }
@@ -248,7 +248,7 @@ export function checkEnvAndSecrets(objs: Obj[]) {
       expect(SECRET_KEYS).toContain(ref.key);
       expect(ref.optional, `${name} optional`).not.toBe(true);
     }
-    for (const from of nonEmpty(c.envFrom, `${c.name} envFrom`)) {
+    for (const from of nonEmpty<Obj>(c.envFrom, `${c.name} envFrom`)) {
       expect(from.secretRef, 'secrets by key only').toBeUndefined();
       must(named(objs, 'ConfigMap', from.configMapRef?.name), `envFrom ConfigMap ${from.configMapRef?.name}`);
     }

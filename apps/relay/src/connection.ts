@@ -26,6 +26,8 @@ export type Connection = {
   authed: Set<string>;
   subs: Map<string, Subscription>;
   bucket: TokenBucket;
+  /** Messages refused in a row by `bucket`: one NOTICE per run, and a connection that keeps on is closed. */
+  overLimit: number;
   queries: number;
 };
 

@@ -33,9 +33,19 @@ const utf8 = new TextDecoder('utf-8', { fatal: true });
 export function ingest(ctx: RelayContext, conn: Connection, data: ArrayBuffer | string): void {
   if (!conn.bucket.take()) {
     ctx.metrics.messages.inc({ type: 'rate-limited' });
-    send(conn, encodeNotice(reason('rate-limited', `slow down: at most ${ctx.config.MAX_MESSAGES_PER_SECOND} messages per second`)));
+    // One NOTICE per run of refused messages (a flood is not answered message by message), and
+    // a connection that sends a further burst's worth without slowing down is closed: refusing
+    // costs this thread too, and honest clients' writes wait behind it.
+    if (conn.overLimit++ === 0) {
+      send(conn, encodeNotice(reason('rate-limited', `slow down: at most ${ctx.config.MAX_MESSAGES_PER_SECOND} messages per second`)));
+    } else if (conn.overLimit === ctx.config.MAX_MESSAGES_PER_SECOND * 2 + 1) {
+      ctx.metrics.messages.inc({ type: 'flood-closed' });
+      // After the outbox has been written (the NOTICE goes first).
+      setImmediate(() => !conn.closed && conn.ws?.end(1008, 'rate-limited: too many messages, slow down'));
+    }
     return;
   }
+  conn.overLimit = 0;
   const bytes = typeof data === 'string' ? Buffer.byteLength(data, 'utf8') : data.byteLength;
   if (bytes > ctx.config.MAX_MESSAGE_LENGTH) {
     ctx.metrics.messages.inc({ type: 'too-large' });

@@ -133,7 +133,8 @@ function setting(key: string, check: (x: unknown) => string): Method {
 }
 
 const METHODS: Record<string, Method> = {
-  supportedmethods: { parse: none, run: async () => Object.keys(METHODS), change: false },
+  // "the names of all the other supported methods"
+  supportedmethods: { parse: none, run: async () => Object.keys(METHODS).filter((m) => m !== 'supportedmethods'), change: false },
 
   banpubkey: { parse: withReason(pubkeyParam), run: add('banned_pubkey'), change: true },
   unbanpubkey: { parse: withReason(pubkeyParam), run: remove('banned_pubkey'), change: true },
@@ -276,7 +277,7 @@ export async function handleRpc(ctx: RelayContext, admins: ReadonlySet<string>, 
   const args = method.parse(params);
 
   const result = await adminTransaction(ctx.db.kysely, async (trx) => {
-    if (!(await spendAuthorization(trx, ev.id, at + AUTH_REMEMBER_SECONDS, at))) throw unauthorized('this authorization was already used');
+    if (!(await spendAuthorization(trx, ev.sig, at + AUTH_REMEMBER_SECONDS, at))) throw unauthorized('this authorization was already used');
     const r = await method.run({ actor: ev.pubkey, at, ctx, trx }, args);
     if (method.change) await recordAudit(trx, { at, pubkey: ev.pubkey, method: name, params: args });
     return r;

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { getToken } from 'nostr-tools/nip98';
 import { npubEncode } from 'nostr-tools/nip19';
 import { finalizeEvent, type EventTemplate } from 'nostr-tools/pure';
@@ -228,7 +228,11 @@ describe.each(backends())('NIP-86 management API on %s', (backend) => {
   });
 
   describe('401 with a JSON error and no effect', () => {
-    const victim = newKey();
+    // A fresh target per test, so one test's legitimate call is not another's "effect".
+    let victim = newKey();
+    beforeEach(() => {
+      victim = newKey();
+    });
     const attempt = (o: RpcOptions, who: Key = admin) => rpc(relay, who, 'banpubkey', [victim.pubkey, 'x'], o);
     const expectNoEffect = async (r: { status: number; body: { error?: string; result?: unknown } }) => {
       expect(r.status).toBe(401);

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { finalizeEvent } from 'nostr-tools/pure';
 import { makeAuthEvent } from 'nostr-tools/nip42';
-import { backends, mine, newKey, nostrClient, RawClient, sign, sleep, startTestRelay, type TestRelay } from './harness.ts';
+import { backends, mine, newKey, nostrClient, RawClient, sign, sleep, startTestRelay, type TestRelay, until } from './harness.ts';
 
 const now = () => Math.floor(Date.now() / 1000);
 
@@ -278,5 +278,20 @@ describe.each(backends())('limits and proof of work on %s', (backend) => {
     expect((await again.notice())[1]).toMatch(/^rate-limited: /);
     again.close();
     open.slice(1).forEach((x) => x.close());
+  });
+
+  it('answers a flood with one NOTICE, and closes a connection that keeps flooding', async () => {
+    await sleep(200);
+    const c = await RawClient.open(relay.url);
+    // Burst 40 (2 × 20/s); the next 40 are refused with one NOTICE; one more burst's worth closes it.
+    for (let i = 0; i < 40 + 45; i++) c.send(['CLOSE', 'y' + i]);
+    await until(() => c.closed, 5000);
+    expect(c.messages.filter((m) => m[0] === 'NOTICE' && /^rate-limited: /.test(String(m[1]))).length).toBe(1);
+    // A client that slows down is not closed: the next connection works.
+    const d = await RawClient.open(relay.url);
+    d.send(['CLOSE', 'z']);
+    await sleep(100);
+    expect(d.closed).toBe(false);
+    d.close();
   });
 });

@@ -19,15 +19,16 @@ export async function adminTransaction<T>(db: Kysely<Schema>, fn: (trx: Transact
 }
 
 /**
- * Spends a NIP-98 authorization (its event id): false when it was already used. The unique key
- * makes this hold across replicas; a concurrent use of the same id waits for the first
- * transaction and fails when it commits. Rows that can no longer matter are dropped first.
+ * Spends a NIP-98 authorization (by its signature, see AdminAuthUsedTable): false when it was
+ * already used. The primary key makes this hold across replicas; a concurrent use of the same
+ * one waits for the first transaction and finds it when that commits. Rows that can no longer
+ * matter are dropped first.
  */
-export async function spendAuthorization(db: Db, id: string, expiresAt: number, now: number): Promise<boolean> {
+export async function spendAuthorization(db: Db, sig: string, expiresAt: number, now: number): Promise<boolean> {
   await sql`DELETE FROM admin_auth_used WHERE expires_at < ${now}`.execute(db);
-  const { rows } = await sql<{ id: string }>`
-    INSERT INTO admin_auth_used (id, expires_at) VALUES (${id}, ${expiresAt})
-    ON CONFLICT (id) DO NOTHING RETURNING id`.execute(db);
+  const { rows } = await sql<{ sig: string }>`
+    INSERT INTO admin_auth_used (sig, expires_at) VALUES (${sig}, ${expiresAt})
+    ON CONFLICT (sig) DO NOTHING RETURNING sig`.execute(db);
   return rows.length === 1;
 }
 

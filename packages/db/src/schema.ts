@@ -154,9 +154,13 @@ export interface AdminAuditTable {
   params: unknown;
 }
 
-/** NIP-98 authorizations already used (event ids), kept until they could no longer be valid. */
+/**
+ * NIP-98 authorizations already used, kept until they could no longer be valid. Keyed by the
+ * signature, not the event id: two identical calls in one second sign the same id (nostr-tools
+ * adds no nonce), but BIP-340 signatures are randomised and cannot be re-made without the key.
+ */
 export interface AdminAuthUsedTable {
-  id: string;
+  sig: string;
   expires_at: number;
 }
 

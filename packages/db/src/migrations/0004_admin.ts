@@ -4,7 +4,7 @@ import { sql, type Kysely, type Migration } from 'kysely';
  * NIP-86 relay management: the moderation lists (banned and allowed pubkeys, banned and
  * allowed events, allowed kinds, blocked addresses) in one table keyed by list name, the
  * relay's NIP-11 texts an admin changed, an audit row for every change, and the NIP-98
- * authorizations already used (one use each; rows expire after two minutes).
+ * authorizations already used (one use each, by signature; rows expire after two minutes).
  */
 export const m0004_admin: Migration = {
   async up(db: Kysely<any>): Promise<void> {
@@ -32,7 +32,7 @@ export const m0004_admin: Migration = {
       )`,
       sql`CREATE INDEX admin_audit_at_idx ON admin_audit (at DESC)`,
       sql`CREATE TABLE admin_auth_used (
-        id text PRIMARY KEY,
+        sig text PRIMARY KEY,
         expires_at bigint NOT NULL
       )`,
       sql`CREATE INDEX admin_auth_used_expires_at_idx ON admin_auth_used (expires_at)`,
