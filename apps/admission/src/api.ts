@@ -1,6 +1,7 @@
 import type { ServerResponse } from 'node:http';
 import { createInvoice, getAccount, getHeldEvent, getInvoice } from '@paidrelay/db';
 import { notOnSale, parsePubkey, productsOnSale, type Product } from '@paidrelay/pricing';
+import { isHex64 } from '@paidrelay/nostr';
 import { z } from 'zod';
 import { accountJson, invoiceJson, now, type AdmissionContext } from './context.ts';
 import { error, HttpError, json, readJson, type Req } from './http.ts';
@@ -14,7 +15,7 @@ const invoiceRequest = z.object({
   pubkey: z.string().min(1).max(200),
   product: z.enum(['admission', 'subscription', 'credit', 'event']),
   amount_msat: z.number().int().positive().optional(),
-  event_id: z.string().regex(/^[0-9a-f]{64}$/, 'event_id must be 64 lowercase hex characters').optional(),
+  event_id: z.string().refine(isHex64, 'event_id must be 64 lowercase hex characters').optional(),
 });
 
 /** Invoices created per client IP in the current minute. */
@@ -169,7 +170,7 @@ export async function getAccountRoute(ctx: AdmissionContext, req: Req, res: Serv
  */
 export async function getHeldRoute(ctx: AdmissionContext, req: Req, res: ServerResponse): Promise<void> {
   const id = req.params.event_id;
-  if (!/^[0-9a-f]{64}$/.test(id)) return error(res, 400, 'event id must be 64 lowercase hex characters');
+  if (!isHex64(id)) return error(res, 400, 'event id must be 64 lowercase hex characters');
   const given = req.query.get('pubkey')?.trim() || undefined;
   const pubkey = given === undefined ? undefined : parsePubkey(given);
   if (given !== undefined && !pubkey) return error(res, 400, 'pubkey must be 64 hex characters or an npub');

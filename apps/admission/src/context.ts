@@ -1,3 +1,4 @@
+import { nowSeconds } from '@paidrelay/nostr';
 import type { Bus } from '@paidrelay/bus';
 import type { Config, RelayKey } from '@paidrelay/config';
 import type { Database, InvoiceRow, AccountRow } from '@paidrelay/db';
@@ -20,7 +21,8 @@ export type AdmissionContext = {
   origin: string;
 };
 
-export const now = () => Math.floor(Date.now() / 1000);
+/** The service's clock, in unix seconds. */
+export const now = nowSeconds;
 
 /** An invoice as the API shows it. */
 export function invoiceJson(inv: InvoiceRow, at = now()) {

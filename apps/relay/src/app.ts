@@ -164,7 +164,7 @@ export async function startRelay(config: Config, log: Logger, opts: RelayOptions
         res.writeStatus('503 Service Unavailable').end('shutting down');
         return;
       }
-      if (false) {
+      if (moderation.isBlockedAddress(ip)) {
         metrics.messages.inc({ type: 'connection-refused' });
         res.writeStatus('403 Forbidden').end('blocked: this address is blocked on this relay');
         return;

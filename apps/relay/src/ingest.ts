@@ -6,6 +6,7 @@ import {
   eventToJson,
   hasValidId,
   kindClass,
+  nowSeconds,
   parseClientMessage,
   reason,
   type Filter,
@@ -19,7 +20,6 @@ import { runPolicies } from './policy.ts';
 import { closeSub, handleCount, handleReq } from './query.ts';
 import { limitRead } from './rate-limit.ts';
 
-const now = () => Math.floor(Date.now() / 1000);
 
 // fatal: invalid UTF-8 (possible in a binary frame; uWS closes text frames that are not UTF-8)
 // is refused with a NOTICE instead of being turned into U+FFFD and parsed.
@@ -149,7 +149,7 @@ async function handleEvent(ctx: RelayContext, conn: Connection, ev: NostrEvent):
   if (!(await ctx.verifier.verify(ev))) return refuse(ctx, conn, ev.id, reason('invalid', 'signature is invalid'));
   const byPubkey = ctx.rateLimiter && (await ctx.rateLimiter.eventFromPubkey(ev.pubkey));
   if (byPubkey) return refuse(ctx, conn, ev.id, byPubkey);
-  const why = runPolicies(ctx.policies, ev, { now: now(), authed: conn.authed, ip: conn.ip });
+  const why = runPolicies(ctx.policies, ev, { now: nowSeconds(), authed: conn.authed, ip: conn.ip });
   if (why !== undefined) return refuse(ctx, conn, ev.id, why);
 
   const json = eventToJson(ev);
@@ -208,7 +208,7 @@ async function handleAuth(ctx: RelayContext, conn: Connection, ev: NostrEvent): 
   // A configured RELAY_URL is the only name accepted; without one, also the URL the client
   // reached us by (its Host header, as khatru does), so ws://127.0.0.1:7777 works like localhost.
   const relayUrl = !ctx.config.RELAY_URL && conn.url ? [ctx.relayUrl, conn.url] : ctx.relayUrl;
-  const why = checkAuthEvent(ev, { challenge: conn.challenge, relayUrl, now: now(), maxSkewSeconds: 600 });
+  const why = checkAuthEvent(ev, { challenge: conn.challenge, relayUrl, now: nowSeconds(), maxSkewSeconds: 600 });
   if (why) return void send(conn, encodeOk(ev.id, false, why));
   conn.authed.add(ev.pubkey);
   send(conn, encodeOk(ev.id, true, ''));

@@ -12,13 +12,12 @@ import {
   type HeldStats,
   type HoldItem,
 } from '@paidrelay/db';
-import type { NostrEvent } from '@paidrelay/nostr';
+import { nowSeconds, type NostrEvent } from '@paidrelay/nostr';
 import { gate, heldEventPrice, isAdmitted, payUrl, type Account, type Pricing } from '@paidrelay/pricing';
 import type { Logger } from 'pino';
 import type { GateDecision, PaymentGate } from './gate.ts';
 import { networkKey } from './limits.ts';
 
-const now = () => Math.floor(Date.now() / 1000);
 const REFRESH_MS = 30_000;
 
 /**
@@ -54,7 +53,7 @@ export class AccountCache {
   private async refresh(): Promise<void> {
     try {
       const since = this.updatedAt;
-      this.updatedAt = now() - 5;
+      this.updatedAt = nowSeconds() - 5;
       for (const row of await listAccounts(this.db.kysely, since > 0 ? { sinceUpdatedAt: since } : undefined)) this.put(row);
     } catch (err) {
       this.log.warn({ err: (err as Error).message }, 'accounts: refresh failed, keeping the cache');
@@ -149,26 +148,26 @@ export async function createPaymentGate(
       .finally(() => (trimming = undefined));
     return trimming;
   };
-  await trim(now()).catch((err) => log.warn({ err }, 'held events: first trim failed'));
+  await trim(nowSeconds()).catch((err) => log.warn({ err }, 'held events: first trim failed'));
   const holds = new HoldQueue(async (items) => {
     const results = await holdEvents(db.kysely, items, {
-      now: now(),
+      now: nowSeconds(),
       ttlSeconds: config.HELD_EVENT_TTL_SECONDS,
       maxPerPubkey: config.HELD_EVENTS_PER_PUBKEY,
       maxBytes: config.HELD_EVENT_MAX_BYTES,
       maxBytesPerIp: config.HELD_BYTES_PER_IP,
     });
     for (let i = 0; i < items.length; i++) if (results[i] === 'held') heldSinceTrim += Buffer.byteLength(items[i].raw);
-    if (heldSinceTrim >= trimEvery) await trim(now());
+    if (heldSinceTrim >= trimEvery) await trim(nowSeconds());
   }, log);
   return {
     check(ev: NostrEvent, json: string): GateDecision {
-      const d = gate(pricing, ev, Buffer.byteLength(json), cache.available(ev.pubkey), now());
+      const d = gate(pricing, ev, Buffer.byteLength(json), cache.available(ev.pubkey), nowSeconds());
       return d.action === 'debit' ? { ...d, settle: cache.reserve(ev.pubkey, d.amountMsat) } : d;
     },
     unpaidReason(ev: NostrEvent, json: string, balanceMsat: number) {
       const account = cache.get(ev.pubkey) ?? { admitted: true, admittedUntil: null, balanceMsat };
-      const d = gate(pricing, ev, Buffer.byteLength(json), { ...account, balanceMsat }, now());
+      const d = gate(pricing, ev, Buffer.byteLength(json), { ...account, balanceMsat }, nowSeconds());
       return d.action === 'refuse' ? d.reason : `blocked: payment required: the balance was spent elsewhere: ${payUrl(pricing, ev.pubkey, ev.id)}`;
     },
     isMember: memberCheck(pricing, cache),

@@ -1,10 +1,17 @@
 import { countEvents, queryEvents } from '@paidrelay/db';
-import { encodeClosed, encodeCount, encodeEose, encodeEvent, reason, type Filter } from '@paidrelay/nostr';
+import {
+  encodeClosed,
+  encodeCount,
+  encodeEose,
+  encodeEvent,
+  nowSeconds,
+  reason,
+  type Filter,
+} from '@paidrelay/nostr';
 import { send, sendRefusal, type Connection, type Subscription } from './connection.ts';
 import type { RelayContext } from './context.ts';
 import { applyReadPolicies, type PolicedRead } from './read-policy.ts';
 
-const now = () => Math.floor(Date.now() / 1000);
 /** Stored-event queries one connection may have running at once; more wait their turn. */
 const QUERIES_PER_CONNECTION = 4;
 
@@ -41,7 +48,7 @@ export async function handleReq(ctx: RelayContext, conn: Connection, subId: stri
   let stored: string[];
   const end = ctx.metrics.queryDuration.startTimer({ type: 'req' });
   try {
-    stored = narrowed.length === 0 ? [] : await withQuerySlot(conn, () => queryEvents(ctx.db.kysely, narrowed, now()));
+    stored = narrowed.length === 0 ? [] : await withQuerySlot(conn, () => queryEvents(ctx.db.kysely, narrowed, nowSeconds()));
   } catch (err) {
     ctx.log.warn({ err: (err as Error).message }, 'query failed');
     if (conn.subs.get(subId) === sub) {
@@ -69,7 +76,7 @@ export async function handleReq(ctx: RelayContext, conn: Connection, subId: stri
  * pubkeys as they are now. A refusal is answered here (CLOSED, then AUTH for `auth-required:`).
  */
 function police(ctx: RelayContext, conn: Connection, subId: string, filters: Filter[]): PolicedRead {
-  const read = applyReadPolicies(ctx.readPolicies, filters, { now: now(), authed: new Set(conn.authed) });
+  const read = applyReadPolicies(ctx.readPolicies, filters, { now: nowSeconds(), authed: new Set(conn.authed) });
   if (!read.ok) {
     ctx.metrics.messages.inc({ type: 'read-refused' });
     sendRefusal(conn, encodeClosed(subId, read.reason), read.reason);
@@ -95,7 +102,7 @@ export async function handleCount(ctx: RelayContext, conn: Connection, subId: st
   const narrowed = read.filters.map((p) => p.filter);
   const end = ctx.metrics.queryDuration.startTimer({ type: 'count' });
   try {
-    const n = narrowed.length === 0 ? 0 : await withQuerySlot(conn, () => countEvents(ctx.db.kysely, narrowed, now()));
+    const n = narrowed.length === 0 ? 0 : await withQuerySlot(conn, () => countEvents(ctx.db.kysely, narrowed, nowSeconds()));
     send(conn, encodeCount(subId, n));
   } catch (err) {
     ctx.log.warn({ err: (err as Error).message }, 'count failed');

@@ -1,6 +1,6 @@
 import type { Config } from '@paidrelay/config';
 import type { KindRestriction, QueryFilter } from '@paidrelay/db';
-import { reason, type NostrEvent } from '@paidrelay/nostr';
+import { nowSeconds, reason, type NostrEvent } from '@paidrelay/nostr';
 
 /**
  * Read policies: what a reader may get, decided per REQ/COUNT filter (and, where a rule depends
@@ -247,7 +247,6 @@ export function membersOnly(opts: MembersOnlyOptions): ReadPolicy {
   return p;
 }
 
-const nowSeconds = () => Math.floor(Date.now() / 1000);
 
 /** NIP-47 kinds a members-only relay still serves to everyone (to the parties named, see walletTraffic). */
 const NIP47_KINDS: readonly number[] = [13194, ...WALLET_TRAFFIC_KINDS];

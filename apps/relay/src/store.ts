@@ -1,5 +1,5 @@
-import { storeEvents, type Database, type Schema, type StoreOutcome } from '@paidrelay/db';
-import { kindClass, type NostrEvent } from '@paidrelay/nostr';
+import { atomically, isConnectionError, storeEvents, type Database, type Schema, type StoreOutcome } from '@paidrelay/db';
+import { kindClass, nowSeconds, type NostrEvent } from '@paidrelay/nostr';
 import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import type { Metrics } from './metrics.ts';
@@ -25,29 +25,6 @@ type Job = {
   resolve: (o: WriteOutcome) => void;
   reject: (e: Error) => void;
 };
-
-const retryable = (err: unknown) => ['40001', '40P01'].includes((err as { code?: string } | null)?.code ?? '');
-
-const CONNECTION_MESSAGES = [
-  'Connection terminated', // ...unexpectedly, ...due to connection timeout
-  'Query read timeout',
-  'timeout exceeded when trying to connect',
-  'not queryable', // Client has encountered a connection error and is not queryable
-];
-
-/**
- * The database cannot be reached (as opposed to one statement failing): a socket error, pg's
- * own client-side timeouts, or a server-side connection class (08xxx, shutting down, too many
- * connections). Not a statement timeout (57014): that is one slow statement.
- */
-export function isConnectionError(err: unknown): boolean {
-  const e = err as { code?: unknown; message?: unknown } | null;
-  const code = typeof e?.code === 'string' ? e.code : '';
-  if (/^E[A-Z]+$/.test(code)) return true; // ECONNREFUSED, ECONNRESET, ETIMEDOUT, EPIPE, ...
-  if (code.startsWith('08') || ['57P01', '57P02', '57P03', '53300'].includes(code)) return true;
-  const message = typeof e?.message === 'string' ? e.message : '';
-  return CONNECTION_MESSAGES.some((m) => message.includes(m));
-}
 
 /**
  * Group commit: writes that arrive while a transaction is running wait for the next one,
@@ -89,24 +66,25 @@ export class GroupCommitWriter {
       const batch = this.queue.splice(0, this.maxBatch);
       const end = this.metrics.commitDuration.startTimer();
       this.metrics.commitBatch.observe(batch.length);
-      for (let attempt = 1; ; attempt++) {
-        try {
-          const outcomes = await this.commit(batch);
-          this.metrics.commitTransactions.inc({ result: 'committed' });
-          for (let i = 0; i < batch.length; i++) batch[i].resolve(outcomes[i]);
-          break;
-        } catch (err) {
-          this.metrics.commitTransactions.inc({ result: 'rolled_back' });
-          // Serialization failures and deadlocks are retried a bounded number of times; nothing else is.
-          if (retryable(err) && attempt < 4) continue;
-          // The database is unreachable: the writes queued behind this batch are answered now
-          // too, instead of each batch waiting out the timeouts again against the same outage.
-          const waiting = isConnectionError(err) ? this.queue.splice(0) : [];
-          this.log.error({ err: (err as Error).message, batch: batch.length, queued: waiting.length }, 'store: commit failed');
-          for (const j of batch) j.reject(err as Error);
-          for (const j of waiting) j.reject(err as Error);
-          break;
-        }
+      // One transaction per batch; a deadlock or serialization failure runs it again (a bounded
+      // number of times, see atomically), nothing else does.
+      let attempts = 0;
+      try {
+        const outcomes = await atomically(this.db.kysely, (trx) => {
+          attempts++;
+          return this.commit(trx, batch);
+        });
+        this.metrics.commitTransactions.inc({ result: 'committed' });
+        if (attempts > 1) this.metrics.commitTransactions.inc({ result: 'rolled_back' }, attempts - 1);
+        for (let i = 0; i < batch.length; i++) batch[i].resolve(outcomes[i]);
+      } catch (err) {
+        this.metrics.commitTransactions.inc({ result: 'rolled_back' }, Math.max(attempts, 1));
+        // The database is unreachable: the writes queued behind this batch are answered now
+        // too, instead of each batch waiting out the timeouts again against the same outage.
+        const waiting = isConnectionError(err) ? this.queue.splice(0) : [];
+        this.log.error({ err, batch: batch.length, queued: waiting.length }, 'store: commit failed');
+        for (const j of batch) j.reject(err as Error);
+        for (const j of waiting) j.reject(err as Error);
       }
       end();
     }
@@ -114,37 +92,32 @@ export class GroupCommitWriter {
     if (this.running === 0) for (const r of this.idle.splice(0)) r();
   }
 
-  private async commit(batch: Job[]): Promise<WriteOutcome[]> {
-    const now = Math.floor(Date.now() / 1000);
-    const charged = batch.some((j) => j.charge !== undefined);
-    const storable = batch.filter((j) => kindClass(j.event.kind) !== 'ephemeral');
-    if (!charged) {
-      const stored = await storeEvents(this.db.kysely, storable.map((j) => ({ event: j.event, raw: j.raw })), now);
-      return batch.map((j) => stored[storable.indexOf(j)] ?? { status: 'stored' });
-    }
-    return this.db.kysely.transaction().execute(async (trx) => {
-      const chargedJobs = batch.filter((j) => j.charge !== undefined);
+  /** One batch in the writer's transaction: charges covered first, then the events, then the debits. */
+  private async commit(trx: Kysely<Schema>, batch: Job[]): Promise<WriteOutcome[]> {
+    const now = nowSeconds();
+    const charged = batch.filter((j) => j.charge !== undefined);
+    const unpaid = new Map<Job, number>();
+    if (charged.length > 0) {
       const covered = this.charges
-        ? await this.charges.cover(trx, chargedJobs.map((j) => ({ pubkey: j.event.pubkey, amountMsat: j.charge! })))
-        : chargedJobs.map(() => ({ covered: false, balanceMsat: 0 }));
-      const unpaid = new Map<Job, number>();
-      chargedJobs.forEach((j, i) => !covered[i].covered && unpaid.set(j, covered[i].balanceMsat));
-      const paidStorable = storable.filter((j) => !unpaid.has(j));
-      const stored = await storeEvents(trx, paidStorable.map((j) => ({ event: j.event, raw: j.raw })), now);
-      const outcomes: WriteOutcome[] = batch.map((j) => {
-        const balance = unpaid.get(j);
-        if (balance !== undefined) return { status: 'unpaid', balanceMsat: balance };
-        const i = paidStorable.indexOf(j);
-        return i < 0 ? { status: 'stored' } : stored[i];
-      });
-      for (let i = 0; i < batch.length; i++) {
-        const j = batch[i];
-        if (j.charge === undefined || outcomes[i].status !== 'stored') continue;
-        // Covered under lock, so this cannot fail on the balance; if it does, nothing commits.
-        if (!(await this.charges!.debit(trx, j.event.pubkey, j.event.id, j.charge, now))) throw new Error('a covered debit failed');
-      }
-      return outcomes;
+        ? await this.charges.cover(trx, charged.map((j) => ({ pubkey: j.event.pubkey, amountMsat: j.charge! })))
+        : charged.map(() => ({ covered: false, balanceMsat: 0 }));
+      charged.forEach((j, i) => !covered[i].covered && unpaid.set(j, covered[i].balanceMsat));
+    }
+    const storable = batch.filter((j) => kindClass(j.event.kind) !== 'ephemeral' && !unpaid.has(j));
+    const stored = await storeEvents(trx, storable.map((j) => ({ event: j.event, raw: j.raw })), now);
+    const storedOf = new Map(storable.map((j, i) => [j, stored[i]]));
+    const outcomes: WriteOutcome[] = batch.map((j) => {
+      const balance = unpaid.get(j);
+      if (balance !== undefined) return { status: 'unpaid', balanceMsat: balance };
+      return storedOf.get(j) ?? { status: 'stored' }; // an ephemeral event is only charged
     });
+    for (let i = 0; i < batch.length; i++) {
+      const j = batch[i];
+      if (j.charge === undefined || outcomes[i].status !== 'stored') continue;
+      // Covered under lock, so this cannot fail on the balance; if it does, nothing commits.
+      if (!(await this.charges!.debit(trx, j.event.pubkey, j.event.id, j.charge, now))) throw new Error('a covered debit failed');
+    }
+    return outcomes;
   }
 
   /** Resolves when every write handed in so far has been committed or failed. */

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { request } from 'node:http';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { getToken } from 'nostr-tools/nip98';
 import { npubEncode } from 'nostr-tools/nip19';
@@ -326,6 +327,17 @@ describe.each(backends())('NIP-86 management API on %s', (backend) => {
     expect(unknown.body.error).toMatch(/unsupported method/);
     const big = await fetch(url, { method: 'POST', headers: { 'Content-Type': RPC }, body: 'x'.repeat(70 * 1024) });
     expect(big.status).toBe(413);
+    // the same without a Content-Length (chunked): the cap holds while reading
+    const chunked = await new Promise<number>((resolve, reject) => {
+      const r = request(url, { method: 'POST', headers: { 'Content-Type': RPC, 'Transfer-Encoding': 'chunked' } }, (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      });
+      r.on('error', (err) => (/EPIPE|ECONNRESET/.test(String(err)) ? undefined : reject(err)));
+      for (let i = 0; i < 10; i++) r.write('x'.repeat(8 * 1024));
+      r.end();
+    });
+    expect(chunked).toBe(413);
     const plain = await fetch(url, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{}' });
     expect(plain.status).toBe(415);
     expect(((await plain.json()) as { error: string }).error).toMatch(/nostr\+json\+rpc/);

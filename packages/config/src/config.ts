@@ -1,10 +1,12 @@
 import { readFileSync } from 'node:fs';
+import { isHex64 } from '@paidrelay/nostr';
 import { z } from 'zod';
 
 const bool = z
   .union([z.boolean(), z.enum(['true', 'false', '1', '0', 'yes', 'no'])])
   .transform((v) => v === true || v === 'true' || v === '1' || v === 'yes');
 const int = (def: number, min = 0) => z.coerce.number().int().min(min).default(def);
+const hex64 = z.string().refine(isHex64, 'must be 64 lowercase hex characters');
 const optionalString = z
   .string()
   .optional()
@@ -40,14 +42,14 @@ export const configSchema = z.object({
   RELAY_DESCRIPTION: z.string().default('A paid Nostr relay: micropayments fund it and price out spam.'),
   RELAY_CONTACT: optionalString,
   /** Administrative contact pubkey (NIP-11 `pubkey`), hex. */
-  RELAY_ADMIN_PUBKEY: optionalString.pipe(z.string().regex(/^[0-9a-f]{64}$/).optional()),
+  RELAY_ADMIN_PUBKEY: optionalString.pipe(hex64.optional()),
   /**
    * Pubkeys (hex or npub, comma separated) that may call the NIP-86 management API (POST on the
    * relay URL, NIP-98 authorization). Empty: nobody can.
    */
   ADMIN_PUBKEYS: z.string().default(''),
   /** The relay's own secret key, hex (NIP-11 `self`). Generated into DATA_DIR when unset. */
-  RELAY_SECRET_KEY: optionalString.pipe(z.string().regex(/^[0-9a-f]{64}$/).optional()),
+  RELAY_SECRET_KEY: optionalString.pipe(hex64.optional()),
   RELAY_ICON: optionalString,
   RELAY_TERMS_URL: optionalString,
   /** NIP-11 `software`: the project's homepage (unset: no `software` field). */

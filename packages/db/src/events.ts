@@ -25,15 +25,13 @@
 import { createHash } from 'node:crypto';
 import { sql, type Kysely, type RawBuilder } from 'kysely';
 import type { Schema } from './schema.ts';
-import { kindClass, type KindClass } from '@paidrelay/nostr';
+import { deletionTargets as requestedDeletions, dTag as firstD, expirationOf, KIND_DELETION, kindClass, parseAddress, type KindClass } from '@paidrelay/nostr';
+import { atomically } from './transaction.ts';
 import type { Filter, NostrEvent, StoreItem, StoreOutcome } from './types.ts';
 
 export const MESSAGE_DUPLICATE = 'already have this event';
 export const MESSAGE_DELETED = 'this event was deleted';
 export const MESSAGE_STALE = 'have a newer version';
-
-const KIND_DELETION = 5;
-
 
 // ---------------------------------------------------------------------------------------------
 // Small helpers
@@ -59,32 +57,6 @@ function addressD(d: string): string {
 
 function hexBuf(hex: string): Buffer {
   return Buffer.from(hex, 'hex');
-}
-
-const HEX64 = /^[0-9a-f]{64}$/;
-
-function isDecimal(s: string): boolean {
-  return /^[0-9]{1,15}$/.test(s);
-}
-
-/** NIP-40: the first `expiration` tag; a malformed value counts as none. */
-function expirationOf(ev: NostrEvent): number | null {
-  for (const t of ev.tags) {
-    if (t[0] === 'expiration') return typeof t[1] === 'string' && isDecimal(t[1]) ? Number(t[1]) : null;
-  }
-  return null;
-}
-
-function firstD(ev: NostrEvent): string {
-  for (const t of ev.tags) {
-    if (t[0] === 'd') return typeof t[1] === 'string' ? t[1] : '';
-  }
-  return '';
-}
-
-function isRetryable(err: unknown): boolean {
-  const code = (err as { code?: unknown } | null)?.code;
-  return code === '40P01' || code === '40001';
 }
 
 /** Event a is the newer version: later created_at, ties broken by the lowest id. */
@@ -135,7 +107,7 @@ function prepare(item: StoreItem): Prepared {
     cls,
     dTag,
     address: dTag === null ? null : `${ev.kind}:${ev.pubkey}:${dTag}`,
-    expiresAt: expirationOf(ev),
+    expiresAt: expirationOf(ev) ?? null,
     tagNames,
     tagValues,
   };
@@ -144,36 +116,21 @@ function prepare(item: StoreItem): Prepared {
 type AddressTarget = { target: string; kind: number; d: string };
 
 /**
- * What a kind-5 request asks to delete: `e` ids, and `a` addresses of the requester's own
- * replaceable (`<kind>:<pubkey>:`) or addressable events. Addresses of other authors are ignored
- * (NIP-09: only the author may delete); ids cannot be checked here, so their tombstones carry the
- * requester's pubkey and only ever match that author's events.
+ * What a kind-5 request asks to delete (the protocol core's reading of NIP-09: `e` ids, and
+ * `a` addresses of the requester's own replaceable or addressable events), with each address
+ * in its stored form. Ids cannot be checked here, so their tombstones carry the requester's
+ * pubkey and only ever match that author's events.
  */
 function deletionTargets(ev: NostrEvent): { ids: string[]; addresses: AddressTarget[] } {
-  const ids: string[] = [];
-  const addresses: AddressTarget[] = [];
-  for (const t of ev.tags) {
-    const v = t[1];
-    if (typeof v !== 'string') continue;
-    if (t[0] === 'e') {
-      if (HEX64.test(v)) ids.push(v);
-    } else if (t[0] === 'a') {
-      const c1 = v.indexOf(':');
-      if (c1 <= 0 || v.charCodeAt(c1 + 65) !== 58 /* ':' */) continue;
-      const kindStr = v.slice(0, c1);
-      if (!/^(0|[1-9][0-9]{0,4})$/.test(kindStr)) continue;
-      const kind = Number(kindStr);
-      const pubkey = v.slice(c1 + 1, c1 + 65);
-      if (pubkey !== ev.pubkey) continue;
-      const d = v.slice(c1 + 66);
-      const cls = kindClass(kind);
-      if (cls === 'addressable' || (cls === 'replaceable' && d === '')) {
-        const stored = cls === 'addressable' ? addressD(d) : '';
-        addresses.push({ target: `${kind}:${pubkey}:${stored}`, kind, d: stored });
-      }
-    }
-  }
-  return { ids, addresses };
+  const { ids, addresses } = requestedDeletions(ev);
+  return {
+    ids,
+    addresses: addresses.map((a) => {
+      const { kind, pubkey, d } = parseAddress(a)!;
+      const stored = kindClass(kind) === 'addressable' ? addressD(d) : '';
+      return { target: `${kind}:${pubkey}:${stored}`, kind, d: stored };
+    }),
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -200,14 +157,7 @@ const STALE: StoreOutcome = Object.freeze({ status: 'stale', message: MESSAGE_ST
 export async function storeEvents(db: Kysely<Schema>, items: StoreItem[], now: number): Promise<StoreOutcome[]> {
   if (items.length === 0) return [];
   const prepared = items.map(prepare);
-  if (db.isTransaction) return storeInTransaction(db, prepared, now);
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await db.transaction().execute((trx) => storeInTransaction(trx, prepared, now));
-    } catch (err) {
-      if (attempt >= 4 || !isRetryable(err)) throw err;
-    }
-  }
+  return atomically(db, (trx) => storeInTransaction(trx, prepared, now));
 }
 
 type Version = { idHex: string; id: Buffer; pubkeyHex: string; createdAt: number; fromDb: boolean; p?: Prepared };

@@ -56,7 +56,6 @@ export {
   ledgerBalance,
   ledgerTotal,
   userAccount,
-  isAdmitted,
   newInvoiceId,
   PaymentError,
   LEDGER_WALLET,
@@ -87,3 +86,4 @@ export type {
   InvoiceProduct,
   InvoiceStatus,
 } from './schema.ts';
+export { atomically, isConnectionError, isRetryable } from './transaction.ts';

@@ -34,7 +34,9 @@
  *   (`revenue:publication`, +P), both carrying E's id. At most once per event id.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { sql, type ExpressionBuilder, type Kysely, type Selectable, type Transaction } from 'kysely';
+import { sql, type ExpressionBuilder, type Kysely, type Selectable } from 'kysely';
+import { isHex64 } from '@paidrelay/nostr';
+import { atomically } from './transaction.ts';
 import type { AccountsTable, InvoiceProduct, InvoicesTable, InvoiceStatus, Schema } from './schema.ts';
 
 // ---------------------------------------------------------------------------------------------
@@ -101,8 +103,12 @@ export function userAccount(pubkey: string): string {
   return `user:${pubkey}`;
 }
 
-/** Admitted at `now`: one-time admission (no end), or a subscription that has not ended. */
-export function isAdmitted(account: AccountRow | undefined, now: number): boolean {
+/**
+ * Admitted at `now`: one-time admission (no end), or a subscription that has not ended. The
+ * database's reading of its own rows, for settlement; the relay and the pay page use the
+ * pricing package's, which reads the same fields from the relay's cache.
+ */
+function isAdmitted(account: AccountRow | undefined, now: number): boolean {
   return account !== undefined && account.admitted && (account.admittedUntil === null || account.admittedUntil > now);
 }
 
@@ -124,12 +130,11 @@ export class PaymentError extends Error {
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
-const HEX64 = /^[0-9a-f]{64}$/;
 const INVOICE_ID = /^[A-Za-z0-9_-]{1,64}$/;
 const PRODUCTS: ReadonlySet<string> = new Set(['admission', 'subscription', 'credit', 'event', 'zap']);
 
 function checkHex64(value: unknown, what: string): asserts value is string {
-  if (typeof value !== 'string' || !HEX64.test(value)) throw new TypeError(`${what} must be 64 lowercase hex characters`);
+  if (!isHex64(value)) throw new TypeError(`${what} must be 64 lowercase hex characters`);
 }
 
 /** A safe integer >= min (amounts, times, limits). */
@@ -145,27 +150,6 @@ function buf(hex: string): Buffer {
 
 function hex(bytes: Uint8Array): string {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex');
-}
-
-function isRetryable(err: unknown): boolean {
-  const code = (err as { code?: unknown } | null)?.code;
-  return code === '40P01' || code === '40001';
-}
-
-/**
- * Runs `fn` in the caller's transaction, or in a new one (retried on deadlock/serialization
- * failure, and on the error codes in `alsoRetry`).
- */
-async function atomically<T>(db: Kysely<Schema>, fn: (trx: Kysely<Schema>) => Promise<T>, alsoRetry: string[] = []): Promise<T> {
-  if (db.isTransaction) return fn(db);
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await db.transaction().execute((trx: Transaction<Schema>) => fn(trx));
-    } catch (err) {
-      const code = (err as { code?: unknown } | null)?.code;
-      if (attempt >= 4 || !(isRetryable(err) || (typeof code === 'string' && alsoRetry.includes(code)))) throw err;
-    }
-  }
 }
 
 function toAccount(r: Selectable<AccountsTable>): AccountRow {
@@ -822,7 +806,7 @@ export async function heldEventStats(db: Kysely<Schema>): Promise<HeldStats> {
 
 /** A held event that has not expired at `now`, or undefined. */
 export async function getHeldEvent(db: Kysely<Schema>, eventId: string, now: number): Promise<HeldEvent | undefined> {
-  if (typeof eventId !== 'string' || !HEX64.test(eventId)) return undefined;
+  if (!isHex64(eventId)) return undefined;
   checkInt(now, 'now');
   const r = await db
     .selectFrom('held_events')

@@ -14,7 +14,6 @@ import {
   getInvoice,
   getInvoiceByHash,
   holdEvent,
-  isAdmitted,
   ledgerBalance,
   ledgerTotal,
   listAccounts,
@@ -36,6 +35,8 @@ import {
 import { author, backends, mk, type Opened } from './backends.ts';
 
 const NOW = 1_700_000_000;
+/** What an account row says at `now` (the pricing package's isAdmitted reads the same fields). */
+const isAdmitted = (a: AccountRow | undefined, now: number) => !!a && a.admitted && (a.admittedUntil === null || a.admittedUntil > now);
 const DAY = 86_400;
 const MONTH = 30 * DAY;
 

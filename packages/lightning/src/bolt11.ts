@@ -1,6 +1,7 @@
 import bolt11 from 'bolt11';
 import { LightningError } from './types.ts';
-import { HEX64, isPositiveMsat } from './util.ts';
+import { isPositiveMsat } from './util.ts';
+import { isHex64 } from '@paidrelay/nostr';
 
 export type BitcoinNetwork = 'mainnet' | 'testnet' | 'signet' | 'regtest' | 'simnet';
 
@@ -61,7 +62,7 @@ export function decodeBolt11(invoice: string): DecodedInvoice {
     throw new LightningError('BAD_INVOICE', `invalid BOLT11 invoice: ${(err as Error).message}`, { cause: err });
   }
   const t = d.tagsObject;
-  if (!t.payment_hash || !HEX64.test(t.payment_hash)) {
+  if (!t.payment_hash || !isHex64(t.payment_hash)) {
     throw new LightningError('BAD_INVOICE', 'invoice has no payment hash');
   }
   let amountMsat: number | undefined;
@@ -105,10 +106,10 @@ export type CreateBolt11Params = {
  */
 export function createBolt11(p: CreateBolt11Params): string {
   if (!isPositiveMsat(p.amountMsat)) throw new LightningError('BAD_REQUEST', 'amount must be a positive integer of msat');
-  if (!HEX64.test(p.paymentHash) || !HEX64.test(p.paymentSecret)) {
+  if (!isHex64(p.paymentHash) || !isHex64(p.paymentSecret)) {
     throw new LightningError('BAD_REQUEST', 'payment hash and secret must be 32-byte hex');
   }
-  if (p.descriptionHash !== undefined && !HEX64.test(p.descriptionHash)) {
+  if (p.descriptionHash !== undefined && !isHex64(p.descriptionHash)) {
     throw new LightningError('BAD_REQUEST', 'description_hash must be 32-byte lowercase hex');
   }
   const tags: { tagName: string; data: string | number }[] = [

@@ -12,7 +12,8 @@ import {
   type MakeInvoiceParams,
   type Payment,
 } from './types.ts';
-import { HEX64, errorMessage, isPositiveMsat, nowSeconds, preimageMatches, sha256Hex } from './util.ts';
+import { errorMessage, isPositiveMsat, preimageMatches, sha256Hex } from './util.ts';
+import { isHex64, nowSeconds } from '@paidrelay/nostr';
 
 export type ConnectNwcOptions = {
   /** Reported as `backend.kind`; the dev network's relay wallet is 'dev'. */
@@ -142,7 +143,7 @@ class NwcBackend implements LightningBackend {
     }
     const descriptionHash = p.descriptionHash?.toLowerCase();
     if (descriptionHash !== undefined) {
-      if (!HEX64.test(descriptionHash)) throw new LightningError('BAD_REQUEST', 'descriptionHash must be 32 bytes of hex');
+      if (!isHex64(descriptionHash)) throw new LightningError('BAD_REQUEST', 'descriptionHash must be 32 bytes of hex');
       if (p.description !== undefined && sha256Hex(p.description) !== descriptionHash) {
         throw new LightningError('BAD_REQUEST', 'descriptionHash is not the sha256 of description');
       }
@@ -185,7 +186,7 @@ class NwcBackend implements LightningBackend {
 
   async lookupInvoice(paymentHash: string): Promise<InvoiceLookup> {
     const hash = typeof paymentHash === 'string' ? paymentHash.toLowerCase() : '';
-    if (!HEX64.test(hash)) throw new LightningError('BAD_REQUEST', 'paymentHash must be 32 bytes of hex');
+    if (!isHex64(hash)) throw new LightningError('BAD_REQUEST', 'paymentHash must be 32 bytes of hex');
     const tx = await this.call('lookup_invoice', () => this.client.lookupInvoice({ payment_hash: hash }));
     if (tx.payment_hash && tx.payment_hash.toLowerCase() !== hash) {
       throw new LightningError('BAD_WALLET_RESPONSE', 'lookup_invoice: the wallet answered about another payment hash');
@@ -215,7 +216,7 @@ class NwcBackend implements LightningBackend {
     const t = n.notification;
     const hash = typeof t?.payment_hash === 'string' ? t.payment_hash.toLowerCase() : '';
     const preimage = typeof t?.preimage === 'string' ? t.preimage.toLowerCase() : '';
-    if (!HEX64.test(hash) || !isPositiveMsat(t.amount) || (t.type !== undefined && t.type !== 'incoming')) {
+    if (!isHex64(hash) || !isPositiveMsat(t.amount) || (t.type !== undefined && t.type !== 'incoming')) {
       this.log.warn({ hash }, 'ignored a malformed payment_received notification');
       return;
     }

@@ -1,6 +1,5 @@
 import { createHash } from 'node:crypto';
-
-export const HEX64 = /^[0-9a-f]{64}$/;
+import { isHex64 } from '@paidrelay/nostr';
 
 export function sha256Hex(data: string | Uint8Array): string {
   return createHash('sha256').update(typeof data === 'string' ? Buffer.from(data, 'utf8') : data).digest('hex');
@@ -8,11 +7,7 @@ export function sha256Hex(data: string | Uint8Array): string {
 
 /** sha256(preimage) == paymentHash, both hex. */
 export function preimageMatches(preimage: string, paymentHash: string): boolean {
-  return HEX64.test(preimage) && sha256Hex(Buffer.from(preimage, 'hex')) === paymentHash;
-}
-
-export function nowSeconds(): number {
-  return Math.floor(Date.now() / 1000);
+  return isHex64(preimage) && sha256Hex(Buffer.from(preimage, 'hex')) === paymentHash;
 }
 
 export function isPositiveMsat(n: unknown): n is number {

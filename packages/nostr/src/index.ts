@@ -9,6 +9,7 @@ export * from './nip13.ts';
 export * from './nip40.ts';
 export * from './nip42.ts';
 export * from './nip70.ts';
+export * from './time.ts';
 export * from './nip47.ts';
 export * from './nip57.ts';
 export * from './nip98.ts';

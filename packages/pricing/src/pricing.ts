@@ -1,4 +1,5 @@
 import type { Config } from '@paidrelay/config';
+import { isHex64 } from '@paidrelay/nostr';
 import { decode } from 'nostr-tools/nip19';
 import { getPublicKey } from 'nostr-tools/pure';
 
@@ -27,8 +28,7 @@ export type Product = 'admission' | 'subscription' | 'credit' | 'event';
 /** A pubkey given as 64 hex characters or as an npub; undefined when it is neither. */
 export function parsePubkey(input: string): string | undefined {
   const s = input.trim();
-  if (/^[0-9a-f]{64}$/.test(s)) return s;
-  if (/^[0-9A-F]{64}$/.test(s)) return s.toLowerCase();
+  if (isHex64(s.toLowerCase())) return s.toLowerCase();
   if (s.startsWith('npub1')) {
     try {
       const d = decode(s);
@@ -67,9 +67,9 @@ export function nwcPubkeys(nwcUrl: string): string[] {
   }
   const keys: string[] = [];
   const wallet = (u.hostname || u.pathname.replace(/^\/+/, '')).toLowerCase();
-  if (/^[0-9a-f]{64}$/.test(wallet)) keys.push(wallet);
+  if (isHex64(wallet)) keys.push(wallet);
   const secret = u.searchParams.get('secret') ?? '';
-  if (/^[0-9a-f]{64}$/i.test(secret)) keys.push(getPublicKey(Buffer.from(secret, 'hex')));
+  if (isHex64(secret.toLowerCase())) keys.push(getPublicKey(Buffer.from(secret, 'hex')));
   return keys;
 }
 

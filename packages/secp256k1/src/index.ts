@@ -12,6 +12,7 @@
  * preference passed in `opts`; `REQUIRE_NATIVE_SECP256K1=1` turns the
  * fallback into an error.
  */
+import { isHex128, isHex64 } from '@paidrelay/nostr';
 import { createRequire } from 'node:module';
 
 export type Backend = 'native' | 'wasm';
@@ -56,8 +57,6 @@ export interface NativeAddon {
 
 export const RECORD_LEN = 128;
 
-const HEX64 = /^[0-9a-f]{64}$/;
-const HEX128 = /^[0-9a-f]{128}$/;
 
 /** True when the item has well-formed lowercase hex id (32 B), pubkey (32 B), sig (64 B). */
 export function isWellFormed(item: unknown): item is SigItem {
@@ -67,9 +66,9 @@ export function isWellFormed(item: unknown): item is SigItem {
     typeof id === 'string' &&
     typeof pubkey === 'string' &&
     typeof sig === 'string' &&
-    HEX64.test(id) &&
-    HEX64.test(pubkey) &&
-    HEX128.test(sig)
+    isHex64(id) &&
+    isHex64(pubkey) &&
+    isHex128(sig)
   );
 }
 

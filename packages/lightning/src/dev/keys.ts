@@ -1,5 +1,5 @@
 import { generateSecretKey } from 'nostr-tools/pure';
-import { HEX64 } from '../util.ts';
+import { isHex64 } from '@paidrelay/nostr';
 import { readFileIfExists, writeFileAtomic } from './atomic.ts';
 
 export type DevWalletKeys = {
@@ -44,9 +44,9 @@ export async function loadOrCreateKeys(path: string, walletNames: readonly strin
     const bad =
       keys?.version !== 1 ||
       typeof keys.nodeSecret !== 'string' ||
-      !HEX64.test(keys.nodeSecret) ||
+      !isHex64(keys.nodeSecret) ||
       typeof keys.wallets !== 'object' ||
-      Object.values(keys.wallets).some((w) => !HEX64.test(w?.serviceSecret ?? '') || !HEX64.test(w?.clientSecret ?? ''));
+      Object.values(keys.wallets).some((w) => !isHex64(w?.serviceSecret ?? '') || !isHex64(w?.clientSecret ?? ''));
     if (bad) throw new Error(`dev wallet keys ${path} have an unknown format; move the file away to start a new dev network`);
   }
   for (const name of walletNames) {

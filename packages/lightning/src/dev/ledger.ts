@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { createBolt11, decodeBolt11, MAX_DESCRIPTION_BYTES } from '../bolt11.ts';
 import { LightningError } from '../types.ts';
-import { HEX64, isPositiveMsat, sha256Hex } from '../util.ts';
+import { isPositiveMsat, sha256Hex } from '../util.ts';
+import { isHex64 } from '@paidrelay/nostr';
 import { JsonFile, readFileIfExists } from './atomic.ts';
 
 /** An invoice issued by a wallet of the dev network. Times are unix seconds. */
@@ -169,7 +170,7 @@ export class DevLedger {
     const description = typeof p.description === 'string' ? p.description : undefined;
     let descriptionHash: string | undefined;
     if (p.description_hash !== undefined && p.description_hash !== null && p.description_hash !== '') {
-      if (typeof p.description_hash !== 'string' || !HEX64.test(p.description_hash.toLowerCase())) {
+      if (typeof p.description_hash !== 'string' || !isHex64(p.description_hash.toLowerCase())) {
         throw fail('OTHER', 'description_hash must be 32 bytes of hex');
       }
       descriptionHash = p.description_hash.toLowerCase();
@@ -290,7 +291,7 @@ export class DevLedger {
     let hash: string | undefined;
     if (typeof p.payment_hash === 'string' && p.payment_hash !== '') {
       hash = p.payment_hash.toLowerCase();
-      if (!HEX64.test(hash)) throw fail('OTHER', 'payment_hash must be 32 bytes of hex');
+      if (!isHex64(hash)) throw fail('OTHER', 'payment_hash must be 32 bytes of hex');
     } else if (typeof p.invoice === 'string' && p.invoice !== '') {
       try {
         hash = decodeBolt11(p.invoice).paymentHash;
