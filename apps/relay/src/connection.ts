@@ -12,6 +12,12 @@ export type Subscription = {
   /** `deliver[i]`, when set, must also hold for a live event matched by `filters[i]` (read policies). */
   deliver?: (((ev: NostrEvent) => boolean) | undefined)[];
   backlog: { id: string; json: string }[] | null;
+  /**
+   * Ids sent in the stored part, remembered for a while after EOSE: an event stored by another
+   * replica while the bus lagged (a Redis outage) can be both in the stored part and, later, in
+   * the bus's catch-up; it is delivered once.
+   */
+  sentStored?: { ids: Set<string>; until: number };
 };
 
 /** Per-WebSocket state, kept as the uWS user data. */

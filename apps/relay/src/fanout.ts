@@ -100,6 +100,10 @@ export function deliver(index: SubscriptionIndex, ev: NostrEvent, json: string):
       if (sub.backlog.length < BACKLOG_MAX) sub.backlog.push({ id: ev.id, json });
       continue;
     }
+    if (sub.sentStored) {
+      if (Date.now() > sub.sentStored.until) sub.sentStored = undefined;
+      else if (sub.sentStored.ids.has(ev.id)) continue; // already sent in the stored part
+    }
     send(sub.conn, encodeEvent(sub.id, json));
     n++;
   }

@@ -61,15 +61,19 @@ export async function handleReq(ctx: RelayContext, conn: Connection, subId: stri
   }
   if (conn.closed || conn.subs.get(subId) !== sub) return;
   const sent = new Set<string>();
-  for (const json of stored) send(conn, encodeEvent(subId, json));
+  for (const json of stored) {
+    sent.add(idOf(json));
+    send(conn, encodeEvent(subId, json));
+  }
   send(conn, encodeEose(subId));
   const backlog = sub.backlog!;
   sub.backlog = null;
-  if (backlog.length > 0) {
-    for (const json of stored) sent.add(idOf(json));
-    for (const item of backlog) if (!sent.has(item.id)) send(conn, encodeEvent(subId, item.json));
-  }
+  for (const item of backlog) if (!sent.has(item.id)) send(conn, encodeEvent(subId, item.json));
+  if (sent.size > 0) sub.sentStored = { ids: sent, until: Date.now() + STORED_IDS_KEPT_MS };
 }
+
+/** How long a subscription remembers its stored part's ids (longer than a bus catch-up takes). */
+const STORED_IDS_KEPT_MS = 60_000;
 
 /**
  * The read policies over a REQ's or COUNT's filters, with the connection's authenticated

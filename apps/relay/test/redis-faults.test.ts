@@ -1,6 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RedisProxy } from '../../../packages/bus/test/proxy.ts';
-import { freshDatabase, newKey, RawClient, sign, sleep, startTestRelay, type TestRelay, until } from './harness.ts';
+import { encodeEventMessage, EVENTS_CHANNEL } from '@paidrelay/bus';
+import { storeEvents } from '@paidrelay/db';
+import { backends, freshDatabase, newKey, RawClient, sign, sleep, startTestRelay, type TestRelay, until } from './harness.ts';
 
 const databaseUrl = process.env.TEST_DATABASE_URL;
 const redisUrl = process.env.TEST_REDIS_URL;
@@ -152,5 +154,35 @@ describe.runIf(databaseUrl && redisUrl)('Redis faults across replicas', () => {
       expect([...got.entries()].filter(([, n]) => n > 1), `${name}: delivered more than once`).toEqual([]);
     }
     for (const c of [subA, subB, pub]) c.close();
+  });
+});
+
+describe.each(backends())('an event in a REQ\'s stored part and in a late bus catch-up (%s)', (backend) => {
+  let relay: TestRelay;
+  beforeAll(async () => {
+    relay = await startTestRelay(backend);
+  });
+  afterAll(async () => {
+    await relay?.stop();
+  });
+
+  it('is delivered to that subscription once', async () => {
+    const k = newKey();
+    const ev = sign(k.sk, { content: 'stored by another replica while the bus lagged' });
+    const json = JSON.stringify(ev);
+    // Another replica stored it; its bus message has not arrived yet.
+    await storeEvents(relay.ctx.db.kysely, [{ event: ev, raw: json }], Math.floor(Date.now() / 1000));
+    const c = await RawClient.open(relay.url);
+    const { events } = await c.req('s', { authors: [k.pubkey] });
+    expect(events.map((e) => e.id)).toEqual([ev.id]);
+    // The bus catches up: the same event, from the other replica.
+    relay.ctx.bus.publish(EVENTS_CHANNEL, encodeEventMessage('another-replica', json));
+    await sleep(300);
+    expect(c.messages.filter((m) => m[0] === 'EVENT')).toEqual([]);
+    // A new event still arrives live.
+    const next = sign(k.sk, { content: 'new' });
+    relay.ctx.bus.publish(EVENTS_CHANNEL, encodeEventMessage('another-replica', JSON.stringify(next)));
+    expect((await c.next((m) => m[0] === 'EVENT'))[2]).toEqual(next);
+    c.close();
   });
 });
