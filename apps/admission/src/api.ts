@@ -114,7 +114,7 @@ export async function postInvoice(ctx: AdmissionContext, limiter: InvoiceRateLim
       expirySeconds: ctx.config.INVOICE_EXPIRY_SECONDS,
     });
   } catch (err) {
-    ctx.log.error({ err: (err as Error).message }, 'wallet could not make an invoice');
+    ctx.log.error({ err }, 'wallet could not make an invoice');
     return error(res, 502, 'the wallet could not create an invoice, try again');
   }
   const row = await createInvoice(ctx.db.kysely, {
@@ -144,7 +144,7 @@ export async function invoiceEvents(ctx: AdmissionContext, streams: InvoiceStrea
   streams.open(res, invoiceJson(inv), async () => {
     // Runs later on a timer: a database error must not become an unhandled rejection.
     const fresh = await getInvoice(ctx.db.kysely, req.params.id).catch((err: unknown) => {
-      ctx.log.warn({ err: (err as Error).message }, 'invoice stream: refresh failed');
+      ctx.log.warn({ err }, 'invoice stream: refresh failed');
       return undefined;
     });
     return fresh && invoiceJson(fresh);

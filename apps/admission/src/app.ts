@@ -134,7 +134,7 @@ export async function startAdmission(config: Config, log: Logger, deps: Admissio
   });
   const actualPort = (server.address() as AddressInfo).port;
 
-  await publishRelayProfile(ctx).catch((err) => log.warn({ err: (err as Error).message }, 'could not publish the relay profile'));
+  await publishRelayProfile(ctx).catch((err) => log.warn({ err }, 'could not publish the relay profile'));
   const watcher = await watchPayments(ctx);
   log.info({ port: actualPort, paymentsUrl: config.PAYMENTS_URL, wallet: deps.lightning.kind }, 'admission service listening');
 

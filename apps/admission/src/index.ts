@@ -1,2 +1,1 @@
 export { startAdmission, type Admission, type AdmissionDeps } from './app.ts';
-export { startAll, type Stack } from './stack.ts';

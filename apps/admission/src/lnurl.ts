@@ -64,7 +64,7 @@ export async function lnurlCallback(ctx: AdmissionContext, limiter: InvoiceRateL
       expirySeconds: ctx.config.INVOICE_EXPIRY_SECONDS,
     });
   } catch (err) {
-    ctx.log.error({ err: (err as Error).message }, 'wallet could not make a zap invoice');
+    ctx.log.error({ err }, 'wallet could not make a zap invoice');
     return lnurlError(res, 'the wallet could not create an invoice, try again', 502);
   }
   await createInvoice(ctx.db.kysely, {

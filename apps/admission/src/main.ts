@@ -1,13 +1,13 @@
 import { createBus } from '@paidrelay/bus';
 import { createLogger, installProcessHandlers, loadConfig, loadRelayKey } from '@paidrelay/config';
 import { openDatabase } from '@paidrelay/db';
-import { connectNwc, DevLightningNetwork } from '@paidrelay/lightning';
+import { connectNwc } from '@paidrelay/lightning';
 import { pricingFromConfig } from '@paidrelay/pricing';
 import { startAdmission } from './app.ts';
 
 /**
  * The admission service as its own deployable (Kubernetes): it shares Postgres and Redis with
- * the relay replicas. `pnpm start` (all-in-one.ts) is the laptop way to run everything.
+ * the relay replicas. `pnpm start` (apps/all-in-one) is the laptop way to run everything.
  */
 const config = loadConfig();
 const log = createLogger(config.LOG_LEVEL, 'admission');
@@ -29,7 +29,8 @@ try {
   const bus = await createBus({ redisUrl: config.REDIS_URL, logger: log });
   const relayUrl = config.RELAY_URL ?? `ws://localhost:${config.PORT}`;
   const relayKey = loadRelayKey(config.RELAY_SECRET_KEY, config.DATA_DIR, config.NODE_ENV === 'production');
-  const dev = config.NWC_URL ? undefined : await DevLightningNetwork.start({ relayUrl, dataDir: config.DATA_DIR, logger: log });
+  // The dev Lightning network is loaded only here, without NWC_URL outside production: never in a production process.
+  const dev = config.NWC_URL ? undefined : await (await import('@paidrelay/lightning/dev')).DevLightningNetwork.start({ relayUrl, dataDir: config.DATA_DIR, logger: log });
   const lightning = config.NWC_URL ? await connectNwc(config.NWC_URL, { logger: log }) : await dev!.connectRelayWallet({ logger: log });
   const admission = await startAdmission(config, log, { db, bus, lightning, pricing: pricingFromConfig(config, { relayPubkey: relayKey.pubkey }), relayKey, relayUrl });
   if (dev) process.stdout.write(`\nDev payer wallet (NWC): ${dev.payerWalletNwc}\n\n`);

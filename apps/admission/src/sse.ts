@@ -16,7 +16,7 @@ export class InvoiceStreams {
         const inv = JSON.parse(msg) as InvoiceJson;
         for (const res of this.streams.get(inv.id) ?? []) this.push(res, inv);
       } catch (err) {
-        ctx.log.warn({ err: (err as Error).message }, 'invoice stream: bad bus message');
+        ctx.log.warn({ err }, 'invoice stream: bad bus message');
       }
     });
     this.heartbeat = setInterval(() => {

@@ -10,7 +10,7 @@ import { settle } from './settle.ts';
 export async function watchPayments(ctx: AdmissionContext): Promise<{ reconcile: () => Promise<void>; stop: () => void }> {
   const unsubscribe = await ctx.lightning.onPaymentReceived((p) => {
     settle(ctx, p.paymentHash, p.amountMsat, p.preimage).catch((err) =>
-      ctx.log.error({ err: (err as Error).message, paymentHash: p.paymentHash }, 'settlement failed; the reconciler will retry'),
+      ctx.log.error({ err, paymentHash: p.paymentHash }, 'settlement failed; the reconciler will retry'),
     );
   });
 
@@ -36,7 +36,7 @@ async function reconcileOnce(ctx: AdmissionContext): Promise<void> {
   try {
     pending = await listPendingInvoices(ctx.db.kysely, now());
   } catch (err) {
-    ctx.log.warn({ err: (err as Error).message }, 'reconciler: cannot list pending invoices');
+    ctx.log.warn({ err }, 'reconciler: cannot list pending invoices');
     return;
   }
   let expired = false;
@@ -46,7 +46,7 @@ async function reconcileOnce(ctx: AdmissionContext): Promise<void> {
       if (look.state === 'settled') await settle(ctx, inv.paymentHash, look.amountMsat, look.preimage);
       else if (inv.expiresAt <= now()) expired = true;
     } catch (err) {
-      ctx.log.warn({ err: (err as Error).message, invoice: inv.id }, 'reconciler: lookup failed');
+      ctx.log.warn({ err, invoice: inv.id }, 'reconciler: lookup failed');
     }
   }
   // Past their expiry and not paid according to the wallet: mark them expired.

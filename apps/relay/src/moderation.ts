@@ -3,7 +3,6 @@ import { MODERATION_CHANNEL, type Bus } from '@paidrelay/bus';
 import type { Config } from '@paidrelay/config';
 import { deleteEventsById, listModeration, relaySettings, type Database, type ModerationEntry } from '@paidrelay/db';
 import { reason, type NostrEvent } from '@paidrelay/nostr';
-import type { Pricing } from '@paidrelay/pricing';
 import type { Logger } from 'pino';
 import type { WritePolicy } from './policy.ts';
 import type { ReadPolicy } from './read-policy.ts';
@@ -125,7 +124,7 @@ export class Moderation {
     try {
       [entries, settings] = await Promise.all([listModeration(this.db.kysely), relaySettings(this.db.kysely)]);
     } catch (err) {
-      this.log.warn({ err: (err as Error).message }, 'moderation: reload failed, keeping the current state');
+      this.log.warn({ err }, 'moderation: reload failed, keeping the current state');
       return;
     }
     const before = this.state;
@@ -139,7 +138,7 @@ export class Moderation {
     this.loaded = true;
     if (newlyBanned.length > 0) {
       await deleteEventsById(this.db.kysely, newlyBanned).catch((err) =>
-        this.log.warn({ err: (err as Error).message }, 'moderation: could not delete banned events'),
+        this.log.warn({ err }, 'moderation: could not delete banned events'),
       );
     }
   }
@@ -161,6 +160,7 @@ export class Moderation {
     };
   }
 
+  /** ALLOWED_PUBKEYS and the admins' allow-list together, as of now (a new Set after each change): what a payment gate takes as free. */
   get allowedPubkeys(): ReadonlySet<string> {
     return this.state.allowedPubkeys;
   }
@@ -181,17 +181,6 @@ export class Moderation {
     if (this.state.blockedCount === 0) return false;
     const v = isIP(ip);
     return v !== 0 && this.state.blocked.check(ip, v === 6 ? 'ipv6' : 'ipv4');
-  }
-
-  /** Prices whose allow-list is always the current union (the payment gate stays a pure function of them). */
-  livePricing(base: Pricing): Pricing {
-    const self = this;
-    return {
-      ...base,
-      get allowed() {
-        return self.state.allowedPubkeys;
-      },
-    };
   }
 
   /** The config as NIP-11 renders it: with the name, description and icon an admin set. */

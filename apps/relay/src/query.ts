@@ -50,7 +50,7 @@ export async function handleReq(ctx: RelayContext, conn: Connection, subId: stri
   try {
     stored = narrowed.length === 0 ? [] : await withQuerySlot(conn, () => queryEvents(ctx.db.kysely, narrowed, nowSeconds()));
   } catch (err) {
-    ctx.log.warn({ err: (err as Error).message }, 'query failed');
+    ctx.log.warn({ err }, 'query failed');
     if (conn.subs.get(subId) === sub) {
       closeSub(ctx, sub);
       send(conn, encodeClosed(subId, reason('error', 'could not query the database, try again')));
@@ -109,7 +109,7 @@ export async function handleCount(ctx: RelayContext, conn: Connection, subId: st
     const n = narrowed.length === 0 ? 0 : await withQuerySlot(conn, () => countEvents(ctx.db.kysely, narrowed, nowSeconds()));
     send(conn, encodeCount(subId, n));
   } catch (err) {
-    ctx.log.warn({ err: (err as Error).message }, 'count failed');
+    ctx.log.warn({ err }, 'count failed');
     send(conn, encodeClosed(subId, reason('error', 'could not count, try again')));
   } finally {
     end();

@@ -3,7 +3,8 @@ import { Worker } from 'node:worker_threads';
 import type { NostrEvent } from '@paidrelay/nostr';
 
 type Item = { id: string; pubkey: string; sig: string };
-type Pending = { items: Item[]; resolvers: ((ok: boolean) => void)[] };
+type Waiter = { resolve: (ok: boolean) => void; reject: (err: Error) => void };
+type Pending = { items: Item[]; resolvers: Waiter[] };
 
 const MAX_BATCH = 256;
 
@@ -37,16 +38,21 @@ function startWorker(): Worker {
 export class VerifyPool {
   private workers: { worker: Worker; busy: boolean }[] = [];
   private queue: Item[] = [];
-  private resolvers: ((ok: boolean) => void)[] = [];
+  private resolvers: Waiter[] = [];
+  private closing = false;
   private inflight = new Map<number, Pending>();
   private nextBatch = 1;
   private scheduled = false;
   backend = 'unknown';
 
-  private constructor(private readonly onBatch?: (size: number) => void) {}
+  private constructor(
+    private readonly onBatch?: (size: number) => void,
+    private readonly onError: (err: Error) => void = () => {},
+  ) {}
 
-  static async start(threads: number, onBatch?: (size: number) => void): Promise<VerifyPool> {
-    const pool = new VerifyPool(onBatch);
+  /** `onError` hears of a worker that crashed (its batch is answered `error:`, and it is replaced). */
+  static async start(threads: number, onBatch?: (size: number) => void, onError?: (err: Error) => void): Promise<VerifyPool> {
+    const pool = new VerifyPool(onBatch, onError);
     const n = threads > 0 ? threads : Math.max(1, availableParallelism() - 1);
     await Promise.all(Array.from({ length: n }, () => pool.spawn()));
     return pool;
@@ -63,6 +69,8 @@ export class VerifyPool {
           this.workers.push(slot);
           worker.off('error', reject);
           worker.on('error', (err) => this.failWorker(slot, err));
+          // A worker that exits without an error event (killed, or process.exit) would leave its batch unanswered.
+          worker.on('exit', (code) => this.failWorker(slot, new Error(`signature worker exited with code ${code}`)));
           resolve();
           return;
         }
@@ -70,29 +78,41 @@ export class VerifyPool {
         if (!pending) return;
         this.inflight.delete(msg.batch!);
         slot.busy = false;
-        for (let i = 0; i < pending.resolvers.length; i++) pending.resolvers[i](msg.ok![i] === 1);
+        for (let i = 0; i < pending.resolvers.length; i++) pending.resolvers[i].resolve(msg.ok![i] === 1);
         this.dispatch();
       });
     });
   }
 
   private failWorker(slot: { worker: Worker; busy: boolean }, err: Error): void {
-    // A crashed worker fails its batch (those events get a clear error) and is replaced.
+    // A crashed worker fails its batch (those events are answered `error:`, not `invalid:`: their
+    // signatures were never checked) and is replaced.
+    if (this.closing || !this.workers.includes(slot)) return; // closing, or already handled (error, then exit)
+    this.onError(err);
     this.workers = this.workers.filter((w) => w !== slot);
     for (const [id, p] of this.inflight) {
       if ((p as Pending & { slot?: unknown }).slot === slot) {
         this.inflight.delete(id);
-        for (const r of p.resolvers) r(false);
+        for (const r of p.resolvers) r.reject(new Error(`signature worker crashed: ${err.message}`));
       }
     }
-    void err;
-    void this.spawn().then(() => this.dispatch());
+    this.respawn();
+  }
+
+  private respawn(): void {
+    this.spawn().then(
+      () => this.dispatch(),
+      (err: Error) => {
+        this.onError(err);
+        setTimeout(() => this.respawn(), 1000).unref();
+      },
+    );
   }
 
   verify(ev: Pick<NostrEvent, 'id' | 'pubkey' | 'sig'>): Promise<boolean> {
-    return new Promise((resolve) => {
+    return new Promise((resolve, reject) => {
       this.queue.push({ id: ev.id, pubkey: ev.pubkey, sig: ev.sig });
-      this.resolvers.push(resolve);
+      this.resolvers.push({ resolve, reject });
       if (!this.scheduled) {
         this.scheduled = true;
         setImmediate(() => {
@@ -119,6 +139,7 @@ export class VerifyPool {
   }
 
   async close(): Promise<void> {
+    this.closing = true;
     await Promise.all(this.workers.map((w) => w.worker.terminate()));
     this.workers = [];
   }

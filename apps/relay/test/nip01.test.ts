@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { backends, newKey, nostrClient, plain, RawClient, sign, sleep, startTestRelay, type TestRelay } from './harness.ts';
+import { backends, newKey, nostrClient, plain, RawClient, sign, sleep, startTestRelay, type TestRelay, until } from './harness.ts';
 
 describe.each(backends())('NIP-01 on %s', (backend) => {
   let relay: TestRelay;
@@ -235,5 +235,29 @@ describe.each(backends())('NIP-01 on %s', (backend) => {
     clients.forEach((x) => x.close());
     c.send(['COUNT', 'n', { authors: [a.pubkey] }]);
     expect(await c.next((m) => m[0] === 'COUNT' && m[1] === 'n')).toEqual(['COUNT', 'n', { count: 200 }]);
+  });
+});
+
+describe('a signature worker that dies', () => {
+  it('is replaced, and the events it held are answered error:, never invalid:', async () => {
+    const relay = await startTestRelay('pglite');
+    try {
+      const pool = relay.ctx.verifier as unknown as { workers: { worker: { terminate(): Promise<number> } }[] };
+      const c = await RawClient.open(relay.url);
+      const k = newKey();
+      const evs = Array.from({ length: 50 }, (_, i) => sign(k.sk, { content: `while the worker dies ${i}` }));
+      for (const ev of evs) c.send(['EVENT', ev]);
+      await Promise.all(pool.workers.map((w) => w.worker.terminate()));
+      const oks = await Promise.all(evs.map((ev) => c.ok(ev.id)));
+      for (const m of oks) if (m[2] === false) expect(m[3]).toMatch(/^error: /);
+      // A new worker takes over.
+      await until(() => pool.workers.length > 0);
+      const after = sign(k.sk, { content: 'verified by the new worker' });
+      c.send(['EVENT', after]);
+      expect((await c.ok(after.id))[2]).toBe(true);
+      c.close();
+    } finally {
+      await relay.stop();
+    }
   });
 });

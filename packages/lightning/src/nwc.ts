@@ -83,7 +83,7 @@ export async function connectNwc(connectionString: string, opts: ConnectNwcOptio
       const gi = await client.getInfo();
       if (Array.isArray(gi.methods) && gi.methods.length > 0) methods = gi.methods;
     } catch (err) {
-      log.debug({ err: errorMessage(err) }, 'get_info failed; using the info event capabilities');
+      log.debug({ err }, 'get_info failed; using the info event capabilities');
     }
     const missing = REQUIRED_METHODS.filter((m) => !methods.includes(m));
     if (missing.length > 0) {
@@ -233,9 +233,9 @@ class NwcBackend implements LightningBackend {
     };
     try {
       const r: unknown = handler(payment);
-      if (r instanceof Promise) r.catch((err: unknown) => this.log.error({ hash, err: errorMessage(err) }, 'payment handler failed'));
+      if (r instanceof Promise) r.catch((err: unknown) => this.log.error({ hash, err }, 'payment handler failed'));
     } catch (err) {
-      this.log.error({ hash, err: errorMessage(err) }, 'payment handler failed');
+      this.log.error({ hash, err }, 'payment handler failed');
     }
   }
 

@@ -75,7 +75,7 @@ export function instrumentPool(
     pool.publish = (relays: string[], event: Event, params?: { abort?: AbortSignal }) =>
       publish(relays, event, params).map((p) =>
         p.catch((err: unknown) => {
-          opts.log.warn({ kind: event.kind, id: event.id, err: errorMessage(err) }, 'the relay refused a NIP-47 event');
+          opts.log.warn({ kind: event.kind, id: event.id, err }, 'the relay refused a NIP-47 event');
           return `error: ${errorMessage(err)}`;
         }),
       );

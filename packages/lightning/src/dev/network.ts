@@ -226,7 +226,7 @@ export class DevLightningNetwork {
     this.log.info({ wallet: w.name }, 'reconnected to the relay; publishing the info event again');
     this.track(
       this.publishInfo(w).catch((err: unknown) =>
-        this.log.warn({ wallet: w.name, err: errorMessage(err) }, 'could not publish the info event again'),
+        this.log.warn({ wallet: w.name, err }, 'could not publish the info event again'),
       ),
     );
   }
@@ -298,7 +298,7 @@ export class DevLightningNetwork {
         this.log.debug({ wallet: w.name, method, code: err.code, err: err.message }, 'nip47 request refused');
         return error(err.code, err.message);
       }
-      this.log.error({ wallet: w.name, method, err: errorMessage(err) }, 'nip47 request failed');
+      this.log.error({ wallet: w.name, method, err }, 'nip47 request failed');
       return error('INTERNAL', errorMessage(err));
     }
   }
@@ -325,7 +325,7 @@ export class DevLightningNetwork {
     ] as const) {
       this.track(
         send(kind, enc).catch((err: unknown) =>
-          this.log.warn({ wallet: w.name, type, kind, hash: tx.payment_hash, err: errorMessage(err) }, 'notification not delivered'),
+          this.log.warn({ wallet: w.name, type, kind, hash: tx.payment_hash, err }, 'notification not delivered'),
         ),
       );
     }
