@@ -5,11 +5,20 @@
  *   apps/relay/dist/main.js              the relay (start:relay, the image's `relay`)
  *   apps/relay/dist/verify-worker.js     the signature worker thread the relay starts
  *   apps/admission/dist/main.js          the admission service alone (the image's `admission`)
- *   apps/admission/dist/all-in-one.js    relay + admission + dev Lightning (`pnpm start`)
  *   apps/admission/dist/page/pay.{js,css} the pay page's browser code, bundled once here
+ *   apps/all-in-one/dist/main.js         relay + admission + dev Lightning (`pnpm start`)
+ *   apps/dashboard/dist/main.js          the admin dashboard's server (the image's `dashboard`)
+ *   apps/dashboard/dist/page/dashboard.{js,css} its page's browser code (uPlot, nostr-tools), bundled once here
  *
- * Always both apps: the all-in-one bundle runs the relay, whose verify worker is
- * apps/relay/dist/verify-worker.js. About a second.
+ * `pnpm build` builds every app; `pnpm build relay admission` only those (the image, which has
+ * no all-in-one). The all-in-one bundle runs the relay, whose verify worker is
+ * apps/relay/dist/verify-worker.js, and serves the pay page from apps/admission/dist/page: it
+ * is built with both. About a second.
+ *
+ * Code splitting: what an entry loads with a dynamic import is a chunk of its own in dist/,
+ * loaded only when that import runs, so an open relay never loads the payment gate
+ * (apps/relay/src/paid.ts) and production never loads the dev Lightning network
+ * (@paidrelay/lightning/dev).
  *
  * What is not bundled (`external`), and why:
  * - uWebSockets.js: a .node binary chosen at run time by platform and ABI;
@@ -30,7 +39,6 @@ import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build, type BuildOptions, type Plugin } from 'esbuild';
-import { bundlePayPageAssets } from '../apps/admission/src/page/index.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -60,6 +68,9 @@ async function bundle(app: string, entries: string[]): Promise<void> {
     entryPoints: entries.map((e) => `src/${e}.ts`),
     outdir,
     bundle: true,
+    // Chunks sit beside the entries (esbuild's default `[name]-[hash]`): the import.meta.url
+    // rewrite below is relative to the output folder.
+    splitting: true,
     platform: 'node',
     format: 'esm',
     target: 'node20',
@@ -82,12 +93,34 @@ async function bundle(app: string, entries: string[]): Promise<void> {
 async function buildPage(): Promise<void> {
   const out = join(ROOT, 'apps', 'admission', 'dist', 'page');
   await mkdir(out, { recursive: true });
+  // Imported when built, so an image that builds only some apps needs only their sources.
+  const { bundlePayPageAssets } = await import('../apps/admission/src/page/index.ts');
   const { js, css } = await bundlePayPageAssets();
   await writeFile(join(out, 'pay.js'), js);
   await writeFile(join(out, 'pay.css'), css);
 }
 
+async function buildDashboardPage(): Promise<void> {
+  const out = join(ROOT, 'apps', 'dashboard', 'dist', 'page');
+  await mkdir(out, { recursive: true });
+  const { bundleDashboardAssets } = await import('../apps/dashboard/src/page/index.ts');
+  const { js, css } = await bundleDashboardAssets();
+  await writeFile(join(out, 'dashboard.js'), js);
+  await writeFile(join(out, 'dashboard.css'), css);
+}
+
+const ENTRIES: Record<string, string[]> = {
+  relay: ['main', 'verify-worker'],
+  admission: ['main'],
+  'all-in-one': ['main'],
+  dashboard: ['main'],
+};
+const asked = process.argv.slice(2);
+for (const app of asked) if (!(app in ENTRIES)) throw new Error(`unknown app ${app} (known: ${Object.keys(ENTRIES).join(', ')})`);
+const apps = asked.length > 0 ? asked : Object.keys(ENTRIES);
+if (apps.includes('all-in-one')) for (const needed of ['relay', 'admission', 'dashboard']) if (!apps.includes(needed)) apps.push(needed);
+
 const started = Date.now();
-for (const app of ['relay', 'admission']) await rm(join(ROOT, 'apps', app, 'dist'), { recursive: true, force: true });
-await Promise.all([bundle('relay', ['main', 'verify-worker']), bundle('admission', ['main', 'all-in-one']), buildPage()]);
-process.stdout.write(`built apps/relay/dist and apps/admission/dist in ${Date.now() - started} ms\n`);
+for (const app of apps) await rm(join(ROOT, 'apps', app, 'dist'), { recursive: true, force: true });
+await Promise.all([...apps.map((app) => bundle(app, ENTRIES[app])), ...(apps.includes('admission') ? [buildPage()] : []), ...(apps.includes('dashboard') ? [buildDashboardPage()] : [])]);
+process.stdout.write(`built ${apps.map((a) => `apps/${a}/dist`).join(', ')} in ${Date.now() - started} ms\n`);

@@ -103,7 +103,7 @@ describe('relay HTTP handlers (uWS): no throw or rejection escapes, aborted resp
       config,
       log: Object.assign(Object.create(log), { error: (o: { err: string }) => errors.push(o.err), warn: (o: { err: string }) => errors.push(o.err) }),
       key: { pubkey: 'a'.repeat(64) },
-      pricing: t.stack.relay.ctx.pricing,
+      nip11: t.stack.relay.ctx.nip11,
       relayUrl: 'ws://localhost',
       metrics: {
         registry: {

@@ -12,13 +12,13 @@ import { finalizeEvent, generateSecretKey, getPublicKey } from 'nostr-tools/pure
 import {
   connectNwc,
   decodeBolt11,
-  DevLightningNetwork,
   NIP47_EVENT_KINDS,
   Nip47WalletError,
   NWCClient,
   type LightningBackend,
   type Payment,
 } from '@paidrelay/lightning';
+import { DevLightningNetwork } from '@paidrelay/lightning/dev';
 import { backends, RawClient, sleep, startTestRelay, type TestRelay } from '../apps/relay/test/harness.ts';
 
 const sha256 = (b: Buffer | string) => createHash('sha256').update(b).digest('hex');

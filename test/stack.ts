@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import WebSocket from 'ws';
 import { createLogger, loadConfig } from '@paidrelay/config';
-import { startAll, type Stack } from '@paidrelay/admission';
+import { startAll, type Stack } from '@paidrelay/all-in-one';
 import { freshDatabase } from '../apps/relay/test/harness.ts';
 
 /** A free TCP port on loopback (the pay URL must be known before the service listens). */

@@ -2,21 +2,20 @@ import { randomBytes } from 'node:crypto';
 import { createBus, decodeEventMessage, EVENTS_CHANNEL, RecentIds, type Bus } from '@paidrelay/bus';
 import { loadRelayKey, type Config } from '@paidrelay/config';
 import { openDatabase, purgeExpired, type Database } from '@paidrelay/db';
-import { isPaid, payUrl, pricingFromConfig, type Pricing } from '@paidrelay/pricing';
-import { encodeAuth, upgradeRequestUrl, type NostrEvent, type ParseLimits } from '@paidrelay/nostr';
+import { encodeAuth, parsePubkeyList, upgradeRequestUrl, type NostrEvent, type ParseLimits } from '@paidrelay/nostr';
 import type { Logger } from 'pino';
 import { send, type Connection } from './connection.ts';
 import type { RelayContext } from './context.ts';
 import { deliver, SubscriptionIndex } from './fanout.ts';
+import { resolveHooks, type HookSource, type RelayCore } from './hooks.ts';
 import { httpRoutes } from './http.ts';
 import { ingest } from './ingest.ts';
 import { IpCounter, TokenBucket } from './limits.ts';
 import { createMetrics } from './metrics.ts';
 import { Moderation } from './moderation.ts';
-import { defaultPolicies, type WritePolicy } from './policy.ts';
+import { defaultPolicies } from './policy.ts';
 import { closeSub } from './query.ts';
-import { createMembership, createPaymentGate } from './payments.ts';
-import { defaultReadPolicies, type ReadPolicy } from './read-policy.ts';
+import { defaultReadPolicies } from './read-policy.ts';
 import { GroupCommitWriter } from './store.ts';
 import { loadUws, type us_listen_socket } from './uws.ts';
 import { VerifyPool } from './verify.ts';
@@ -26,29 +25,32 @@ export type Relay = {
   port: number;
   url: string;
   ctx: RelayContext;
+  /** One run of the purge timer's work now (expired events, then the purge hooks), as the timer does it. */
+  purge(now: number): Promise<void>;
   close(): Promise<void>;
 };
 
 export type RelayOptions = {
-  /** Extra write policies appended after the defaults. */
-  policies?: WritePolicy[];
-  /** Extra read policies appended after the defaults (private kinds, wallet traffic, members-only reads). */
-  readPolicies?: ReadPolicy[];
   /** Share a database and a bus with other services of this process (they are not closed with the relay). */
   db?: Database;
   bus?: Bus;
-  /** Prices, when not the ones of the config (the dev launcher waives its wallets' kinds). */
-  pricing?: Pricing;
+  /**
+   * What the entry point adds (write and read policies, the payment gate, NIP-11 changes, purge
+   * and close hooks), joined in order. Without any, the relay is an open relay.
+   */
+  hooks?: HookSource[];
 };
 
 const decoder = new TextDecoder();
 
-/** Builds and starts one relay process: storage, bus, verifier, then the WebSocket server. */
+/**
+ * Builds and starts one relay process: storage, bus, moderation, the hooks, verifier, then the
+ * WebSocket server. The core imports no payment code: a paid relay's gate comes in `hooks`.
+ */
 export async function startRelay(config: Config, log: Logger, opts: RelayOptions = {}): Promise<Relay> {
   const uWS = loadUws();
   const metrics = createMetrics();
   const key = loadRelayKey(config.RELAY_SECRET_KEY, config.DATA_DIR, config.NODE_ENV === 'production');
-  const basePricing = opts.pricing ?? pricingFromConfig(config, { relayPubkey: key.pubkey });
   const instanceId = randomBytes(8).toString('hex');
   const db =
     opts.db ??
@@ -65,37 +67,18 @@ export async function startRelay(config: Config, log: Logger, opts: RelayOptions
   // Bounded: a replica starts without Redis and joins the bus when it comes.
   const bus = opts.bus ?? (await createBus({ redisUrl: config.REDIS_URL, logger: log }));
   metrics.probes.busUp = () => bus.healthy();
-  // NIP-86 moderation, loaded before anything consults it; the gate sees the admins' allow-list
-  // joined to ALLOWED_PUBKEYS as its `allowed` (still data: the gate stays a pure function).
-  const moderation = new Moderation(db, bus, log, instanceId, basePricing.allowed);
+  // NIP-86 moderation, loaded before anything consults it; its allow-list (the admins' joined
+  // to ALLOWED_PUBKEYS) is what a payment gate hook takes as free.
+  const moderation = new Moderation(db, bus, log, instanceId, new Set(parsePubkeyList('ALLOWED_PUBKEYS', config.ALLOWED_PUBKEYS)));
   await moderation.start();
-  const pricing = moderation.livePricing(basePricing);
-  const gate = isPaid(pricing)
-    ? await createPaymentGate(
-        config,
-        pricing,
-        db,
-        bus,
-        log,
-        (held) => {
-          metrics.heldEvents.set(held.events);
-          metrics.heldBytes.set(held.bytes);
-        },
-        () => metrics.heldDropped.inc(),
-      )
-    : undefined;
-  // Members-only reads ask the payment side, from its account cache; the relay core does not.
-  const members = config.READ_ACCESS === 'members' && !gate ? await createMembership(pricing, db, bus, log) : undefined;
-  const isMember = gate?.isMember ?? members?.isMember;
-  const readPolicies = [
-    moderation.readPolicy,
-    ...defaultReadPolicies(
-      config,
-      isMember && { isMember, payUrl: (pubkey) => payUrl(pricing, pubkey), paymentsUrl: pricing.paymentsUrl },
-    ),
-    ...(opts.readPolicies ?? []),
-  ];
-  const verifier = await VerifyPool.start(config.VERIFY_WORKERS, (n) => metrics.verifyBatch.observe(n));
+  const core: RelayCore = { config, log, db, bus, key, metrics, instanceId, allowedPubkeys: () => moderation.allowedPubkeys };
+  const hooks = await resolveHooks(opts.hooks ?? [], core);
+  const readPolicies = [moderation.readPolicy, ...defaultReadPolicies(config, hooks.membership), ...hooks.readPolicies];
+  const verifier = await VerifyPool.start(
+    config.VERIFY_WORKERS,
+    (n) => metrics.verifyBatch.observe(n),
+    (err) => log.error({ err }, 'signature worker failed; replacing it'),
+  );
   const limits: ParseLimits = {
     maxTags: config.MAX_EVENT_TAGS,
     maxContentLength: config.MAX_CONTENT_LENGTH,
@@ -109,21 +92,21 @@ export async function startRelay(config: Config, log: Logger, opts: RelayOptions
     log,
     db,
     bus,
-    writer: new GroupCommitWriter(db, config.WRITE_BATCH_MAX, metrics, log, gate?.charges, db.kind === 'postgres' ? config.WRITE_CONCURRENCY : 1),
+    writer: new GroupCommitWriter(db, config.WRITE_BATCH_MAX, metrics, log, hooks.gate?.charges, db.kind === 'postgres' ? config.WRITE_CONCURRENCY : 1),
     verifier,
     index: new SubscriptionIndex(),
     metrics,
-    policies: [moderation.writePolicy, ...defaultPolicies(config), ...(opts.policies ?? [])],
+    policies: [moderation.writePolicy, ...defaultPolicies(config), ...hooks.writePolicies],
     readPolicies,
     limits,
     relayUrl: config.RELAY_URL ?? `ws://localhost:${config.PORT}`,
     key,
     instanceId,
     recentEvents: new RecentIds(),
-    gate,
+    gate: hooks.gate,
     // Its own Redis connection, made in the background: a start without Redis is not delayed.
     rateLimiter: createRateLimiter(config, log),
-    pricing,
+    nip11: hooks.nip11,
     moderation,
   };
 
@@ -235,12 +218,13 @@ export async function startRelay(config: Config, log: Logger, opts: RelayOptions
   const port = uWS.us_socket_local_port(listenSocket);
   if (!config.RELAY_URL) ctx.relayUrl = `ws://localhost:${port}`;
 
+  const purgeOnce = async (now: number): Promise<void> => {
+    const [expired, ...byHooks] = await Promise.all([purgeExpired(db.kysely, now), ...hooks.purge.map((p) => p(now))]);
+    const other = byHooks.reduce((a, b) => a + b, 0);
+    if (expired > 0 || other > 0) log.info({ purged: expired, purgedByHooks: other }, 'expired events purged');
+  };
   const purge = setInterval(() => {
-    const now = Math.floor(Date.now() / 1000);
-    Promise.all([purgeExpired(db.kysely, now), gate ? gate.purge(now) : 0]).then(
-      ([n, h]) => (n > 0 || h > 0) && log.info({ purged: n, heldPurged: h }, 'expired events purged'),
-      (err) => log.warn({ err: (err as Error).message }, 'purge failed'),
-    );
+    purgeOnce(Math.floor(Date.now() / 1000)).catch((err) => log.warn({ err: (err as Error).message }, 'purge failed'));
   }, config.PURGE_INTERVAL_SECONDS * 1000);
   purge.unref();
 
@@ -250,6 +234,7 @@ export async function startRelay(config: Config, log: Logger, opts: RelayOptions
     port,
     url: ctx.relayUrl,
     ctx,
+    purge: purgeOnce,
     async close() {
       shuttingDown = true;
       clearInterval(purge);
@@ -260,9 +245,8 @@ export async function startRelay(config: Config, log: Logger, opts: RelayOptions
       await new Promise((r) => setImmediate(r));
       for (const conn of [...connections]) conn.ws?.end(1001, 'relay shutting down');
       await verifier.close();
-      await gate?.close();
+      for (const hook of hooks.onClose) await hook();
       await ctx.rateLimiter?.close();
-      members?.close();
       moderation.close();
       if (!opts.bus) await bus.close();
       if (!opts.db) await db.close();

@@ -9,8 +9,8 @@ import type { Moderation } from './moderation.ts';
 import type { WritePolicy } from './policy.ts';
 import type { ReadPolicy } from './read-policy.ts';
 import type { RelayKey } from '@paidrelay/config';
-import type { Pricing } from '@paidrelay/pricing';
 import type { PaymentGate } from './gate.ts';
+import type { Nip11Hook } from './hooks.ts';
 import type { RateLimiter } from './rate-limit.ts';
 import type { GroupCommitWriter } from './store.ts';
 import type { VerifyPool } from './verify.ts';
@@ -35,10 +35,12 @@ export type RelayContext = {
   instanceId: string;
   /** Ids of events recently delivered to this process's subscribers (live), so none is delivered twice. */
   recentEvents: RecentIds;
+  /** The write gate handed in as a hook (RelayHooks.gate); none on an open relay. */
   gate?: PaymentGate;
   /** Token buckets per pubkey and per address, shared between replicas (rate-limit.ts). */
   rateLimiter?: RateLimiter;
-  pricing: Pricing;
+  /** Changes to the NIP-11 document handed in as hooks, applied in order on each render. */
+  nip11: readonly Nip11Hook[];
   /** NIP-86 moderation state (bans, allow-lists, kinds, addresses, relay texts), kept current by the bus. */
   moderation: Moderation;
 };

@@ -12,22 +12,18 @@ export type GateDecision =
   | { action: 'refuse'; amountMsat: number; reason: string };
 
 /**
- * The payment gate as the relay core sees it: a decision from a local cache, a place to keep
- * a refused event until it is paid for, and the debit the writer runs inside its transaction.
- * The core knows nothing of prices or wallets; payments.ts provides the implementation.
+ * The payment gate as the relay core sees it (a hook, RelayHooks.gate): a decision from a local
+ * cache, a place to keep a refused event until it is paid for, and the debit the writer runs
+ * inside its transaction. The core knows nothing of prices or wallets: @paidrelay/payment-gate
+ * provides the implementation, and the relay's entry point (paid.ts) hands it in, with its
+ * purge, membership check, NIP-11 fields and close as the other hooks.
  */
 export interface PaymentGate {
   check(ev: NostrEvent, json: string): GateDecision;
-  /** Admitted, subscribed or allow-listed at `now` (members-only reads), from the same cache. */
-  isMember(pubkey: string, now: number): boolean;
-  /** Keeps a refused event for later payment, in the background; `ip` is the client's address (per-address bound). */
-  hold(ev: NostrEvent, json: string, ip: string): void;
-  /** Writes the queued held events, then drops those that are due or over the global bound (the relay's purge timer). */
-  purge(now: number): Promise<number>;
+  /** Keeps a refused event for later payment, in the background; `network` is the client's address network (limits.ts networkKey: the per-address bound). */
+  hold(ev: NostrEvent, json: string, network: string): void;
   /** The writer's hook: balances locked and debited in the transaction that stores the events. */
   charges: Charges;
   /** The refusal of a write whose balance, read at commit time, did not cover its price. */
   unpaidReason(ev: NostrEvent, json: string, balanceMsat: number): string;
-  /** Stops the cache and writes the held events still queued. */
-  close(): Promise<void>;
 }

@@ -75,7 +75,8 @@ export function httpRoutes(app: TemplatedApp, ctx: RelayContext, state: { ready:
     if (infoVersion !== version) {
       infoVersion = version;
       const config = moderation ? moderation.infoConfig(ctx.config) : ctx.config;
-      const doc = relayInfo(config, ctx.key.pubkey, ctx.pricing, ctx.readPolicies);
+      let doc = relayInfo(config, ctx.key.pubkey, ctx.readPolicies);
+      for (const hook of ctx.nip11 ?? []) doc = hook(doc);
       if (moderation && moderation.allowedKinds.size > 0) (doc.limitation as Record<string, unknown>).restricted_writes = true;
       info = JSON.stringify(doc);
       name = config.RELAY_NAME;

@@ -16,6 +16,7 @@ import { send, sendRefusal, type Connection } from './connection.ts';
 import { encodeEventMessage, EVENTS_CHANNEL } from '@paidrelay/bus';
 import type { RelayContext } from './context.ts';
 import { deliver } from './fanout.ts';
+import { networkKey } from './limits.ts';
 import { runPolicies } from './policy.ts';
 import { closeSub, handleCount, handleReq } from './query.ts';
 import { limitRead } from './rate-limit.ts';
@@ -159,7 +160,7 @@ async function handleEvent(ctx: RelayContext, conn: Connection, ev: NostrEvent):
     const decision = ctx.gate.check(ev, json);
     if (decision.action === 'refuse') {
       // An ephemeral event is only worth something now: there is nothing to hold for later.
-      if (kindClass(ev.kind) !== 'ephemeral') ctx.gate.hold(ev, json, conn.ip);
+      if (kindClass(ev.kind) !== 'ephemeral') ctx.gate.hold(ev, json, networkKey(conn.ip));
       return refuse(ctx, conn, ev.id, decision.reason);
     }
     if (decision.action === 'debit') ({ amountMsat: charge, settle } = decision);
@@ -185,7 +186,7 @@ async function handleEvent(ctx: RelayContext, conn: Connection, ev: NostrEvent):
   } else if (outcome.status === 'unpaid') {
     // Another replica spent the balance since this one's cache looked: this event alone fails.
     const gate = ctx.gate!;
-    if (kindClass(ev.kind) !== 'ephemeral') gate.hold(ev, json, conn.ip);
+    if (kindClass(ev.kind) !== 'ephemeral') gate.hold(ev, json, networkKey(conn.ip));
     refuse(ctx, conn, ev.id, gate.unpaidReason(ev, json, outcome.balanceMsat));
   } else if (outcome.status === 'duplicate') {
     ctx.metrics.events.inc({ result: 'duplicate', reason: 'duplicate' });

@@ -1,5 +1,6 @@
 import { createLogger, installProcessHandlers, loadConfig } from '@paidrelay/config';
 import { startRelay, type Relay } from './app.ts';
+import { sellsAnything } from './sells.ts';
 
 const config = loadConfig();
 const log = createLogger(config.LOG_LEVEL, 'relay');
@@ -10,7 +11,8 @@ const close = () => (closing ??= relay ? relay.close() : Promise.resolve());
 // uncaughtException / unhandledRejection: logged with the stack, closed within 5 s, exit 1.
 installProcessHandlers(log, close);
 try {
-  relay = await startRelay(config, log);
+  // An open relay (every price 0, public reads) is the core alone: no payment code is loaded.
+  relay = sellsAnything(config) ? await (await import('./paid.ts')).startPaidRelay(config, log) : await startRelay(config, log);
   // A line a person can copy straight into a Nostr client.
   process.stdout.write(`\nRelay ready: ${relay.url}\n\n`);
   let stopping = false;

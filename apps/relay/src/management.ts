@@ -1,10 +1,22 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import { ACCOUNTS_CHANNEL } from '@paidrelay/bus';
 import type { Config } from '@paidrelay/config';
 import {
   addModeration,
+  adminGrant,
   adminTransaction,
   deleteEventsById,
+  heldEventStats,
+  invoiceWithLedger,
+  ledgerSummary,
+  listAuditPage,
+  listInvoicesAdmin,
+  listMembers,
   listModeration,
+  revenueByBucket,
+  storedEventCount,
+  type AdminGrant,
+  type GrantAccount,
   recordAudit,
   removeModeration,
   reportedEvents,
@@ -13,7 +25,7 @@ import {
   type ModerationList,
 } from '@paidrelay/db';
 import { checkHttpAuthEvent, hasValidId, isHex64, MAX_KIND, parseNostrAuthorization, upgradeRequestUrl } from '@paidrelay/nostr';
-import { parsePubkey } from '@paidrelay/pricing';
+import { parsePubkey } from '@paidrelay/nostr';
 import type { Transaction } from 'kysely';
 import type { Schema } from '@paidrelay/db';
 import type { RelayContext } from './context.ts';
@@ -74,8 +86,11 @@ type Method = {
   /** The params as the method uses them, or a thrown RpcError. */
   parse(params: unknown[]): unknown[];
   run(call: Call, args: unknown[]): Promise<unknown>;
-  /** Changes state: audited, and every replica reloads. */
+  /** Changes state: audited, and every replica reloads (its moderation state, unless `reload` is false). */
   change: boolean;
+  reload?: false;
+  /** After the commit: announce what changed (the result is what the client gets). */
+  after?(ctx: RelayContext, result: unknown): unknown;
 };
 
 const text = (x: unknown, what: string, max = 1000): string => {
@@ -217,6 +232,9 @@ const METHODS: Record<string, Method> = {
     if (!ok) throw badRequest('params[0] must be an http(s) URL');
     return s;
   }),
+
+  // Our extension for the dashboard (apps/dashboard): admin data and grants. See adminMethods below.
+  ...adminMethods(),
 };
 
 export const SUPPORTED_METHODS = Object.keys(METHODS);
@@ -284,9 +302,9 @@ export async function handleRpc(ctx: RelayContext, admins: ReadonlySet<string>, 
   });
   if (method.change) {
     ctx.log.info({ admin: ev.pubkey, method: name, params: args }, 'management change');
-    await ctx.moderation.changed();
+    if (method.reload !== false) await ctx.moderation.changed();
   }
-  return result;
+  return method.after ? method.after(ctx, result) : result;
 }
 
 /**
@@ -295,6 +313,7 @@ export async function handleRpc(ctx: RelayContext, admins: ReadonlySet<string>, 
  */
 export function managementRoute(ctx: RelayContext): (res: HttpResponse, req: HttpRequest) => void {
   const admins = adminPubkeys(ctx.config);
+  writeRates(ctx);
   return (res, req) => {
     const head: RequestHead = {
       authorization: req.getHeader('authorization'),
@@ -355,5 +374,325 @@ export function managementRoute(ctx: RelayContext): (res: HttpResponse, req: Htt
         },
       );
     });
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// The dashboard's methods (our extension of NIP-86; names are not in the NIP). Each takes one
+// params object, `[{...}]`, every field optional unless said.
+
+const int = (x: unknown, what: string, def: number, min: number, max: number): number => {
+  if (x === undefined || x === null) return def;
+  const n = typeof x === 'string' && /^-?\d+$/.test(x) ? Number(x) : x;
+  if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < min || n > max) throw badRequest(`${what} must be an integer from ${min} to ${max}`);
+  return n;
+};
+const options = (p: unknown[]): Record<string, unknown> => {
+  const o = p[0] ?? {};
+  if (typeof o !== 'object' || o === null || Array.isArray(o)) throw badRequest('params[0] must be an object of options');
+  return o as Record<string, unknown>;
+};
+const oneOf = <T extends string>(x: unknown, what: string, values: readonly T[]): T | undefined => {
+  if (x === undefined || x === null || x === '') return undefined;
+  if (typeof x !== 'string' || !values.includes(x as T)) throw badRequest(`${what} must be one of ${values.join(', ')}`);
+  return x as T;
+};
+
+const BECH32 = 'qpzry9x8gf2tvdw0s3jn54khce6mua7l';
+
+/**
+ * The 32-byte bounds of the pubkeys that start with a hex prefix, or whose npub starts with an
+ * npub prefix (each bech32 character after `npub1` is 5 bits of the key); undefined when the
+ * text is neither.
+ */
+export function pubkeyPrefixRange(q: string): [Buffer, Buffer] | undefined {
+  const s = q.trim().toLowerCase();
+  let bits = '';
+  if (/^[0-9a-f]{1,64}$/.test(s)) {
+    for (const c of s) bits += parseInt(c, 16).toString(2).padStart(4, '0');
+  } else if (/^npub1[qpzry9x8gf2tvdw0s3jn54khce6mua7l]{0,51}$/.test(s)) {
+    for (const c of s.slice(5)) bits += BECH32.indexOf(c).toString(2).padStart(5, '0');
+  } else return undefined;
+  const bound = (fill: string) => {
+    const all = (bits + fill.repeat(256)).slice(0, 256);
+    const b = Buffer.alloc(32);
+    for (let i = 0; i < 32; i++) b[i] = parseInt(all.slice(i * 8, i * 8 + 8), 2);
+    return b;
+  };
+  return [bound('0'), bound('1')];
+}
+
+/**
+ * Accepted and refused writes per minute, by reason, from this process's counters
+ * (`relay_events_total`): sampled every 5 s and at each `stats` call, the increase since the
+ * previous sample counted in the minute of the sample. Process-local: each replica answers
+ * for its own writes (Prometheus has the sum). Kept for 24 hours.
+ */
+class WriteRates {
+  private last = new Map<string, number>();
+  /** minute (unix seconds, aligned) -> series -> count */
+  readonly minutes = new Map<number, Map<string, number>>();
+  private chain: Promise<void> = Promise.resolve();
+  private timer: NodeJS.Timeout;
+
+  constructor(private readonly ctx: RelayContext) {
+    this.timer = setInterval(() => void this.sample(), 5000);
+    this.timer.unref();
+  }
+
+  static series(result: string, reason: string): string {
+    if (result === 'accepted') return reason ? `accepted:${reason}` : 'accepted';
+    if (result === 'duplicate') return 'duplicate';
+    return `${result}:${reason || 'unknown'}`;
+  }
+
+  sample(): Promise<void> {
+    this.chain = this.chain.then(async () => {
+      const counter = this.ctx.metrics?.events;
+      if (!counter) return;
+      const { values } = await counter.get();
+      const minute = Math.floor(now() / 60) * 60;
+      for (const v of values) {
+        const key = WriteRates.series(String(v.labels.result ?? ''), String(v.labels.reason ?? ''));
+        const prev = this.last.get(key) ?? 0;
+        const delta = v.value - prev;
+        this.last.set(key, v.value);
+        if (delta <= 0) continue;
+        const m = this.minutes.get(minute) ?? new Map<string, number>();
+        this.minutes.set(minute, m);
+        m.set(key, (m.get(key) ?? 0) + delta);
+      }
+      for (const t of this.minutes.keys()) if (t < minute - 86_400) this.minutes.delete(t);
+    }).catch((err: unknown) => this.ctx.log.warn({ err: (err as Error)?.message }, 'management: write rate sample failed'));
+    return this.chain;
+  }
+}
+
+const rates = new WeakMap<RelayContext, WriteRates>();
+function writeRates(ctx: RelayContext): WriteRates {
+  let r = rates.get(ctx);
+  if (!r) rates.set(ctx, (r = new WriteRates(ctx)));
+  return r;
+}
+
+const gaugeValue = async (g: { get(): Promise<{ values: { value: number }[] }> } | undefined): Promise<number> =>
+  g ? ((await g.get()).values[0]?.value ?? 0) : 0;
+
+const BUCKETS = { minute: 60, hour: 3600, day: 86_400 } as const;
+const STATUSES = ['pending', 'paid', 'expired'] as const;
+const PRODUCTS = ['admission', 'subscription', 'credit', 'event', 'zap'] as const;
+
+/** Dense series over `times` from sparse (time, key, value) points. */
+function dense(times: number[], points: { at: number; key: string; value: number }[]): Record<string, number[]> {
+  const index = new Map(times.map((t, i) => [t, i]));
+  const out: Record<string, number[]> = {};
+  for (const p of points) {
+    const i = index.get(p.at);
+    if (i === undefined) continue;
+    (out[p.key] ??= times.map(() => 0))[i] += p.value;
+  }
+  return out;
+}
+
+type GrantArgs = { pubkey: string; reason: string } & AdminGrant;
+
+/**
+ * A grant, after the commit: every replica's account cache (the payment gate's) learns the
+ * account over the bus (ACCOUNTS_CHANNEL, as settlement does), within a second.
+ */
+function announceGrant(ctx: RelayContext, result: unknown): unknown {
+  ctx.bus.publish(ACCOUNTS_CHANNEL, JSON.stringify((result as { account: GrantAccount }).account));
+  return result;
+}
+
+function grant(parse: (o: Record<string, unknown>) => AdminGrant): Method {
+  return {
+    parse: (p) => {
+      const o = options(p);
+      return [{ pubkey: pubkeyParam(o.pubkey), reason: text(o.reason, 'reason'), ...parse(o) } satisfies GrantArgs];
+    },
+    run: async ({ trx, ctx, actor, at }, [args]) => {
+      const g = args as GrantArgs;
+      const c = ctx.config;
+      // What the grant is worth at the relay's prices: admission's price, or the subscription
+      // price per period pro rata; a credit is its amount.
+      const valueMsat =
+        g.kind === 'admission'
+          ? c.PRICE_ADMISSION_MSAT
+          : g.kind === 'extend'
+            ? Math.round((c.PRICE_SUBSCRIPTION_MSAT * g.seconds) / Math.max(1, c.SUBSCRIPTION_PERIOD_SECONDS))
+            : 0;
+      return adminGrant(trx, { ...g, admin: actor, valueMsat, now: at, txid: `grant:${randomBytes(12).toString('base64url')}` });
+    },
+    change: true,
+    reload: false,
+    after: announceGrant,
+  };
+}
+
+function adminMethods(): Record<string, Method> {
+  return {
+    /**
+     * stats [{from?, to?, bucket?: 'minute'|'hour'|'day', minutes?}]: revenue per bucket by
+     * product (money received; admin grants apart), writes per minute by reason over the last
+     * `minutes` (this process), and the live figures.
+     */
+    stats: {
+      parse: (p) => {
+        const o = options(p);
+        const bucket = oneOf(o.bucket, 'bucket', ['minute', 'hour', 'day'] as const) ?? 'hour';
+        const to = int(o.to, 'to', now(), 0, 2 ** 40);
+        const from = int(o.from, 'from', to - 86_400, 0, to);
+        if ((to - from) / BUCKETS[bucket] > 2000) throw badRequest('from..to has more than 2000 buckets: take a larger bucket');
+        return [{ from, to, bucket, minutes: int(o.minutes, 'minutes', 60, 1, 1440) }];
+      },
+      run: async ({ trx, ctx, at }, [args]) => {
+        const a = args as { from: number; to: number; bucket: keyof typeof BUCKETS; minutes: number };
+        const size = BUCKETS[a.bucket];
+        const times: number[] = [];
+        for (let t = Math.floor(a.from / size) * size; t < a.to; t += size) times.push(t);
+        const r = writeRates(ctx);
+        await r.sample();
+        const [paid, grants, summary, stored, held, connections, subscriptions] = await Promise.all([
+          revenueByBucket(trx, { from: times[0] ?? a.from, to: a.to, bucketSeconds: size, source: 'paid' }),
+          revenueByBucket(trx, { from: times[0] ?? a.from, to: a.to, bucketSeconds: size, source: 'grants' }),
+          ledgerSummary(trx),
+          storedEventCount(trx),
+          heldEventStats(trx),
+          gaugeValue(ctx.metrics?.connections),
+          gaugeValue(ctx.metrics?.subscriptions),
+        ]);
+        const product = (account: string) => account.slice('revenue:'.length);
+        const minuteNow = Math.floor(at / 60) * 60;
+        const minutes: number[] = [];
+        for (let t = minuteNow - (a.minutes - 1) * 60; t <= minuteNow; t += 60) minutes.push(t);
+        const writePoints = [...r.minutes].flatMap(([t, m]) => [...m].map(([key, value]) => ({ at: t, key, value })));
+        return {
+          now: at,
+          revenue: {
+            bucket: a.bucket,
+            bucketSeconds: size,
+            times,
+            products: dense(times, paid.map((x) => ({ at: x.at, key: product(x.account), value: x.amountMsat }))),
+            grants: dense(times, grants.map((x) => ({ at: x.at, key: product(x.account), value: x.amountMsat }))),
+          },
+          totals: {
+            receivedMsat: -(summary.accounts['wallet'] ?? 0),
+            grantedMsat: -(summary.accounts['grant:admin'] ?? 0),
+            accounts: summary.accounts,
+            userBalancesMsat: summary.userBalancesMsat,
+            ledgerSumMsat: summary.totalMsat,
+          },
+          writes: { processLocal: true, minutes, series: dense(minutes, writePoints) },
+          live: {
+            connections,
+            subscriptions,
+            processLocal: true,
+            eventsStored: stored.count,
+            eventsStoredEstimated: stored.estimated,
+            heldEvents: held.events,
+            heldBytes: held.bytes,
+          },
+        };
+      },
+      change: false,
+    },
+
+    /** listinvoices [{status?, product?, pubkey?, from?, to?, limit? (50, ≤500), offset?}] */
+    listinvoices: {
+      parse: (p) => {
+        const o = options(p);
+        const pubkey = o.pubkey === undefined || o.pubkey === '' ? undefined : pubkeyParam(o.pubkey);
+        return [
+          {
+            status: oneOf(o.status, 'status', STATUSES),
+            product: oneOf(o.product, 'product', PRODUCTS),
+            pubkey,
+            from: o.from === undefined || o.from === '' ? undefined : int(o.from, 'from', 0, 0, 2 ** 40),
+            to: o.to === undefined || o.to === '' ? undefined : int(o.to, 'to', 0, 0, 2 ** 40),
+            limit: int(o.limit, 'limit', 50, 1, 500),
+            offset: int(o.offset, 'offset', 0, 0, 1_000_000),
+          },
+        ];
+      },
+      run: async ({ trx }, [f]) => {
+        const filter = f as Parameters<typeof listInvoicesAdmin>[1];
+        const r = await listInvoicesAdmin(trx, filter);
+        const next = filter.offset + r.invoices.length;
+        return { ...r, offset: filter.offset, limit: filter.limit, nextOffset: next < r.total ? next : null };
+      },
+      change: false,
+    },
+
+    /** getinvoice [id]: the invoice and its ledger rows. */
+    getinvoice: {
+      parse: (p) => {
+        if (typeof p[0] !== 'string' || !/^[A-Za-z0-9_-]{1,64}$/.test(p[0])) throw badRequest('params[0] must be an invoice id');
+        return [p[0]];
+      },
+      run: async ({ trx }, [id]) => {
+        const r = await invoiceWithLedger(trx, String(id));
+        if (!r) throw new RpcError('404 Not Found', 'no such invoice');
+        return r;
+      },
+      change: false,
+    },
+
+    /** listmembers [{q? (hex or npub prefix, or a whole npub), all? (false: only those admitted now), limit?, offset?}] */
+    listmembers: {
+      parse: (p) => {
+        const o = options(p);
+        const q = text(o.q, 'q', 100).trim();
+        let range: [Buffer, Buffer] | undefined;
+        if (q) {
+          const full = parsePubkey(q);
+          range = full ? [Buffer.from(full, 'hex'), Buffer.from(full, 'hex')] : pubkeyPrefixRange(q);
+          if (!range) throw badRequest('q must be the start of a hex pubkey or of an npub');
+        }
+        return [{ range, all: o.all === true, limit: int(o.limit, 'limit', 50, 1, 500), offset: int(o.offset, 'offset', 0, 0, 1_000_000) }];
+      },
+      run: async ({ trx, at }, [args]) => {
+        const a = args as { range?: [Buffer, Buffer]; all: boolean; limit: number; offset: number };
+        const r = await listMembers(trx, { range: a.range, admittedAt: a.all ? undefined : at, limit: a.limit, offset: a.offset });
+        const next = a.offset + r.members.length;
+        return { ...r, offset: a.offset, limit: a.limit, nextOffset: next < r.total ? next : null };
+      },
+      change: false,
+    },
+
+    /** grantadmission [{pubkey, reason?}]: admitted forever. */
+    grantadmission: grant(() => ({ kind: 'admission' })),
+    /** extendadmission [{pubkey, seconds (or days), reason?}]: admitted until max(now, end) + seconds. */
+    extendadmission: grant((o) => {
+      const seconds = o.days !== undefined ? int(o.days, 'days', 0, 1, 36_500) * 86_400 : int(o.seconds, 'seconds', 0, 1, 100 * 365 * 86_400);
+      if (seconds === 0) throw badRequest('seconds (or days) is required');
+      return { kind: 'extend', seconds };
+    }),
+    /** grantcredit [{pubkey, amount_msat, reason?}]: added to the prepaid balance. */
+    grantcredit: grant((o) => {
+      const amountMsat = int(o.amount_msat, 'amount_msat', 0, 1, 21e14);
+      if (amountMsat === 0) throw badRequest('amount_msat is required');
+      return { kind: 'credit', amountMsat };
+    }),
+
+    /** listauditlog [{limit? (50, ≤500), before? (an id: older rows), method?}] */
+    listauditlog: {
+      parse: (p) => {
+        const o = options(p);
+        return [
+          {
+            limit: int(o.limit, 'limit', 50, 1, 500),
+            before: o.before === undefined || o.before === null ? undefined : int(o.before, 'before', 0, 1, Number.MAX_SAFE_INTEGER),
+            method: text(o.method, 'method', 64) || undefined,
+          },
+        ];
+      },
+      run: async ({ trx }, [args]) => {
+        const a = args as { limit: number; before?: number; method?: string };
+        const entries = await listAuditPage(trx, a);
+        return { entries, nextBefore: entries.length === a.limit ? entries[entries.length - 1].id : null };
+      },
+      change: false,
+    },
   };
 }

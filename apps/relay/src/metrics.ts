@@ -31,9 +31,6 @@ export function createMetrics() {
       labelNames: ['result', 'reason'],
       registers: [registry],
     }),
-    heldEvents: new Gauge({ name: 'relay_held_events', help: 'Refused events held for payment (all replicas)', registers: [registry] }),
-    heldBytes: new Gauge({ name: 'relay_held_events_bytes', help: 'Bytes of refused events held for payment (all replicas)', registers: [registry] }),
-    heldDropped: new Counter({ name: 'relay_held_events_dropped_total', help: 'Refused events not held because the hold queue was full', registers: [registry] }),
     delivered: new Counter({ name: 'relay_events_delivered_total', help: 'Events sent to live subscriptions', registers: [registry] }),
     queryDuration: new Histogram({
       name: 'relay_query_duration_seconds',

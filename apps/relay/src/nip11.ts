@@ -1,6 +1,5 @@
 import { readFileSync } from 'node:fs';
 import type { Config } from '@paidrelay/config';
-import { nip11Payments, type Pricing } from '@paidrelay/pricing';
 import type { ReadPolicy } from './read-policy.ts';
 
 const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -8,11 +7,12 @@ const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url),
 export const SUPPORTED_NIPS = [1, 9, 11, 13, 40, 42, 45, 70];
 
 /**
- * The NIP-11 document: every limit listed here is one the relay enforces. The read policies say
- * what they do themselves (`read_policies`); `auth_required` is true only when every read needs AUTH.
+ * The NIP-11 document of the core: every limit listed here is one the relay enforces. The read
+ * policies say what they do themselves (`read_policies`); `auth_required` is true only when every
+ * read needs AUTH. Writes cost nothing here: a payment gate's fields (`fees`, `payments_url`,
+ * `payment_required`, `restricted_writes`) come through the NIP-11 hooks with the gate.
  */
-export function relayInfo(config: Config, selfPubkey: string, pricing: Pricing, readPolicies: readonly ReadPolicy[] = []): Record<string, unknown> {
-  const pay = nip11Payments(pricing);
+export function relayInfo(config: Config, selfPubkey: string, readPolicies: readonly ReadPolicy[] = []): Record<string, unknown> {
   const reads: Record<string, unknown> = {};
   for (const p of readPolicies) if (p.nip11) reads[p.nip11.name] = p.nip11.info;
   const everyReadNeedsAuth = config.AUTH_REQUIRED || readPolicies.some((p) => p.nip11?.everyReadNeedsAuth === true);
@@ -36,8 +36,8 @@ export function relayInfo(config: Config, selfPubkey: string, pricing: Pricing, 
       max_content_length: config.MAX_CONTENT_LENGTH,
       min_pow_difficulty: config.MIN_POW_DIFFICULTY,
       auth_required: everyReadNeedsAuth,
-      payment_required: pay.payment_required,
-      restricted_writes: pay.restricted_writes || config.MIN_POW_DIFFICULTY > 0 || config.AUTH_REQUIRED,
+      payment_required: false,
+      restricted_writes: config.MIN_POW_DIFFICULTY > 0 || config.AUTH_REQUIRED,
       created_at_lower_limit: config.CREATED_AT_LOWER_LIMIT,
       created_at_upper_limit: config.CREATED_AT_UPPER_LIMIT,
       max_connections_per_ip: config.MAX_CONNECTIONS_PER_IP,
@@ -52,8 +52,6 @@ export function relayInfo(config: Config, selfPubkey: string, pricing: Pricing, 
     },
   };
   if (Object.keys(reads).length > 0) doc.read_policies = reads;
-  if (pay.payments_url) doc.payments_url = pay.payments_url;
-  if (pay.fees) doc.fees = pay.fees;
   if (config.RELAY_CONTACT) doc.contact = config.RELAY_CONTACT;
   if (config.RELAY_ICON) doc.icon = config.RELAY_ICON;
   if (config.RELAY_TERMS_URL) doc.terms_of_service = config.RELAY_TERMS_URL;

@@ -107,7 +107,7 @@ describe.each(backends())('free paths of a paid relay are not free for everyone 
       c.send(['EVENT', ev]);
       expect((await c.ok(ev.id))[2]).toBe(false);
     }
-    await relay.ctx.gate!.purge(now()); // writes what is still queued
+    await relay.purge(now()); // writes what is still queued
     const rows = await relay.ctx.db.kysely.selectFrom('held_events').select('ip').distinct().execute();
     expect(rows.length).toBe(1);
     const ip = rows[0].ip;
@@ -121,7 +121,7 @@ describe.each(backends())('free paths of a paid relay are not free for everyone 
       SELECT decode(md5(g::text) || md5((g + 1000)::text), 'hex'), decode(md5('pk') || md5('pk2'), 'hex'), 1, repeat('o', 2000), 21000, ${now() - 60}, ${now() + 3600}, '192.0.2.9', 2000
       FROM generate_series(1, 30) g`.execute(relay.ctx.db.kysely);
     expect(await heldBytes(relay)).toBeGreaterThan(64 * 1024);
-    await relay.ctx.gate!.purge(now());
+    await relay.purge(now());
     const total = await heldBytes(relay);
     expect(total).toBeLessThanOrEqual(64 * 1024);
     // The older rows (the other address's, a minute older) went first.

@@ -7,7 +7,9 @@ import { loadConfig, createLogger } from '@paidrelay/config';
 import { finalizeEvent, generateSecretKey, getEventHash, getPublicKey, type EventTemplate } from 'nostr-tools/pure';
 import { powDifficulty, type NostrEvent } from '@paidrelay/nostr';
 import { Relay as NostrRelay, useWebSocketImplementation } from 'nostr-tools/relay';
-import { startRelay, type Relay, type RelayOptions } from '../src/index.ts';
+import { startRelay, type Relay } from '../src/index.ts';
+import { startPaidRelay, type PaidRelayOptions } from '../src/paid.ts';
+import { sellsAnything } from '../src/sells.ts';
 
 useWebSocketImplementation(WebSocket);
 
@@ -45,7 +47,7 @@ export type TestRelay = Relay & { stop: () => Promise<void>; databaseUrl?: strin
 export async function startTestRelay(
   backend: Backend,
   env: Record<string, string> = {},
-  opts: RelayOptions & { databaseUrl?: string } = {},
+  opts: PaidRelayOptions & { databaseUrl?: string } = {},
 ): Promise<TestRelay> {
   let db: { url: string; drop: () => Promise<void> } | undefined;
   let databaseUrl = opts.databaseUrl;
@@ -69,7 +71,10 @@ export async function startTestRelay(
     ...(databaseUrl ? { DATABASE_URL: databaseUrl } : {}),
     ...env,
   });
-  const relay = await startRelay(config, createLogger(config.LOG_LEVEL, 'relay-test'), opts);
+  // As the relay deployable runs it (main.ts): the core alone for an open relay, with the
+  // payment gate's hooks when the test sets prices (or members-only reads).
+  const log = createLogger(config.LOG_LEVEL, 'relay-test');
+  const relay = sellsAnything(config) || opts.pricing ? await startPaidRelay(config, log, opts) : await startRelay(config, log, opts);
   return Object.assign(relay, {
     databaseUrl,
     stop: async () => {

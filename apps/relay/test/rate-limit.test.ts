@@ -359,9 +359,8 @@ describe.runIf(databaseUrl)('rate limits with Redis unreachable', () => {
 describe('NIP-11', () => {
   it('lists the buckets it enforces', async () => {
     const { relayInfo } = await import('../src/nip11.ts');
-    const { pricingFromConfig } = await import('@paidrelay/pricing');
     const config = loadConfig({ RATE_EVENTS_PER_PUBKEY: '7', RATE_REQS_PER_IP: '0' });
-    const lim = relayInfo(config, 'a'.repeat(64), pricingFromConfig(config, { relayPubkey: 'a'.repeat(64) })).limitation as Record<string, number>;
+    const lim = relayInfo(config, 'a'.repeat(64)).limitation as Record<string, number>;
     expect(lim).toMatchObject({ events_per_second_per_pubkey: 7, events_burst_per_pubkey: 100, events_per_second_per_ip: 50, events_burst_per_ip: 300, reqs_per_second_per_ip: 0 });
   });
 });

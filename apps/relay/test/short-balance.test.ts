@@ -77,7 +77,7 @@ describe.each(backends())('a short balance fails its own events, never a batch (
     });
     const after = await transactions(relay);
     expect(after.rolledBack - before.rolledBack).toBe(0);
-    await relay.ctx.gate!.purge(now());
+    await relay.purge(now());
     const held = await relay.ctx.db.kysely.selectFrom('held_events').select('event_id').where('pubkey', '=', Buffer.from(flooder.pubkey, 'hex')).execute();
     expect(held.length).toBe(20); // HELD_EVENTS_PER_PUBKEY: the newest refused ones
     expect((await getAccount(relay.ctx.db.kysely, flooder.pubkey))?.balanceMsat).toBe(0);
@@ -104,7 +104,7 @@ describe.each(backends())('a short balance fails its own events, never a batch (
       expect(m[3]).toMatch(/^blocked: payment required: 1 sat for this event \(balance 0 sats\), add credit or pay for it: http:\/\/\S+$/);
     }
     expect((await transactions(relay)).rolledBack).toBe(before.rolledBack);
-    await relay.ctx.gate!.purge(now());
+    await relay.purge(now());
     const held = await relay.ctx.db.kysely.selectFrom('held_events').select('event_id').where('pubkey', '=', Buffer.from(k.pubkey, 'hex')).execute();
     expect(held.length).toBe(5);
     expect(await ledgerTotal(relay.ctx.db.kysely)).toBe(0);

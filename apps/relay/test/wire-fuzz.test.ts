@@ -204,10 +204,14 @@ describe(`handlers never let a failure escape (${backend})`, () => {
   beforeAll(async () => {
     // A write policy that throws: stands for any unexpected failure inside EVENT handling.
     failing = await startTestRelay(backend, {}, {
-      policies: [
-        (ev) => {
-          if (ev.content === 'boom') throw new Error('policy exploded');
-          return undefined;
+      hooks: [
+        {
+          writePolicies: [
+            (ev) => {
+              if (ev.content === 'boom') throw new Error('policy exploded');
+              return undefined;
+            },
+          ],
         },
       ],
     });

@@ -154,6 +154,10 @@ export const configSchema = z.object({
   PAYMENTS_URL: z.string().url().default('http://localhost:7778/pay'),
   /** HTTP port of the admission service. */
   ADMISSION_PORT: int(7778, 0).pipe(z.number().max(65535)),
+  /** HTTP port of the admin dashboard (apps/dashboard). */
+  DASHBOARD_PORT: int(7779, 0).pipe(z.number().max(65535)),
+  /** The relay's HTTP URL the dashboard page calls (NIP-86); unset: RELAY_URL in its http(s) form, else http://localhost:<PORT>/. */
+  DASHBOARD_RELAY_URL: optionalString.pipe(z.string().url().optional()),
   /** Nostr Wallet Connect string of the operator's wallet; unset: the dev Lightning network (refused in production). */
   NWC_URL: optionalString,
   INVOICE_EXPIRY_SECONDS: int(900, 60),

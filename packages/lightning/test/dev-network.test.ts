@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import '../src/websocket.ts';
 import { NWCClient, NWCWalletService, NWCWalletServiceKeyPair, Nip47WalletError } from '@getalby/sdk/nwc';
 import { generateSecretKey, getPublicKey } from 'nostr-tools/pure';
-import { connectNwc, decodeBolt11, DevLightningNetwork, LightningError, type LightningBackend, type Payment } from '../src/index.ts';
+import { connectNwc, decodeBolt11, LightningError, type LightningBackend, type Payment } from '../src/index.ts';
+import { DevLightningNetwork } from '../src/dev/index.ts';
 import { startMiniRelay, type MiniRelay } from './mini-relay.ts';
 
 const sha = (b: Buffer | string) => createHash('sha256').update(b).digest('hex');

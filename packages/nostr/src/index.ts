@@ -13,3 +13,4 @@ export * from './time.ts';
 export * from './nip47.ts';
 export * from './nip57.ts';
 export * from './nip98.ts';
+export * from './nip19.ts';

@@ -1,6 +1,5 @@
 import type { Config } from '@paidrelay/config';
-import { isHex64 } from '@paidrelay/nostr';
-import { decode } from 'nostr-tools/nip19';
+import { isHex64, parsePubkeyList } from '@paidrelay/nostr';
 import { getPublicKey } from 'nostr-tools/pure';
 
 /** What the operator charges, read once from the config that every app shares. All msat. */
@@ -23,22 +22,10 @@ export type Pricing = {
   paymentsUrl: string;
 };
 
-export type Product = 'admission' | 'subscription' | 'credit' | 'event';
+/** Pubkeys are parsed by the protocol core; re-exported for the admission API. */
+export { parsePubkey } from '@paidrelay/nostr';
 
-/** A pubkey given as 64 hex characters or as an npub; undefined when it is neither. */
-export function parsePubkey(input: string): string | undefined {
-  const s = input.trim();
-  if (isHex64(s.toLowerCase())) return s.toLowerCase();
-  if (s.startsWith('npub1')) {
-    try {
-      const d = decode(s);
-      if (d.type === 'npub') return d.data;
-    } catch {
-      return undefined;
-    }
-  }
-  return undefined;
-}
+export type Product = 'admission' | 'subscription' | 'credit' | 'event';
 
 function list(s: string): string[] {
   return s
@@ -48,13 +35,7 @@ function list(s: string): string[] {
 }
 
 function pubkeySet(name: string, value: string, extra: Iterable<string> = []): Set<string> {
-  const out = new Set<string>(extra);
-  for (const item of list(value)) {
-    const pk = parsePubkey(item);
-    if (!pk) throw new Error(`${name}: "${item}" is not a hex pubkey or an npub`);
-    out.add(pk);
-  }
-  return out;
+  return new Set([...extra, ...parsePubkeyList(name, value)]);
 }
 
 /** The two keys of a Nostr Wallet Connect string: the wallet service's and the client's (from its secret). */

@@ -1,0 +1,1 @@
+export { startAll, type Stack } from './stack.ts';

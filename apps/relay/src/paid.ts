@@ -1,0 +1,72 @@
+import type { Bus } from '@paidrelay/bus';
+import { loadRelayKey, type Config } from '@paidrelay/config';
+import type { Database } from '@paidrelay/db';
+import { createMembership, createPaymentGate, livePricing, paymentInfo } from '@paidrelay/payment-gate';
+import { isPaid, payUrl, pricingFromConfig, type Pricing } from '@paidrelay/pricing';
+import type { Logger } from 'pino';
+import { Counter, Gauge } from 'prom-client';
+import { startRelay, type Relay } from './app.ts';
+import type { PaymentGate } from './gate.ts';
+import type { HookSource, RelayCore, RelayHooks } from './hooks.ts';
+
+export type PaidRelayOptions = {
+  /** Share a database and a bus with other services of this process (they are not closed with the relay). */
+  db?: Database;
+  bus?: Bus;
+  /** Prices, when not the ones of the config (the all-in-one waives its dev wallets' NIP-47 traffic). */
+  pricing?: Pricing;
+  /** More hooks, after the payment gate's. */
+  hooks?: HookSource[];
+};
+
+/**
+ * The payment side as relay hooks: the gate (when any write costs money), the membership check
+ * for members-only reads, the NIP-11 payment fields, the held-event purge and close. The gate
+ * sees the moderation's allow-list (ALLOWED_PUBKEYS and the admins') as its `allowed`.
+ */
+export function paymentHooks(config: Config, base: Pricing): (core: RelayCore) => Promise<RelayHooks> {
+  return async (core) => {
+    const pricing = livePricing(base, core.allowedPubkeys);
+    const paid = isPaid(pricing);
+    const members = config.READ_ACCESS === 'members';
+    if (!paid && !members) return {};
+    const membership = (isMember: (pubkey: string, now: number) => boolean) => ({
+      isMember,
+      payUrl: (pubkey: string) => payUrl(pricing, pubkey),
+      paymentsUrl: pricing.paymentsUrl,
+    });
+    if (!paid) {
+      const m = await createMembership(pricing, core.db, core.bus, core.log);
+      return { membership: membership(m.isMember), onClose: [m.close] };
+    }
+    const registers = [core.metrics.registry];
+    const heldEvents = new Gauge({ name: 'relay_held_events', help: 'Refused events held for payment (all replicas)', registers });
+    const heldBytes = new Gauge({ name: 'relay_held_events_bytes', help: 'Bytes of refused events held for payment (all replicas)', registers });
+    const heldDropped = new Counter({ name: 'relay_held_events_dropped_total', help: 'Refused events not held because the hold queue was full', registers });
+    const impl = await createPaymentGate(config, pricing, core.db, core.bus, core.log, {
+      onHeldStats: (held) => {
+        heldEvents.set(held.events);
+        heldBytes.set(held.bytes);
+      },
+      onHoldDropped: () => heldDropped.inc(),
+    });
+    // The core's view of a gate (gate.ts): the package's object has that shape, checked here.
+    const gate: PaymentGate = impl;
+    return {
+      gate,
+      ...(members ? { membership: membership(impl.isMember) } : {}),
+      nip11: [paymentInfo(pricing)],
+      purge: [impl.purge],
+      onClose: [impl.close],
+    };
+  };
+}
+
+/**
+ * The relay deployable's wiring: the core with the payment gate's hooks, from the config's
+ * prices (or `opts.pricing`). main.ts loads this module only when something is for sale.
+ */
+export async function startPaidRelay(config: Config, log: Logger, opts: PaidRelayOptions = {}): Promise<Relay> {
+  const pricing = opts.pricing ?? pricingFromConfig(config, { relayPubkey: loadRelayKey(config.RELAY_SECRET_KEY, config.DATA_DIR, config.NODE_ENV === 'production').pubkey });
+  return startRelay(config, log, { db: opts.db, bus: opts.bus, hooks: [paymentHooks(config, pricing), ...(opts.hooks ?? [])] });
+}

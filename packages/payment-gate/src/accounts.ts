@@ -1,0 +1,89 @@
+import { ACCOUNTS_CHANNEL, type Bus } from '@paidrelay/bus';
+import { listAccounts, type AccountRow, type Database } from '@paidrelay/db';
+import { nowSeconds } from '@paidrelay/nostr';
+import type { Account } from '@paidrelay/pricing';
+import type { Logger } from 'pino';
+
+const REFRESH_MS = 30_000;
+
+/**
+ * Accounts as this replica knows them: loaded at start, kept fresh by the bus (a grant on
+ * any admission replica reaches here within a second), and re-read periodically as a backstop.
+ */
+export class AccountCache {
+  private accounts = new Map<string, Account & { version: number }>();
+  /** msat taken by this replica's writes that passed the gate and are not committed yet. */
+  private reserved = new Map<string, number>();
+  private version = 0;
+  private updatedAt = 0;
+  private timer?: NodeJS.Timeout;
+
+  constructor(
+    private readonly db: Database,
+    private readonly log: Logger,
+  ) {}
+
+  async start(bus: Bus): Promise<void> {
+    await bus.subscribe(ACCOUNTS_CHANNEL, (msg) => {
+      try {
+        this.put(JSON.parse(msg) as AccountRow);
+      } catch (err) {
+        this.log.warn({ err: (err as Error).message }, 'accounts: bad bus message');
+      }
+    });
+    await this.refresh();
+    this.timer = setInterval(() => void this.refresh(), REFRESH_MS);
+    this.timer.unref();
+  }
+
+  private async refresh(): Promise<void> {
+    try {
+      const since = this.updatedAt;
+      this.updatedAt = nowSeconds() - 5;
+      for (const row of await listAccounts(this.db.kysely, since > 0 ? { sinceUpdatedAt: since } : undefined)) this.put(row);
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'accounts: refresh failed, keeping the cache');
+    }
+  }
+
+  put(row: AccountRow): void {
+    this.accounts.set(row.pubkey, { admitted: row.admitted, admittedUntil: row.admittedUntil, balanceMsat: row.balanceMsat, version: ++this.version });
+  }
+
+  get(pubkey: string): Account | undefined {
+    return this.accounts.get(pubkey);
+  }
+
+  /** The account as the gate must see it: its balance less what in-flight writes have reserved. */
+  available(pubkey: string): Account | undefined {
+    const a = this.accounts.get(pubkey);
+    const r = this.reserved.get(pubkey) ?? 0;
+    return a && (r === 0 ? a : { ...a, balanceMsat: Math.max(0, a.balanceMsat - r) });
+  }
+
+  /**
+   * Takes `amountMsat` from the available balance for one write (synchronous, so reservations
+   * of one key are serialised). The returned function gives it back once the write is over,
+   * lowering the cached balance only if the debit was committed and no fresher row has arrived
+   * since (a fresher row already counts it). Nothing is changed inside a transaction: an
+   * aborted one leaves the cache as it was.
+   */
+  reserve(pubkey: string, amountMsat: number): (committed: boolean) => void {
+    this.reserved.set(pubkey, (this.reserved.get(pubkey) ?? 0) + amountMsat);
+    const version = this.accounts.get(pubkey)?.version;
+    let done = false;
+    return (committed) => {
+      if (done) return;
+      done = true;
+      const left = (this.reserved.get(pubkey) ?? 0) - amountMsat;
+      if (left > 0) this.reserved.set(pubkey, left);
+      else this.reserved.delete(pubkey);
+      const a = this.accounts.get(pubkey);
+      if (committed && a && a.version === version) a.balanceMsat = Math.max(0, a.balanceMsat - amountMsat);
+    };
+  }
+
+  close(): void {
+    clearInterval(this.timer);
+  }
+}
