@@ -76,7 +76,9 @@ async function bundle(app: string, entries: string[]): Promise<void> {
     target: 'node20',
     sourcemap: true,
     // CommonJS dependencies (pg, redis, pino...) call require(): give the ESM bundle a real one.
-    banner: { js: "import { createRequire as __paidrelayCreateRequire } from 'node:module'; const require = __paidrelayCreateRequire(import.meta.url);" },
+    banner: {
+      js: "import { createRequire as __paidrelayCreateRequire } from 'node:module'; const require = __paidrelayCreateRequire(import.meta.url);",
+    },
     external: EXTERNAL,
     define: { __PAIDRELAY_BUNDLE__: 'true' },
     // Constant folding drops the from-source branches (tsx in the worker bootstrap, esbuild for
@@ -122,5 +124,9 @@ if (apps.includes('all-in-one')) for (const needed of ['relay', 'admission', 'da
 
 const started = Date.now();
 for (const app of apps) await rm(join(ROOT, 'apps', app, 'dist'), { recursive: true, force: true });
-await Promise.all([...apps.map((app) => bundle(app, ENTRIES[app])), ...(apps.includes('admission') ? [buildPage()] : []), ...(apps.includes('dashboard') ? [buildDashboardPage()] : [])]);
+await Promise.all([
+  ...apps.map((app) => bundle(app, ENTRIES[app])),
+  ...(apps.includes('admission') ? [buildPage()] : []),
+  ...(apps.includes('dashboard') ? [buildDashboardPage()] : []),
+]);
 process.stdout.write(`built ${apps.map((a) => `apps/${a}/dist`).join(', ')} in ${Date.now() - started} ms\n`);

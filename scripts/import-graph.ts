@@ -25,7 +25,8 @@ function workspaceExports(): Map<string, string> {
       if (!existsSync(pj)) continue;
       const pkg = JSON.parse(readFileSync(pj, 'utf8')) as { name: string; exports?: Record<string, string> | string };
       const exports = typeof pkg.exports === 'string' ? { '.': pkg.exports } : (pkg.exports ?? {});
-      for (const [sub, file] of Object.entries(exports)) out.set(sub === '.' ? pkg.name : `${pkg.name}/${sub.slice(2)}`, join(ROOT, parent, dir, file));
+      for (const [sub, file] of Object.entries(exports))
+        out.set(sub === '.' ? pkg.name : `${pkg.name}/${sub.slice(2)}`, join(ROOT, parent, dir, file));
     }
   }
   return out;
@@ -71,14 +72,22 @@ function importsOf(file: string, dynamic: boolean): string[] {
     if (!clause) return false; // `import 'x'`: loaded for its effects
     if (clause.isTypeOnly) return true;
     const named = clause.namedBindings;
-    return !clause.name && named !== undefined && ts.isNamedImports(named) && named.elements.length > 0 && named.elements.every((e) => e.isTypeOnly);
+    return (
+      !clause.name &&
+      named !== undefined &&
+      ts.isNamedImports(named) &&
+      named.elements.length > 0 &&
+      named.elements.every((e) => e.isTypeOnly)
+    );
   };
   const walk = (node: ts.Node) => {
     if (ts.isImportDeclaration(node) && ts.isStringLiteral(node.moduleSpecifier)) {
       if (!erased(node.importClause)) out.push(node.moduleSpecifier.text);
     } else if (ts.isExportDeclaration(node) && node.moduleSpecifier && ts.isStringLiteral(node.moduleSpecifier)) {
       const named = node.exportClause;
-      const typeOnly = node.isTypeOnly || (named !== undefined && ts.isNamedExports(named) && named.elements.length > 0 && named.elements.every((e) => e.isTypeOnly));
+      const typeOnly =
+        node.isTypeOnly ||
+        (named !== undefined && ts.isNamedExports(named) && named.elements.length > 0 && named.elements.every((e) => e.isTypeOnly));
       if (!typeOnly) out.push(node.moduleSpecifier.text);
     } else if (dynamic && ts.isCallExpression(node) && node.expression.kind === ts.SyntaxKind.ImportKeyword) {
       const [arg] = node.arguments;

@@ -35,7 +35,16 @@ if (!haveBrowser) {
   console.warn(`${msg}: skipped`);
 }
 
-const BROWSER_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-quic', '--no-first-run', '--disable-component-update', '--disable-sync'];
+const BROWSER_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-background-networking',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-component-update',
+  '--disable-sync',
+];
 
 function newKey() {
   const sk = generateSecretKey();
@@ -63,7 +72,14 @@ describe.skipIf(!haveBrowser)('admin dashboard in a browser, against the real st
 
   beforeAll(async () => {
     t = await startStack(
-      { ADMIN_PUBKEYS: admin.npub, PRICE_ADMISSION_MSAT: '21000', PRICE_EVENT_MSAT: '5000', RATE_EVENTS_PER_IP: '0', RATE_EVENTS_PER_PUBKEY: '0', RATE_REQS_PER_IP: '0' },
+      {
+        ADMIN_PUBKEYS: admin.npub,
+        PRICE_ADMISSION_MSAT: '21000',
+        PRICE_EVENT_MSAT: '5000',
+        RATE_EVENTS_PER_IP: '0',
+        RATE_EVENTS_PER_PUBKEY: '0',
+        RATE_REQS_PER_IP: '0',
+      },
       { backend: process.env.TEST_DATABASE_URL ? 'postgres' : 'pglite' },
     );
     const config = loadConfig({ HOST: '127.0.0.1', LOG_LEVEL: 'silent', RELAY_NAME: 'Test relay' });
@@ -127,7 +143,11 @@ describe.skipIf(!haveBrowser)('admin dashboard in a browser, against the real st
   }
 
   async function api(path: string, json: unknown) {
-    const res = await fetch(t.apiBase + path, { method: 'POST', body: JSON.stringify(json), headers: { 'Content-Type': 'application/json' } });
+    const res = await fetch(t.apiBase + path, {
+      method: 'POST',
+      body: JSON.stringify(json),
+      headers: { 'Content-Type': 'application/json' },
+    });
     return (await res.json()) as Record<string, any>;
   }
 
@@ -157,7 +177,13 @@ describe.skipIf(!haveBrowser)('admin dashboard in a browser, against the real st
     const made = signed.get(admin.pk)!;
     expect(made.length).toBeGreaterThanOrEqual(2);
     expect(made[0].kind).toBe(27235);
-    expect(made[0].tags).toEqual(expect.arrayContaining([['u', t.relayUrl.replace(/^ws/, 'http') + '/'], ['method', 'POST'], ['payload', expect.stringMatching(/^[0-9a-f]{64}$/)]]));
+    expect(made[0].tags).toEqual(
+      expect.arrayContaining([
+        ['u', t.relayUrl.replace(/^ws/, 'http') + '/'],
+        ['method', 'POST'],
+        ['payload', expect.stringMatching(/^[0-9a-f]{64}$/)],
+      ]),
+    );
 
     // Revenue by product: the admission's 21 sats in the current hour.
     await expect.poll(() => points(page, 'chart-revenue'), { timeout: 10_000 }).toBeGreaterThanOrEqual(1);
@@ -165,7 +191,9 @@ describe.skipIf(!haveBrowser)('admin dashboard in a browser, against the real st
     expect(await page.getByTestId('fig-received').textContent()).toBe('21 sats');
     expect(await page.locator('[data-testid=chart-revenue] canvas').count()).toBe(1);
     // Writes per minute by reason: accepted and refused (payment required is a blocked: refusal).
-    await expect.poll(() => series(page, 'chart-writes'), { timeout: 10_000 }).toEqual(expect.arrayContaining(['accepted', 'refused:blocked']));
+    await expect
+      .poll(() => series(page, 'chart-writes'), { timeout: 10_000 })
+      .toEqual(expect.arrayContaining(['accepted', 'refused:blocked']));
     // Held events wait for payment: the stranger's refused write.
     expect(Number((await page.getByTestId('fig-held').textContent())!.split(' ')[0])).toBeGreaterThanOrEqual(1);
     expect(Number(await page.getByTestId('fig-connections').textContent())).toBeGreaterThanOrEqual(1);
@@ -175,7 +203,10 @@ describe.skipIf(!haveBrowser)('admin dashboard in a browser, against the real st
     const at = Number(await page.getByTestId('updated').getAttribute('data-at'));
     expect((await publish(sign(member.sk, { content: 'one more' }))).ok).toBe(true);
     await expect
-      .poll(async () => Number((await page.getByTestId('fig-events').textContent())!.replace(/[^\d]/g, '')), { timeout: 8000, interval: 250 })
+      .poll(async () => Number((await page.getByTestId('fig-events').textContent())!.replace(/[^\d]/g, '')), {
+        timeout: 8000,
+        interval: 250,
+      })
       .toBe(stored + 1);
     expect(Number(await page.getByTestId('updated').getAttribute('data-at'))).toBeGreaterThan(at);
 
@@ -227,7 +258,14 @@ describe.skipIf(!haveBrowser)('admin dashboard in a browser, against the real st
     const target = sign(member.sk, { content: 'still fine' });
     expect((await publish(target)).ok).toBe(true);
     // A NIP-56 report of it (kind 1984, an `e` tag with the report type).
-    const report = sign(member.sk, { kind: 1984, tags: [['e', target.id, 'spam'], ['p', member.pk]], content: '' });
+    const report = sign(member.sk, {
+      kind: 1984,
+      tags: [
+        ['e', target.id, 'spam'],
+        ['p', member.pk],
+      ],
+      content: '',
+    });
     expect((await publish(report)).ok).toBe(true);
     const ctx = await signerContext(admin, { width: 390, height: 844 }, true);
     const page = await open(ctx);
@@ -278,7 +316,9 @@ describe.skipIf(!haveBrowser)('admin dashboard in a browser, against the real st
     await page.getByTestId('info-description').fill('Run from the dashboard.');
     await page.getByTestId('info-save').click();
     await expect.poll(() => page.getByTestId('info-result').textContent()).toBe('Saved (name, description).');
-    const doc = (await (await fetch(t.relayUrl.replace(/^ws/, 'http'), { headers: { Accept: 'application/nostr+json' } })).json()) as Record<string, unknown>;
+    const doc = (await (
+      await fetch(t.relayUrl.replace(/^ws/, 'http'), { headers: { Accept: 'application/nostr+json' } })
+    ).json()) as Record<string, unknown>;
     expect(doc).toMatchObject({ name: 'Dashboard relay', description: 'Run from the dashboard.' });
     await ctx.close();
   }, 30_000);

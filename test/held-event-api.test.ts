@@ -51,7 +51,7 @@ describe(`the held event API (${backend})`, () => {
     }
   });
 
-  it("with another pubkey it is a 404 exactly like an unknown id", async () => {
+  it('with another pubkey it is a 404 exactly like an unknown id', async () => {
     const unknown = await get(`/api/held/${'f'.repeat(64)}`);
     expect(unknown.status).toBe(404);
     for (const q of [`?pubkey=${other.pubkey}`, `?pubkey=${npubEncode(other.pubkey)}`]) {

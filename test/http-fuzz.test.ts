@@ -17,7 +17,14 @@ const backend = process.env.TEST_DATABASE_URL ? 'postgres' : 'pglite';
 if (process.env.CI && !process.env.TEST_DATABASE_URL) throw new Error('CI must set TEST_DATABASE_URL');
 
 const BAD_ENCODINGS = ['%ZZ', '%E0%A4%A', '%C0%AF', '%', '%FF%FE'];
-const PARAM_ROUTES = ['/api/invoices/{}', '/api/invoices/{}/events', '/api/accounts/{}', '/api/held/{}', '/.well-known/lnurlp/{}', '/lnurlp/{}/callback'];
+const PARAM_ROUTES = [
+  '/api/invoices/{}',
+  '/api/invoices/{}/events',
+  '/api/accounts/{}',
+  '/api/held/{}',
+  '/.well-known/lnurlp/{}',
+  '/lnurlp/{}/callback',
+];
 
 let t: TestStack;
 let admissionPort: number;
@@ -47,19 +54,25 @@ function below500(a: RawAnswer): void {
 }
 
 describe('admission service: malformed request targets are 4xx, never a crash', () => {
-  it.each(PARAM_ROUTES.flatMap((r) => BAD_ENCODINGS.map((e) => [r.replace('{}', e), e] as const)))('GET %s is 400 with a message', async (path) => {
-    const a = await rawRequest(admissionPort, `GET ${path} HTTP/1.1`);
-    expect(a.statuses).toEqual([400]);
-    expect((jsonBody(a) as { error: string }).error).toMatch(/percent-encoding/);
-    expect((await fetch(`${t.apiBase}/healthz`)).status).toBe(200);
-  });
+  it.each(PARAM_ROUTES.flatMap((r) => BAD_ENCODINGS.map((e) => [r.replace('{}', e), e] as const)))(
+    'GET %s is 400 with a message',
+    async (path) => {
+      const a = await rawRequest(admissionPort, `GET ${path} HTTP/1.1`);
+      expect(a.statuses).toEqual([400]);
+      expect((jsonBody(a) as { error: string }).error).toMatch(/percent-encoding/);
+      expect((await fetch(`${t.apiBase}/healthz`)).status).toBe(200);
+    },
+  );
 
-  it.each(['GET http://[::1/api/pricing HTTP/1.1', 'GET http://%zz/ HTTP/1.1', 'GET http://[::1/api/invoices/%ZZ HTTP/1.1'])('%s is 400', async (line) => {
-    const a = await rawRequest(admissionPort, line);
-    expect(a.statuses).toEqual([400]);
-    expect((jsonBody(a) as { error: string }).error).toMatch(/malformed request target/);
-    expect((await fetch(`${t.apiBase}/healthz`)).status).toBe(200);
-  });
+  it.each(['GET http://[::1/api/pricing HTTP/1.1', 'GET http://%zz/ HTTP/1.1', 'GET http://[::1/api/invoices/%ZZ HTTP/1.1'])(
+    '%s is 400',
+    async (line) => {
+      const a = await rawRequest(admissionPort, line);
+      expect(a.statuses).toEqual([400]);
+      expect((jsonBody(a) as { error: string }).error).toMatch(/malformed request target/);
+      expect((await fetch(`${t.apiBase}/healthz`)).status).toBe(200);
+    },
+  );
 
   it('an absolute-form target with a good host is routed by its path', async () => {
     const a = await rawRequest(admissionPort, 'GET http://example.com/api/pricing HTTP/1.1');
@@ -78,7 +91,11 @@ describe('admission service: malformed request targets are 4xx, never a crash', 
     expect(res.status).toBe(200);
     const { pr } = (await res.json()) as { pr: string };
     expect(pr).toMatch(/^ln/);
-    const row = await t.stack.db.kysely.selectFrom('invoices').select(['product', 'bolt11']).where('bolt11', '=', pr).executeTakeFirstOrThrow();
+    const row = await t.stack.db.kysely
+      .selectFrom('invoices')
+      .select(['product', 'bolt11'])
+      .where('bolt11', '=', pr)
+      .executeTakeFirstOrThrow();
     expect(row.product).toBe('credit');
   });
 
@@ -101,7 +118,10 @@ describe('relay HTTP handlers (uWS): no throw or rejection escapes, aborted resp
     const log = createLogger('silent', 'http-test');
     const ctx = {
       config,
-      log: Object.assign(Object.create(log), { error: (o: { err: string }) => errors.push(o.err), warn: (o: { err: string }) => errors.push(o.err) }),
+      log: Object.assign(Object.create(log), {
+        error: (o: { err: string }) => errors.push(o.err),
+        warn: (o: { err: string }) => errors.push(o.err),
+      }),
       key: { pubkey: 'a'.repeat(64) },
       nip11: t.stack.relay.ctx.nip11,
       relayUrl: 'ws://localhost',
@@ -187,7 +207,7 @@ const hexDigit = fc.constantFrom(...'0123456789abcdefABCDEFzZ%'.split(''));
 const pctPiece = fc.oneof(
   fc.constantFrom(...BAD_ENCODINGS, '%2F', '%00', '%0D%0A', '%20', '%25', '%F0%9F%98%80', '%ED%A0%80', '%C3', '..', '.', ''),
   fc.tuple(hexDigit, hexDigit).map(([a, b]) => `%${a}${b}`),
-  fc.constantFrom(...'abcXYZ019-._~!$&\'()*+,;=:@'.split('')),
+  fc.constantFrom(..."abcXYZ019-._~!$&'()*+,;=:@".split('')),
   fc.stringMatching(/^[0-9a-f]{64}$/),
   fc.constant('npub1' + 'q'.repeat(58)),
 );
@@ -198,9 +218,15 @@ const param = fc.oneof(
 );
 const query = fc.option(
   fc
-    .array(fc.tuple(fc.constantFrom('amount', 'nostr', 'pubkey', 'x', '%ZZ', ''), fc.oneof(param, fc.integer().map(String), fc.constantFrom('1e400', 'NaN', '-1', '21000', '{}'))), {
-      maxLength: 4,
-    })
+    .array(
+      fc.tuple(
+        fc.constantFrom('amount', 'nostr', 'pubkey', 'x', '%ZZ', ''),
+        fc.oneof(param, fc.integer().map(String), fc.constantFrom('1e400', 'NaN', '-1', '21000', '{}')),
+      ),
+      {
+        maxLength: 4,
+      },
+    )
     .map((kv) => '?' + kv.map(([k, v]) => `${k}=${v}`).join('&')),
   { nil: '' },
 );
@@ -213,13 +239,42 @@ const method = fc.oneof(
   { weight: 2, arbitrary: fc.constantFrom('PUT', 'DELETE', 'PATCH', 'TRACE', 'CONNECT', 'PROPFIND', 'get', 'BREW', '') },
   { weight: 1, arbitrary: fc.string({ unit: 'binary-ascii', maxLength: 8 }) },
 );
-const version = fc.oneof({ weight: 8, arbitrary: fc.constant('HTTP/1.1') }, { weight: 2, arbitrary: fc.constantFrom('HTTP/1.0', 'HTTP/2.0', 'HTTP/9', 'HTTP/1.1x', '') });
+const version = fc.oneof(
+  { weight: 8, arbitrary: fc.constant('HTTP/1.1') },
+  { weight: 2, arbitrary: fc.constantFrom('HTTP/1.0', 'HTTP/2.0', 'HTTP/9', 'HTTP/1.1x', '') },
+);
 const printable = fc.stringMatching(/^[\x20-\x7e]{0,40}$/);
 const header = fc.oneof(
   fc.tuple(
-    fc.constantFrom('Content-Type', 'Accept', 'Accept-Encoding', 'X-Forwarded-For', 'Host', 'Origin', 'Upgrade', 'Sec-WebSocket-Key', 'Sec-WebSocket-Version', 'Sec-WebSocket-Protocol', 'Sec-WebSocket-Extensions', 'Cookie', 'Authorization', 'Range'),
+    fc.constantFrom(
+      'Content-Type',
+      'Accept',
+      'Accept-Encoding',
+      'X-Forwarded-For',
+      'Host',
+      'Origin',
+      'Upgrade',
+      'Sec-WebSocket-Key',
+      'Sec-WebSocket-Version',
+      'Sec-WebSocket-Protocol',
+      'Sec-WebSocket-Extensions',
+      'Cookie',
+      'Authorization',
+      'Range',
+    ),
     fc.oneof(
-      fc.constantFrom('application/json', 'application/nostr+json', 'gzip', 'websocket', 'dGhlIHNhbXBsZSBub25jZQ==', '13', '*/*', '', '%ZZ', '::1, 1.2.3.4'),
+      fc.constantFrom(
+        'application/json',
+        'application/nostr+json',
+        'gzip',
+        'websocket',
+        'dGhlIHNhbXBsZSBub25jZQ==',
+        '13',
+        '*/*',
+        '',
+        '%ZZ',
+        '::1, 1.2.3.4',
+      ),
       printable,
       fc.string({ unit: 'binary-ascii', maxLength: 40 }),
     ),
@@ -233,12 +288,15 @@ const body = fc.oneof(
   {
     weight: 2,
     arbitrary: fc
-      .record({
-        pubkey: fc.oneof(fc.stringMatching(/^[0-9a-f]{64}$/), fc.string()),
-        product: fc.constantFrom('admission', 'subscription', 'credit', 'event', 'gold', ''),
-        amount_msat: fc.oneof(fc.integer(), fc.double(), fc.constant(1e400)),
-        event_id: fc.oneof(fc.stringMatching(/^[0-9a-f]{64}$/), fc.string()),
-      }, { requiredKeys: [] })
+      .record(
+        {
+          pubkey: fc.oneof(fc.stringMatching(/^[0-9a-f]{64}$/), fc.string()),
+          product: fc.constantFrom('admission', 'subscription', 'credit', 'event', 'gold', ''),
+          amount_msat: fc.oneof(fc.integer(), fc.double(), fc.constant(Number.POSITIVE_INFINITY)),
+          event_id: fc.oneof(fc.stringMatching(/^[0-9a-f]{64}$/), fc.string()),
+        },
+        { requiredKeys: [] },
+      )
       .map((o) => Buffer.from(JSON.stringify(o))),
   },
   { weight: 1, arbitrary: fc.uint8Array({ maxLength: 300 }).map((a) => Buffer.from(a)) },
@@ -253,11 +311,16 @@ type Case = { bytes: Buffer; what: string; halfClose: boolean };
  * header values and body still fuzzed) that reaches the route handlers.
  */
 function structuredArb(paths: string[], wild: boolean): fc.Arbitrary<Case> {
-  const printableHeader = fc.tuple(fc.constantFrom('Content-Type', 'Accept', 'Accept-Encoding', 'X-Forwarded-For', 'Origin', 'Cookie', 'Range', 'X-Any'), printable);
+  const printableHeader = fc.tuple(
+    fc.constantFrom('Content-Type', 'Accept', 'Accept-Encoding', 'X-Forwarded-For', 'Origin', 'Cookie', 'Range', 'X-Any'),
+    printable,
+  );
   return fc
     .record({
       method: wild ? method : fc.constantFrom('GET', 'GET', 'POST', 'HEAD', 'OPTIONS'),
-      path: fc.tuple(fc.constantFrom(...paths), fc.array(param, { minLength: 2, maxLength: 2 })).map(([p, [a, b]]) => p.replace('{}', a).replace('{}', b)),
+      path: fc
+        .tuple(fc.constantFrom(...paths), fc.array(param, { minLength: 2, maxLength: 2 }))
+        .map(([p, [a, b]]) => p.replace('{}', a).replace('{}', b)),
       query,
       absolute: wild ? fc.oneof({ weight: 3, arbitrary: fc.constant(undefined) }, { weight: 1, arbitrary: host }) : fc.constant(undefined),
       version: wild ? version : fc.constant('HTTP/1.1'),
@@ -278,26 +341,36 @@ function structuredArb(paths: string[], wild: boolean): fc.Arbitrary<Case> {
         payload = Buffer.concat([Buffer.from(`${payload.length.toString(16)}\r\n`), payload, Buffer.from('\r\n0\r\n\r\n')]);
       }
       const head = [line, 'Host: 127.0.0.1', ...hs, 'Connection: close'].join('\r\n') + '\r\n\r\n';
-      return { bytes: Buffer.concat([Buffer.from(head, 'latin1'), payload]), what: JSON.stringify(head.slice(0, 400)), halfClose: r.halfClose };
+      return {
+        bytes: Buffer.concat([Buffer.from(head, 'latin1'), payload]),
+        what: JSON.stringify(head.slice(0, 400)),
+        halfClose: r.halfClose,
+      };
     });
 }
 
 function requestArb(paths: string[]): fc.Arbitrary<Case> {
   const structured = structuredArb(paths, false);
   const wild = structuredArb(paths, true);
-  const garbage = fc
-    .tuple(fc.uint8Array({ minLength: 1, maxLength: 400 }), fc.boolean())
-    .map(([a, crlf]) => {
-      const bytes = Buffer.concat([Buffer.from(a), Buffer.from(crlf ? '\r\n\r\n' : '')]);
-      return { bytes, what: `garbage ${bytes.toString('hex').slice(0, 200)}`, halfClose: true };
-    });
+  const garbage = fc.tuple(fc.uint8Array({ minLength: 1, maxLength: 400 }), fc.boolean()).map(([a, crlf]) => {
+    const bytes = Buffer.concat([Buffer.from(a), Buffer.from(crlf ? '\r\n\r\n' : '')]);
+    return { bytes, what: `garbage ${bytes.toString('hex').slice(0, 200)}`, halfClose: true };
+  });
   const prefixed = fc
-    .tuple(fc.constantFrom('GET / HTTP/1.1\r\n', 'GET /api/held/', 'POST /api/invoices HTTP/1.1\r\nContent-Length: 5\r\n\r\n', 'GET '), fc.uint8Array({ maxLength: 200 }))
+    .tuple(
+      fc.constantFrom('GET / HTTP/1.1\r\n', 'GET /api/held/', 'POST /api/invoices HTTP/1.1\r\nContent-Length: 5\r\n\r\n', 'GET '),
+      fc.uint8Array({ maxLength: 200 }),
+    )
     .map(([p, a]) => {
       const bytes = Buffer.concat([Buffer.from(p), Buffer.from(a), Buffer.from('\r\n\r\n')]);
       return { bytes, what: `prefixed ${JSON.stringify(bytes.toString('latin1').slice(0, 200))}`, halfClose: true };
     });
-  return fc.oneof({ weight: 4, arbitrary: structured }, { weight: 3, arbitrary: wild }, { weight: 1, arbitrary: garbage }, { weight: 1, arbitrary: prefixed });
+  return fc.oneof(
+    { weight: 4, arbitrary: structured },
+    { weight: 3, arbitrary: wild },
+    { weight: 1, arbitrary: garbage },
+    { weight: 1, arbitrary: prefixed },
+  );
 }
 
 describe(`HTTP fuzz over raw TCP (${backend})`, () => {
@@ -308,24 +381,28 @@ describe(`HTTP fuzz over raw TCP (${backend})`, () => {
     // drops the connection later, so fewer of its cases get an answer.
     ['admission service', () => admissionPort, ADMISSION_PATHS, 0.5],
     ['relay', () => relayPort, RELAY_PATHS, 0.25],
-  ] as const)('the %s answers every request below 500 and keeps serving', async (_name, port, paths, minAnswered) => {
-    let answered = 0;
-    await fc.assert(
-      fc.asyncProperty(requestArb([...paths]), async (c) => {
-        const a = await rawHttp(port(), c.bytes, { timeoutMs: 700, halfClose: c.halfClose });
-        if (a.statuses.length > 0) answered++;
-        // Anything sent back is a complete status below 500; silence means the server waits for
-        // more bytes or closed the connection, never that it died (checked next).
-        for (const s of a.statuses) {
-          if (s >= 500) throw new Error(`status ${s} for ${c.what}:\n${a.data.toString('latin1').slice(0, 400)}`);
-        }
-      }),
-      { numRuns: runs, endOnFailure: true },
-    );
-    // Most fuzz cases are well-formed enough to be answered: the fuzzer reaches the handlers.
-    expect(answered).toBeGreaterThan(runs * minAnswered);
-    await bothServersAnswer();
-  }, 240_000);
+  ] as const)(
+    'the %s answers every request below 500 and keeps serving',
+    async (_name, port, paths, minAnswered) => {
+      let answered = 0;
+      await fc.assert(
+        fc.asyncProperty(requestArb([...paths]), async (c) => {
+          const a = await rawHttp(port(), c.bytes, { timeoutMs: 700, halfClose: c.halfClose });
+          if (a.statuses.length > 0) answered++;
+          // Anything sent back is a complete status below 500; silence means the server waits for
+          // more bytes or closed the connection, never that it died (checked next).
+          for (const s of a.statuses) {
+            if (s >= 500) throw new Error(`status ${s} for ${c.what}:\n${a.data.toString('latin1').slice(0, 400)}`);
+          }
+        }),
+        { numRuns: runs, endOnFailure: true },
+      );
+      // Most fuzz cases are well-formed enough to be answered: the fuzzer reaches the handlers.
+      expect(answered).toBeGreaterThan(runs * minAnswered);
+      await bothServersAnswer();
+    },
+    240_000,
+  );
 
   it('both servers still answer normal requests, and every route answers a normal request below 500', async () => {
     await bothServersAnswer();

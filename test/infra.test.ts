@@ -77,7 +77,9 @@ function walk(dir: string): string[] {
 // ------------------------------------------------------------------------------------------
 
 const yamlFiles = walk(INFRA).filter((f) => /\.ya?ml$/.test(f));
-const overlayDirs = readdirSync(OVERLAYS).map((d) => join(OVERLAYS, d)).filter((d) => statSync(d).isDirectory());
+const overlayDirs = readdirSync(OVERLAYS)
+  .map((d) => join(OVERLAYS, d))
+  .filter((d) => statSync(d).isDirectory());
 const renderDirs = [BASE, ...overlayDirs];
 
 const repo = new Context(ROOT);
@@ -187,27 +189,35 @@ describe('infra: kubectl', () => {
 // Rendered manifests
 // ------------------------------------------------------------------------------------------
 
-describe.skipIf(!KUBECTL).each(renderDirs.map((dir) => ({ name: relative(ROOT, dir), dir })))('infra: kubectl kustomize $name', ({ dir }) => {
-  const objs = () => render(dir);
+describe.skipIf(!KUBECTL).each(renderDirs.map((dir) => ({ name: relative(ROOT, dir), dir })))(
+  'infra: kubectl kustomize $name',
+  ({ dir }) => {
+    const objs = () => render(dir);
 
-  it('renders the expected objects, no Secret', () => checkRenderedObjects(objs()));
-  it('every object is a known apiVersion/kind with a valid name, and passes the Kubernetes schema without unknown fields', () => checkSchemas(objs()));
-  it('label, annotation and ConfigMap values are strings', () => checkStringValues(objs()));
-  it('the namespace of the kustomization is on every namespaced object, and its Namespace is rendered', () => checkNamespace(objs(), namespaceOf(dir)));
-  it('Deployment selectors match their pod templates and no two Deployments share pods', () => checkSelectors(objs()));
-  it('each Service and PDB selects the pods of exactly one Deployment, Service ports reach container ports, PDBs allow evictions', () => checkServicesAndPdbs(objs()));
-  it('the relay HPA scales an existing Deployment on CPU, from at least 3 replicas, and owns its replica count', () => checkHpa(objs()));
-  it('probes use the paths and ports the apps serve', () => checkProbes(objs(), sources));
-  it('Prometheus scrape annotations point at /metrics on the container port', () => checkScrapeAnnotations(objs()));
-  it('containers keep the image entry point and start the right app of the image', () => checkContainerCommands(objs(), image));
-  it('every env name is a config variable, and secrets come only from the documented Secret', () => checkEnvAndSecrets(objs()));
-  it('the configuration each pod sees is valid for production', () => checkProductionConfig(objs(), image.env));
-  it("pods run as the image's non-root user with a read-only root filesystem, DATA_DIR and /tmp on emptyDir volumes", () => checkPodSecurity(objs(), image));
-  it('every container has CPU and memory requests and limits, requests within limits', () => checkResources(objs()));
-  it('shutdown drains: a preStop sleep shorter than the grace period, so the load balancer lets go first', () => checkShutdown(objs()));
-  it('the Ingress sends the relay host to the relay and every public admission route to the admission service', () => checkIngress(objs(), sources.admission));
-  it('the image has a HEALTHCHECK on /healthz or every container is probed', () => checkHealth(docker, objs()));
-});
+    it('renders the expected objects, no Secret', () => checkRenderedObjects(objs()));
+    it('every object is a known apiVersion/kind with a valid name, and passes the Kubernetes schema without unknown fields', () =>
+      checkSchemas(objs()));
+    it('label, annotation and ConfigMap values are strings', () => checkStringValues(objs()));
+    it('the namespace of the kustomization is on every namespaced object, and its Namespace is rendered', () =>
+      checkNamespace(objs(), namespaceOf(dir)));
+    it('Deployment selectors match their pod templates and no two Deployments share pods', () => checkSelectors(objs()));
+    it('each Service and PDB selects the pods of exactly one Deployment, Service ports reach container ports, PDBs allow evictions', () =>
+      checkServicesAndPdbs(objs()));
+    it('the relay HPA scales an existing Deployment on CPU, from at least 3 replicas, and owns its replica count', () => checkHpa(objs()));
+    it('probes use the paths and ports the apps serve', () => checkProbes(objs(), sources));
+    it('Prometheus scrape annotations point at /metrics on the container port', () => checkScrapeAnnotations(objs()));
+    it('containers keep the image entry point and start the right app of the image', () => checkContainerCommands(objs(), image));
+    it('every env name is a config variable, and secrets come only from the documented Secret', () => checkEnvAndSecrets(objs()));
+    it('the configuration each pod sees is valid for production', () => checkProductionConfig(objs(), image.env));
+    it("pods run as the image's non-root user with a read-only root filesystem, DATA_DIR and /tmp on emptyDir volumes", () =>
+      checkPodSecurity(objs(), image));
+    it('every container has CPU and memory requests and limits, requests within limits', () => checkResources(objs()));
+    it('shutdown drains: a preStop sleep shorter than the grace period, so the load balancer lets go first', () => checkShutdown(objs()));
+    it('the Ingress sends the relay host to the relay and every public admission route to the admission service', () =>
+      checkIngress(objs(), sources.admission));
+    it('the image has a HEALTHCHECK on /healthz or every container is probed', () => checkHealth(docker, objs()));
+  },
+);
 
 describe.skipIf(!KUBECTL)('infra: overlays', () => {
   it.each(overlayDirs.map((d) => [relative(ROOT, d), d]))('%s: its images, namespace and patches take effect', (_, dir) => {
@@ -221,15 +231,19 @@ describe.skipIf(!KUBECTL)('infra: overlays', () => {
 // ------------------------------------------------------------------------------------------
 
 describe('infra: Dockerfile', () => {
-  it('has build and runtime stages on pinned Debian (glibc) Node images, not Alpine, the runtime copying from a build stage', () => checkBaseImages(docker));
+  it('has build and runtime stages on pinned Debian (glibc) Node images, not Alpine, the runtime copying from a build stage', () =>
+    checkBaseImages(docker));
   it('builds the native verifier against libsecp256k1-dev and ships the runtime library', () => checkNativeVerifier(docker));
-  it('installs with pnpm 12 from the lockfile, the two apps, no devDependencies at run time', () => checkPnpmInstall(docker, read(join(ROOT, 'pnpm-lock.yaml'))));
+  it('installs with pnpm 12 from the lockfile, the two apps, no devDependencies at run time', () =>
+    checkPnpmInstall(docker, read(join(ROOT, 'pnpm-lock.yaml'))));
   it('every COPY source exists in the build context and is not excluded by the ignore file', () => checkCopySources(docker, ctx));
   it('copies no secret and sets none', () => checkNoSecrets(docker, ctx));
   it('the ignore file keeps local state, build output and secrets out of the build context', () => checkIgnoreFile(ignoreFile));
-  it('copies the manifest and sources of every workspace package the apps need, and the verifier sources before the install', () => checkWorkspaceCopied(docker, ctx));
+  it('copies the manifest and sources of every workspace package the apps need, and the verifier sources before the install', () =>
+    checkWorkspaceCopied(docker, ctx));
   it('runs as a numeric non-root user with NODE_ENV=production, DATA_DIR writable', () => checkRuntimeUser(docker));
-  it('its entry point execs node on a file the image has (copied or built), for the relay (default) and the admission service', () => checkEntrypoint(docker, ctx));
+  it('its entry point execs node on a file the image has (copied or built), for the relay (default) and the admission service', () =>
+    checkEntrypoint(docker, ctx));
   it('the ignore file BuildKit uses is the one next to the Dockerfile', () => expect(ignoreFile?.path).toBe(`${DOCKERFILE}.dockerignore`));
 });
 
@@ -291,7 +305,9 @@ describe.skipIf(!KUBECTL)('infra: the checks can fail (broken manifests, rendere
     const overlay = join(dir, 'overlays/example');
     const [k] = parseYamlFile(join(overlay, 'kustomization.yaml'));
     const objs = await kustomize(overlay);
-    expect(() => checkOverlayTakesEffect(k, objs, render(BASE), (p) => parseYamlFile(join(overlay, p))[0])).toThrow(/must match the base's image/);
+    expect(() => checkOverlayTakesEffect(k, objs, render(BASE), (p) => parseYamlFile(join(overlay, p))[0])).toThrow(
+      /must match the base's image/,
+    );
   });
 
   it('a writable root filesystem in the base fails the pod security check of the base and the overlay', async () => {
@@ -309,7 +325,9 @@ describe.skipIf(!KUBECTL)('infra: the checks can fail (broken manifests, rendere
     });
     const objs = await kustomize(join(dir, 'base'));
     await expect(checkSchemas(objs)).rejects.toThrow();
-    expect(await schemaProblems(named(objs, 'Deployment', 'paidrelay-admission')!)).toContainEqual(expect.stringMatching(/unknown field .*imagePullPolcy/));
+    expect(await schemaProblems(named(objs, 'Deployment', 'paidrelay-admission')!)).toContainEqual(
+      expect.stringMatching(/unknown field .*imagePullPolcy/),
+    );
     expect(() => checkStringValues(objs)).toThrow(/data\.PORT/);
   });
 
@@ -321,16 +339,35 @@ describe.skipIf(!KUBECTL)('infra: the checks can fail (broken manifests, rendere
   it('checks that used to pass when a thing was missing now fail: no startupProbe, no HPA, a PDB that blocks drains, a missing Namespace', () => {
     const base = render(BASE);
     const overlay = render(overlayDirs.find((d) => d.endsWith('example'))!);
-    expect(() => checkProbes(mutate(base, 'Deployment', 'paidrelay-relay', (d) => delete d.spec.template.spec.containers[0].startupProbe), sources)).toThrow(/relay startupProbe is missing/);
+    expect(() =>
+      checkProbes(
+        mutate(base, 'Deployment', 'paidrelay-relay', (d) => delete d.spec.template.spec.containers[0].startupProbe),
+        sources,
+      ),
+    ).toThrow(/relay startupProbe is missing/);
     expect(() => checkHpa(base.filter((o) => o.kind !== 'HorizontalPodAutoscaler'))).toThrow(/HorizontalPodAutoscalers/);
-    expect(() => checkHpa(mutate(base, 'Deployment', 'paidrelay-relay', (d) => (d.spec.replicas = 3)))).toThrow(/spec.replicas while an HPA/);
-    expect(() => checkServicesAndPdbs(mutate(base, 'PodDisruptionBudget', 'paidrelay-admission', (p) => (p.spec.minAvailable = '100%')))).toThrow(/evictions allowed/);
-    expect(() => checkNamespace(overlay.filter((o) => o.kind !== 'Namespace'), 'paidrelay')).toThrow(/Namespace paidrelay is missing/);
-    expect(() => checkNamespace(base, 'paidrelay')).toThrow(/namespaces of the namespaced objects/);
-    expect(() => checkSelectors(mutate(base, 'Deployment', 'paidrelay-relay', (d) => delete d.spec.template.spec.topologySpreadConstraints))).toThrow(/topologySpreadConstraints/);
-    expect(() => checkHealth(dockerWith(replaceOnce(/HEALTHCHECK[^]*?\]\n/, '')), mutate(base, 'Deployment', 'paidrelay-admission', (d) => delete d.spec.template.spec.containers[0].livenessProbe))).toThrow(
-      /admission livenessProbe/,
+    expect(() => checkHpa(mutate(base, 'Deployment', 'paidrelay-relay', (d) => (d.spec.replicas = 3)))).toThrow(
+      /spec.replicas while an HPA/,
     );
+    expect(() =>
+      checkServicesAndPdbs(mutate(base, 'PodDisruptionBudget', 'paidrelay-admission', (p) => (p.spec.minAvailable = '100%'))),
+    ).toThrow(/evictions allowed/);
+    expect(() =>
+      checkNamespace(
+        overlay.filter((o) => o.kind !== 'Namespace'),
+        'paidrelay',
+      ),
+    ).toThrow(/Namespace paidrelay is missing/);
+    expect(() => checkNamespace(base, 'paidrelay')).toThrow(/namespaces of the namespaced objects/);
+    expect(() =>
+      checkSelectors(mutate(base, 'Deployment', 'paidrelay-relay', (d) => delete d.spec.template.spec.topologySpreadConstraints)),
+    ).toThrow(/topologySpreadConstraints/);
+    expect(() =>
+      checkHealth(
+        dockerWith(replaceOnce(/HEALTHCHECK[\s\S]*?\]\n/, '')),
+        mutate(base, 'Deployment', 'paidrelay-admission', (d) => delete d.spec.template.spec.containers[0].livenessProbe),
+      ),
+    ).toThrow(/admission livenessProbe/);
   });
 
   it('a schema type error (a string port) is reported', async () => {
@@ -364,12 +401,16 @@ describe('infra: the checks can fail (broken Dockerfile, ignore file, entry poin
     const leaky = ctx.with({ 'infra/docker/.env': 'RELAY_SECRET_KEY=00' }).withIgnore(parseIgnoreFile('**/node_modules\n.git\n'));
     const copiesEnv = dockerWith(replaceOnce(/^(FROM .* AS runtime)$/m, '$1\nCOPY infra/docker /etc/paidrelay'));
     expect(() => checkNoSecrets(copiesEnv, leaky)).toThrow(/secret files copied/);
-    expect(() => checkNoSecrets(dockerWith(replaceOnce(/^(ENV NODE_ENV=production)/m, 'ENV RELAY_SECRET_KEY=abc\n$1')), ctx)).toThrow(/RELAY_SECRET_KEY sets a secret/);
+    expect(() => checkNoSecrets(dockerWith(replaceOnce(/^(ENV NODE_ENV=production)/m, 'ENV RELAY_SECRET_KEY=abc\n$1')), ctx)).toThrow(
+      /RELAY_SECRET_KEY sets a secret/,
+    );
   });
 
   it('an ignore file that lets node_modules, native build output or .env into the context', () => {
     expect(() => checkIgnoreFile(parseIgnoreFile('.git\n**/.env\n', 'x'))).toThrow(/must exclude node_modules/);
-    expect(() => checkIgnoreFile(parseIgnoreFile(`${read(join(ROOT, ignoreFile!.path))}\n!packages/secp256k1/build\n`))).toThrow(/secp256k1_verify.node/);
+    expect(() => checkIgnoreFile(parseIgnoreFile(`${read(join(ROOT, ignoreFile!.path))}\n!packages/secp256k1/build\n`))).toThrow(
+      /secp256k1_verify.node/,
+    );
     expect(() => checkIgnoreFile(undefined)).toThrow(/the ignore file .* is missing/);
   });
 
@@ -425,8 +466,11 @@ esac
     checkEntrypoint(model, prodCtx);
     expect(() => checkEntrypoint(parseDockerfile(built.replace(' && pnpm build', '')), prodCtx)).toThrow(/runs a build/);
     expect(() => checkEntrypoint(model, prodCtx.with(withoutBuild))).toThrow(/has a build script/);
-    expect(() => checkEntrypoint(parseDockerfile(built.replace('COPY --from=build /app /app', 'COPY --from=build /app/node_modules /app/node_modules')), prodCtx)).toThrow(
-      /base image|neither copied/,
-    );
+    expect(() =>
+      checkEntrypoint(
+        parseDockerfile(built.replace('COPY --from=build /app /app', 'COPY --from=build /app/node_modules /app/node_modules')),
+        prodCtx,
+      ),
+    ).toThrow(/base image|neither copied/);
   });
 });

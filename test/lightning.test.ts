@@ -25,7 +25,11 @@ const sha256 = (b: Buffer | string) => createHash('sha256').update(b).digest('he
 
 function nwcParts(nwc: string) {
   const u = new URL(nwc.replace('nostr+walletconnect://', 'http://'));
-  return { walletPubkey: u.host, clientPubkey: getPublicKey(Buffer.from(u.searchParams.get('secret')!, 'hex')), relay: u.searchParams.get('relay') };
+  return {
+    walletPubkey: u.host,
+    clientPubkey: getPublicKey(Buffer.from(u.searchParams.get('secret')!, 'hex')),
+    relay: u.searchParams.get('relay'),
+  };
 }
 
 async function walletError(p: Promise<unknown>): Promise<Nip47WalletError> {
@@ -81,7 +85,12 @@ describe.each(backends())('dev Lightning network over NIP-47 through our relay (
 
   it('pays an invoice: one payment_received, settled lookup with the preimage, exact balances', async () => {
     const zapRequest = JSON.stringify({ kind: 9734, content: 'e2e', tags: [['relays', relay.url]] });
-    const inv = await ln.makeInvoice({ amountMsat: 21_000, description: zapRequest, descriptionHash: sha256(zapRequest), expirySeconds: 600 });
+    const inv = await ln.makeInvoice({
+      amountMsat: 21_000,
+      description: zapRequest,
+      descriptionHash: sha256(zapRequest),
+      expirySeconds: 600,
+    });
     const d = decodeBolt11(inv.bolt11);
     expect(d.network).toBe('regtest');
     expect(inv.bolt11.startsWith('lnbcrt210n1')).toBe(true);
@@ -100,7 +109,9 @@ describe.each(backends())('dev Lightning network over NIP-47 through our relay (
 
     await waitFor(() => received.length >= 1);
     await sleep(300); // a second notification would have arrived by now
-    expect(received).toEqual([{ paymentHash: inv.paymentHash, amountMsat: 21_000, preimage: paid.preimage, settledAt: expect.any(Number) }]);
+    expect(received).toEqual([
+      { paymentHash: inv.paymentHash, amountMsat: 21_000, preimage: paid.preimage, settledAt: expect.any(Number) },
+    ]);
 
     const look = await ln.lookupInvoice(inv.paymentHash);
     expect(look.state).toBe('settled');
@@ -279,7 +290,10 @@ describe("on a paid relay (admission price) that lets its own wallets' NIP-47 tr
       // The same kinds from any other key pay like every other write: no free storage or broadcast.
       const sk = generateSecretKey();
       for (const kind of NIP47_EVENT_KINDS) {
-        const ev = finalizeEvent({ kind, created_at: Math.floor(Date.now() / 1000), tags: [['p', getPublicKey(sk)]], content: 'x'.repeat(1000) }, sk);
+        const ev = finalizeEvent(
+          { kind, created_at: Math.floor(Date.now() / 1000), tags: [['p', getPublicKey(sk)]], content: 'x'.repeat(1000) },
+          sk,
+        );
         c.send(['EVENT', ev]);
         const r = await c.ok(ev.id);
         expect(r[2]).toBe(false);

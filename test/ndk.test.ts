@@ -48,7 +48,6 @@ const loopbackOnlyFetch: typeof fetch = (input, init) => {
   return realFetch(input, init);
 };
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 const newKey = () => {
   const sk = generateSecretKey();
@@ -106,7 +105,10 @@ describe('NDK against the whole product with the default prices', () => {
   }
 
   const api = async (path: string, body?: unknown) => {
-    const res = await fetch(t.apiBase + path, body === undefined ? {} : { method: 'POST', body: JSON.stringify(body), headers: { 'Content-Type': 'application/json' } });
+    const res = await fetch(
+      t.apiBase + path,
+      body === undefined ? {} : { method: 'POST', body: JSON.stringify(body), headers: { 'Content-Type': 'application/json' } },
+    );
     return { status: res.status, body: (await res.json()) as Record<string, any> };
   };
 
@@ -121,10 +123,11 @@ describe('NDK against the whole product with the default prices', () => {
   }
 
   /** Publishes with NDK; the error NDK rejects with, or undefined when the relay said OK true. */
-  const publish = (ev: NDKEvent) => ev.publish().then(
-    () => undefined,
-    (e: unknown) => e as NDKPublishError,
-  );
+  const publish = (ev: NDKEvent) =>
+    ev.publish().then(
+      () => undefined,
+      (e: unknown) => e as NDKPublishError,
+    );
 
   beforeAll(async () => {
     (globalThis as { WebSocket?: unknown }).WebSocket = LoopbackOnlyWebSocket;
@@ -249,7 +252,12 @@ describe('NDK against the whole product with the default prices', () => {
       return [...evs].find((e) => e.tagValue('bolt11') === invoices[0]);
     });
     expect(receipt.pubkey).toBe(relayPubkey);
-    expect(zapInvoiceFromEvent(receipt)).toMatchObject({ zappee: zed.pubkey, zapped: relayPubkey, amount: 21000, comment: 'for the relay, from NDK' });
+    expect(zapInvoiceFromEvent(receipt)).toMatchObject({
+      zappee: zed.pubkey,
+      zapped: relayPubkey,
+      amount: 21000,
+      comment: 'for the relay, from NDK',
+    });
     const request = JSON.parse(receipt.tagValue('description')!) as { pubkey: string; tags: string[][] };
     expect(request.pubkey).toBe(zed.pubkey);
     expect(request.tags).toContainEqual(['relays', relayUrl]);

@@ -21,7 +21,9 @@ const PRICES = {
 async function api(t: TestStack, path: string, init?: RequestInit & { json?: unknown }) {
   const res = await fetch(t.apiBase + path, {
     ...init,
-    ...(init?.json !== undefined ? { method: 'POST', body: JSON.stringify(init.json), headers: { 'Content-Type': 'application/json' } } : {}),
+    ...(init?.json !== undefined
+      ? { method: 'POST', body: JSON.stringify(init.json), headers: { 'Content-Type': 'application/json' } }
+      : {}),
   });
   return { status: res.status, body: (await res.json()) as Record<string, any> };
 }
@@ -57,9 +59,20 @@ describe.each(process.env.TEST_DATABASE_URL ? (['pglite', 'postgres'] as const) 
     expect(doc.limitation.restricted_writes).toBe(true);
     expect(doc.payments_url).toBe(t.paymentsUrl);
     expect(doc.fees.admission).toEqual([{ amount: 21000, unit: 'msats' }]);
-    expect(doc.fees.publication).toEqual(expect.arrayContaining([{ kinds: [7], amount: 500, unit: 'msats' }, { amount: 1000, unit: 'msats' }]));
+    expect(doc.fees.publication).toEqual(
+      expect.arrayContaining([
+        { kinds: [7], amount: 500, unit: 'msats' },
+        { amount: 1000, unit: 'msats' },
+      ]),
+    );
     const p = await api(t, '/api/pricing');
-    expect(p.body).toMatchObject({ admission_msat: 21000, publication_msat: 1000, publication_kinds: { '7': 500 }, event_msat: 5000, relay_url: t.relayUrl });
+    expect(p.body).toMatchObject({
+      admission_msat: 21000,
+      publication_msat: 1000,
+      publication_kinds: { '7': 500 },
+      event_msat: 5000,
+      relay_url: t.relayUrl,
+    });
   });
 
   it('refuses an unpaid write with the price and a pay URL for this pubkey and event, minting no invoice', async () => {
@@ -89,9 +102,15 @@ describe.each(process.env.TEST_DATABASE_URL ? (['pglite', 'postgres'] as const) 
     expect((await api(t, '/api/invoices', { json: { pubkey: k.pubkey, product: 'gold' } })).body.error).toMatch(/product/);
     expect((await api(t, '/api/invoices', { json: { pubkey: k.pubkey, product: 'credit' } })).body.error).toMatch(/amount_msat/);
     expect((await api(t, '/api/invoices', { json: { pubkey: k.pubkey, product: 'credit', amount_msat: 1.5 } })).status).toBe(400);
-    expect((await api(t, '/api/invoices', { json: { pubkey: k.pubkey, product: 'subscription' } })).body.error).toMatch(/does not sell "subscription"; buy "event" .* or "admission" .* instead/);
+    expect((await api(t, '/api/invoices', { json: { pubkey: k.pubkey, product: 'subscription' } })).body.error).toMatch(
+      /does not sell "subscription"; buy "event" .* or "admission" .* instead/,
+    );
     expect((await api(t, '/api/invoices', { json: { pubkey: k.pubkey, product: 'event', event_id: 'f'.repeat(64) } })).status).toBe(404);
-    const raw = await fetch(t.apiBase + '/api/invoices', { method: 'POST', body: '{not json', headers: { 'Content-Type': 'application/json' } });
+    const raw = await fetch(t.apiBase + '/api/invoices', {
+      method: 'POST',
+      body: '{not json',
+      headers: { 'Content-Type': 'application/json' },
+    });
     expect(raw.status).toBe(400);
     expect((await api(t, '/api/accounts/xyz')).status).toBe(400);
   });
@@ -165,13 +184,27 @@ describe.each(process.env.TEST_DATABASE_URL ? (['pglite', 'postgres'] as const) 
     const k = newKey();
     const inv = await buy(k.pubkey, 'admission');
     for (const method of ['POST', 'PUT', 'PATCH']) {
-      const r = await fetch(`${t.apiBase}/api/invoices/${inv.id}`, { method, body: JSON.stringify({ status: 'paid' }), headers: { 'Content-Type': 'application/json' } });
+      const r = await fetch(`${t.apiBase}/api/invoices/${inv.id}`, {
+        method,
+        body: JSON.stringify({ status: 'paid' }),
+        headers: { 'Content-Type': 'application/json' },
+      });
       expect(r.status).toBe(405);
     }
     // a payment_received notification from someone who is not the wallet
     const forger = newKey();
-    const clientPubkey = getPublicKey(Buffer.from(new URL(t.payerNwc.replace('nostr+walletconnect://', 'http://')).searchParams.get('secret')!, 'hex'));
-    const fake = finalizeEvent({ kind: 23196, created_at: Math.floor(Date.now() / 1000), tags: [['p', clientPubkey]], content: JSON.stringify({ notification_type: 'payment_received', notification: { payment_hash: inv.payment_hash, amount: 21000 } }) }, forger.sk);
+    const clientPubkey = getPublicKey(
+      Buffer.from(new URL(t.payerNwc.replace('nostr+walletconnect://', 'http://')).searchParams.get('secret')!, 'hex'),
+    );
+    const fake = finalizeEvent(
+      {
+        kind: 23196,
+        created_at: Math.floor(Date.now() / 1000),
+        tags: [['p', clientPubkey]],
+        content: JSON.stringify({ notification_type: 'payment_received', notification: { payment_hash: inv.payment_hash, amount: 21000 } }),
+      },
+      forger.sk,
+    );
     c.send(['EVENT', fake]);
     await c.ok(fake.id);
     // settling a hash the wallet never saw paid is impossible through the reconciler too
@@ -190,7 +223,14 @@ describe.each(process.env.TEST_DATABASE_URL ? (['pglite', 'postgres'] as const) 
     await sleep(300);
     expect((await api(t, `/api/accounts/${k.pubkey}`).catch(() => ({ body: { admitted: false } }))).body.admitted).toBe(false);
     const d = old.ctx;
-    const restarted = await startAdmission(d.config, d.log, { db: d.db, bus: d.bus, lightning: d.lightning, pricing: d.pricing, relayKey: d.relayKey, relayUrl: d.relayUrl });
+    const restarted = await startAdmission(d.config, d.log, {
+      db: d.db,
+      bus: d.bus,
+      lightning: d.lightning,
+      pricing: d.pricing,
+      relayKey: d.relayKey,
+      relayUrl: d.relayUrl,
+    });
     t.stack.admission = restarted;
     expect((await api(t, `/api/accounts/${k.pubkey}`)).body.admitted).toBe(true);
     expect((await api(t, `/api/invoices/${inv.id}`)).body.status).toBe('paid');
@@ -214,7 +254,13 @@ describe.each(process.env.TEST_DATABASE_URL ? (['pglite', 'postgres'] as const) 
     await payer.payInvoice({ invoice: pr });
     const receipt = (await watcher.next((m) => m[0] === 'EVENT', 3000))[2] as any;
     expect(receipt.pubkey).toBe(profile.pubkey);
-    expect(receipt.tags).toEqual(expect.arrayContaining([['bolt11', pr], ['description', zr], ['P', k.pubkey]]));
+    expect(receipt.tags).toEqual(
+      expect.arrayContaining([
+        ['bolt11', pr],
+        ['description', zr],
+        ['P', k.pubkey],
+      ]),
+    );
     expect((await api(t, `/api/accounts/${k.pubkey}`)).body).toMatchObject({ admitted: false, balance_msat: 3000 });
     // a zap of at least the admission price admits
     const big = finalizeEvent(makeZapRequest({ pubkey: profile.pubkey, amount: 25000, relays: [t.relayUrl] }), k.sk);
@@ -284,7 +330,11 @@ describe.runIf(pgUrl && redisUrl)('a grant reaches every relay replica', () => {
     t = await startStack({ ...PRICES, REDIS_URL: redisUrl! }, { backend: 'postgres' });
     const config = t.stack.admission.ctx.config;
     // a second relay process's worth: its own cache and bus connection, same Postgres and Redis
-    other = await startTestRelay('postgres', { REDIS_URL: redisUrl!, PRICE_ADMISSION_MSAT: '21000', PAYMENTS_URL: config.PAYMENTS_URL }, { databaseUrl: config.DATABASE_URL });
+    other = await startTestRelay(
+      'postgres',
+      { REDIS_URL: redisUrl!, PRICE_ADMISSION_MSAT: '21000', PAYMENTS_URL: config.PAYMENTS_URL },
+      { databaseUrl: config.DATABASE_URL },
+    );
     payer = new NWCClient({ nostrWalletConnectUrl: t.payerNwc });
   });
   afterAll(async () => {
@@ -314,6 +364,8 @@ describe.runIf(pgUrl && redisUrl)('a grant reaches every relay replica', () => {
 
 describe('production mode', () => {
   it('refuses to start the dev Lightning network', async () => {
-    await expect(startStack({ NODE_ENV: 'production', RELAY_SECRET_KEY: 'a'.repeat(64) })).rejects.toThrow(/NWC_URL is required in production/);
+    await expect(startStack({ NODE_ENV: 'production', RELAY_SECRET_KEY: 'a'.repeat(64) })).rejects.toThrow(
+      /NWC_URL is required in production/,
+    );
   });
 });

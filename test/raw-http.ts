@@ -20,7 +20,11 @@ export function statusesOf(data: Buffer): number[] {
  * the connection, or `quietMs` after the last byte once something arrived, or `timeoutMs`.
  * Nothing is parsed or normalised on the way out, unlike fetch.
  */
-export function rawHttp(port: number, bytes: Buffer | string, opts: { quietMs?: number; timeoutMs?: number; halfClose?: boolean } = {}): Promise<RawAnswer> {
+export function rawHttp(
+  port: number,
+  bytes: Buffer | string,
+  opts: { quietMs?: number; timeoutMs?: number; halfClose?: boolean } = {},
+): Promise<RawAnswer> {
   const quietMs = opts.quietMs ?? 250;
   const timeoutMs = opts.timeoutMs ?? 2000;
   return new Promise((resolve) => {

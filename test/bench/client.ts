@@ -76,7 +76,12 @@ export class RelayClient {
   static connect(url: string, timeoutMs = 10_000, localAddress?: string): Promise<RelayClient> {
     return new Promise((resolve, reject) => {
       // The bench reads what it needs from the raw bytes; skipping UTF-8 validation saves it CPU.
-      const ws = new WebSocket(url, { perMessageDeflate: false, handshakeTimeout: timeoutMs, skipUTF8Validation: true, ...(localAddress ? { localAddress } : {}) });
+      const ws = new WebSocket(url, {
+        perMessageDeflate: false,
+        handshakeTimeout: timeoutMs,
+        skipUTF8Validation: true,
+        ...(localAddress ? { localAddress } : {}),
+      });
       let settled = false;
       const fail = (err: Error) => {
         if (settled) return;

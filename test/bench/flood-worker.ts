@@ -41,7 +41,17 @@ function connect(url: string, localAddress: string): Promise<Ws> {
 }
 
 async function flood(job: FloodJob): Promise<FloodCounts> {
-  const c: FloodCounts = { connections: 0, connect_failed: 0, sent: 0, accepted: 0, duplicate: 0, refused: 0, notices: 0, refusals: {}, seconds: 0 };
+  const c: FloodCounts = {
+    connections: 0,
+    connect_failed: 0,
+    sent: 0,
+    accepted: 0,
+    duplicate: 0,
+    refused: 0,
+    notices: 0,
+    refusals: {},
+    seconds: 0,
+  };
   const socks = (await Promise.allSettled(job.addresses.map((a) => connect(job.url, a)))).flatMap((r) => {
     if (r.status === 'fulfilled') return [r.value];
     c.connect_failed++;

@@ -75,10 +75,24 @@ async function grant(databaseUrl: string, grants: { pubkey: string; creditMsat: 
     await d.migrate();
     const now = Math.floor(Date.now() / 1000);
     for (const g of grants) {
-      const buys = [{ product: 'admission' as const, amountMsat: PRICE_ADMISSION }, ...(g.creditMsat > 0 ? [{ product: 'credit' as const, amountMsat: g.creditMsat }] : [])];
+      const buys = [
+        { product: 'admission' as const, amountMsat: PRICE_ADMISSION },
+        ...(g.creditMsat > 0 ? [{ product: 'credit' as const, amountMsat: g.creditMsat }] : []),
+      ];
       for (const b of buys) {
         const paymentHash = randomBytes(32).toString('hex');
-        await createInvoice(d.kysely, { paymentHash, bolt11: 'lnbcrt1bench', pubkey: g.pubkey, product: b.product, amountMsat: b.amountMsat, createdAt: now, expiresAt: now + 900, eventId: null, zapRequest: null, description: 'flood bench' });
+        await createInvoice(d.kysely, {
+          paymentHash,
+          bolt11: 'lnbcrt1bench',
+          pubkey: g.pubkey,
+          product: b.product,
+          amountMsat: b.amountMsat,
+          createdAt: now,
+          expiresAt: now + 900,
+          eventId: null,
+          zapRequest: null,
+          description: 'flood bench',
+        });
         await settleInvoice(d.kysely, paymentHash, { now, subscriptionPeriodSeconds: 2_592_000 });
       }
     }
@@ -195,8 +209,20 @@ async function main(): Promise<void> {
   );
 
   const floods: Record<string, (ms: number) => FloodJob> = {
-    unpaid: (ms) => ({ url: relay!.url, events: unpaidPool, addresses: Array.from({ length: 20 }, (_, i) => `127.2.0.${(i % 10) + 1}`), window: 32, ms }),
-    'short-balance': (ms) => ({ url: relay!.url, events: shortPool, addresses: Array.from({ length: 10 }, () => '127.3.0.1'), window: 32, ms }),
+    unpaid: (ms) => ({
+      url: relay!.url,
+      events: unpaidPool,
+      addresses: Array.from({ length: 20 }, (_, i) => `127.2.0.${(i % 10) + 1}`),
+      window: 32,
+      ms,
+    }),
+    'short-balance': (ms) => ({
+      url: relay!.url,
+      events: shortPool,
+      addresses: Array.from({ length: 10 }, () => '127.3.0.1'),
+      window: 32,
+      ms,
+    }),
     'one-key': (ms) => ({ url: relay!.url, events: fastPool, addresses: Array.from({ length: 200 }, () => '127.4.0.1'), window: 8, ms }),
   };
 
@@ -215,13 +241,20 @@ async function main(): Promise<void> {
     };
     results[phase] = { honest: h, flood };
     process.stdout.write(JSON.stringify({ phase, honest: h, ...(flood ? { flood } : {}), cpu_cores: cpu }) + '\n');
-    log(`${phase}: honest ${h.ok}/${h.sent} ok, ${h.refused} refused, ${h.unanswered} unanswered, p50 ${h.ack_ms.p50} ms p99 ${h.ack_ms.p99} ms${flood ? `; flood ${flood.accepted_per_s}/s accepted, ${flood.refused_per_s}/s refused` : ''}`);
+    log(
+      `${phase}: honest ${h.ok}/${h.sent} ok, ${h.refused} refused, ${h.unanswered} unanswered, p50 ${h.ack_ms.p50} ms p99 ${h.ack_ms.p99} ms${flood ? `; flood ${flood.accepted_per_s}/s accepted, ${flood.refused_per_s}/s refused` : ''}`,
+    );
     await new Promise((r) => setTimeout(r, PAUSE_MS));
   }
   for (const h of honest) h.client.close();
 
   const base = results.baseline?.honest.ack_ms.p99;
-  const during = PHASES.filter((p) => p !== 'baseline').map((p) => ({ phase: p, p99: results[p].honest.ack_ms.p99, refused: results[p].honest.refused, unanswered: results[p].honest.unanswered }));
+  const during = PHASES.filter((p) => p !== 'baseline').map((p) => ({
+    phase: p,
+    p99: results[p].honest.ack_ms.p99,
+    refused: results[p].honest.refused,
+    unanswered: results[p].honest.unanswered,
+  }));
   process.stdout.write(
     JSON.stringify({
       summary: true,

@@ -83,7 +83,7 @@ export async function runQuery(opts: QueryOptions): Promise<QueryResult> {
   const clients = await connectMany(opts.url, opts.connections);
   let subSeq = 0;
   try {
-    const runType = async (name: string, queries: Planned[]): Promise<QueryTypeResult> => {
+    const runType = async (_name: string, queries: Planned[]): Promise<QueryTypeResult> => {
       const eose = new Samples();
       const closedReasons = new ReasonTally();
       let next = 0;

@@ -11,8 +11,6 @@ import { fileURLToPath } from 'node:url';
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const RELAY_MAIN = join(REPO_ROOT, 'apps/relay/src/main.ts');
 
-const log = (msg: string) => process.stderr.write(`[bench] ${msg}\n`);
-
 // ---------- database ----------
 
 type PgClient = { connect(): Promise<void>; query(sql: string): Promise<unknown>; end(): Promise<void> };
@@ -20,7 +18,9 @@ type PgClient = { connect(): Promise<void>; query(sql: string): Promise<unknown>
 /** `pg` is a dependency of packages/db, not of this package: load it from there. */
 function loadPg(): (new (opts: { connectionString: string }) => PgClient) | null {
   try {
-    const pg = createRequire(join(REPO_ROOT, 'packages/db/package.json'))('pg') as { Client: new (o: { connectionString: string }) => PgClient };
+    const pg = createRequire(join(REPO_ROOT, 'packages/db/package.json'))('pg') as {
+      Client: new (o: { connectionString: string }) => PgClient;
+    };
     return pg.Client;
   } catch {
     return null;
@@ -107,7 +107,9 @@ function watchOutput(child: ChildProcess, logs: RelayLogSummary, onLine: (line: 
         try {
           const parsed = JSON.parse(line) as { level?: number | string };
           const n = typeof parsed.level === 'number' ? parsed.level : undefined;
-          level = (n !== undefined && LEVELS[n]) || (typeof parsed.level === 'string' && ['warn', 'error', 'fatal'].includes(parsed.level) ? (parsed.level as 'warn') : 'other');
+          level =
+            (n !== undefined && LEVELS[n]) ||
+            (typeof parsed.level === 'string' && ['warn', 'error', 'fatal'].includes(parsed.level) ? (parsed.level as 'warn') : 'other');
         } catch {
           /* not a JSON log line */
         }

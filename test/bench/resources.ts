@@ -52,7 +52,7 @@ function postgresCpuByPid(database?: string): Map<string, number> {
   for (const pid of readdirSync('/proc')) {
     if (!/^\d+$/.test(pid)) continue;
     const stat = read(`/proc/${pid}/stat`);
-    if (!stat || !stat.includes('(postgres)')) continue;
+    if (!stat?.includes('(postgres)')) continue;
     if (database && !(read(`/proc/${pid}/cmdline`) ?? '').includes(` ${database} `)) continue;
     out.set(pid, processCpuSeconds(pid) || 0);
   }

@@ -55,7 +55,11 @@ const int = (name: keyof typeof args, min = 0): number => {
   return v;
 };
 
-const phases = new Set(String(args.phases).split(',').map((s) => s.trim()));
+const phases = new Set(
+  String(args.phases)
+    .split(',')
+    .map((s) => s.trim()),
+);
 for (const p of phases) {
   if (!['ingest', 'query', 'fanout'].includes(p)) {
     process.stderr.write(`--phases: unknown phase "${p}" (ingest, query, fanout)\n`);
@@ -200,7 +204,12 @@ async function main(): Promise<void> {
       log(`signed ${done}/${all}`);
     }
   });
-  result.signing = { events: total, backend: signed.backend, seconds: round(signed.ms / 1000, 1), per_s: round((total * 1000) / signed.ms) };
+  result.signing = {
+    events: total,
+    backend: signed.backend,
+    seconds: round(signed.ms / 1000, 1),
+    per_s: round((total * 1000) / signed.ms),
+  };
 
   // 2. The relay: ours, on a fresh database, or the one --url names.
   let url: string;
@@ -236,7 +245,9 @@ async function main(): Promise<void> {
   // 3. Ingest.
   let ingest: IngestResult | undefined;
   if (phases.has('ingest')) {
-    log(`ingest: ${opts.connections} connections x ${opts.inflight} in flight, ${opts.events} events (+${opts.warmup * opts.connections} warm-up)`);
+    log(
+      `ingest: ${opts.connections} connections x ${opts.inflight} in flight, ${opts.events} events (+${opts.warmup * opts.connections} warm-up)`,
+    );
     ingest = await phase('ingest', httpUrl, async () => {
       const r = await runIngest({
         url,
@@ -249,7 +260,9 @@ async function main(): Promise<void> {
       return Object.defineProperty(r, 'acceptedIds', { enumerable: false }); // not part of the output
     });
     result.bar = { events_per_s: BAR_EVENTS_PER_S, met: ingest.events_per_s >= BAR_EVENTS_PER_S };
-    log(`ingest: ${ingest.accepted} accepted, ${ingest.refused} refused, ${ingest.events_per_s} events/s, ack p50 ${ingest.ack_ms.p50} ms p99 ${ingest.ack_ms.p99} ms`);
+    log(
+      `ingest: ${ingest.accepted} accepted, ${ingest.refused} refused, ${ingest.events_per_s} events/s, ack p50 ${ingest.ack_ms.p50} ms p99 ${ingest.ack_ms.p99} ms`,
+    );
   }
 
   // 4. Query.
@@ -288,7 +301,9 @@ async function main(): Promise<void> {
         drainMs: 15_000,
       }),
     );
-    log(`fan-out: ${fanout.delivered}/${fanout.expected_deliveries} delivered, p50 ${fanout.delivery_ms.p50} ms p99 ${fanout.delivery_ms.p99} ms`);
+    log(
+      `fan-out: ${fanout.delivered}/${fanout.expected_deliveries} delivered, p50 ${fanout.delivery_ms.p50} ms p99 ${fanout.delivery_ms.p99} ms`,
+    );
   }
 
   const failed = (ingest && ingest.events_per_s < BAR_EVENTS_PER_S) || (fanout && fanout.missing > 0);

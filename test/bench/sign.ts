@@ -93,7 +93,7 @@ export async function signAll(
   let backend = '';
   const n = Math.max(1, Math.min(threads, jobs.length));
   // Biggest jobs first, each to the next free worker.
-  const order = jobs.map((j, i) => i).sort((a, b) => jobs[b].count - jobs[a].count);
+  const order = jobs.map((_j, i) => i).sort((a, b) => jobs[b].count - jobs[a].count);
   let next = 0;
 
   const tsxApi = import.meta.resolve('tsx/esm/api');

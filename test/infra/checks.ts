@@ -64,7 +64,12 @@ export interface ImageFacts {
   env: Record<string, string>;
   user?: string;
 }
-export const imageFacts = (model: DockerModel, ctx: Context): ImageFacts => ({ model, ctx, env: stageEnv(model.final), user: stageUser(model.final) });
+export const imageFacts = (model: DockerModel, ctx: Context): ImageFacts => ({
+  model,
+  ctx,
+  env: stageEnv(model.final),
+  user: stageUser(model.final),
+});
 
 // ==========================================================================================
 // Rendered manifests
@@ -72,13 +77,15 @@ export const imageFacts = (model: DockerModel, ctx: Context): ImageFacts => ({ m
 
 const deploymentsOf = (objs: Obj[]) => nonEmpty(ofKind(objs, 'Deployment'), 'Deployments');
 const appDeployment = (objs: Obj[], app: string) => must(named(objs, 'Deployment', `paidrelay-${app}`), `Deployment paidrelay-${app}`);
-const appContainer = (objs: Obj[], app: string) => must(appDeployment(objs, app).spec?.template?.spec?.containers?.[0] as Obj | undefined, `container of paidrelay-${app}`);
+const appContainer = (objs: Obj[], app: string) =>
+  must(appDeployment(objs, app).spec?.template?.spec?.containers?.[0] as Obj | undefined, `container of paidrelay-${app}`);
 const configMapOf = (objs: Obj[]) => must(named(objs, 'ConfigMap', 'paidrelay-config'), 'ConfigMap paidrelay-config');
 
 /** What a container sees as its environment (image ENV, then envFrom, then env). */
 export function containerEnv(objs: Obj[], c: Obj, imageEnv: Record<string, string>): Record<string, string> {
   const env: Record<string, string> = { ...imageEnv };
-  for (const from of c.envFrom ?? []) Object.assign(env, must(named(objs, 'ConfigMap', from.configMapRef?.name), `ConfigMap ${from.configMapRef?.name}`).data ?? {});
+  for (const from of c.envFrom ?? [])
+    Object.assign(env, must(named(objs, 'ConfigMap', from.configMapRef?.name), `ConfigMap ${from.configMapRef?.name}`).data ?? {});
   for (const e of c.env ?? []) {
     if (e.value !== undefined) env[e.name] = e.value;
     else if (e.valueFrom?.secretKeyRef) env[e.name] = SECRET_PLACEHOLDERS[e.valueFrom.secretKeyRef.key];
@@ -93,7 +100,10 @@ export function checkRenderedObjects(objs: Obj[]) {
   for (const app of APPS) appDeployment(objs, app);
   configMapOf(objs);
   const ids = objs.map(idOf);
-  expect(ids.filter((id, i) => ids.indexOf(id) !== i), 'objects rendered twice').toEqual([]);
+  expect(
+    ids.filter((id, i) => ids.indexOf(id) !== i),
+    'objects rendered twice',
+  ).toEqual([]);
   expect(objs.filter((o) => o.kind === 'Secret').map(idOf), 'no Secret is committed: secrets are only referenced').toEqual([]);
 }
 
@@ -111,17 +121,22 @@ export async function checkSchemas(objs: Obj[]) {
 export function checkStringValues(objs: Obj[]) {
   for (const o of objs) {
     for (const meta of [o.metadata, o.spec?.template?.metadata].filter(Boolean)) {
-      for (const [key, v] of [...Object.entries(meta.labels ?? {}), ...Object.entries(meta.annotations ?? {})]) expect(typeof v, `${idOf(o)} ${key}`).toBe('string');
+      for (const [key, v] of [...Object.entries(meta.labels ?? {}), ...Object.entries(meta.annotations ?? {})])
+        expect(typeof v, `${idOf(o)} ${key}`).toBe('string');
     }
     if (o.kind === 'ConfigMap') {
-      for (const [key, v] of nonEmpty(Object.entries(o.data ?? {}), `${idOf(o)} data`)) expect(typeof v, `${idOf(o)} data.${key}`).toBe('string');
+      for (const [key, v] of nonEmpty(Object.entries(o.data ?? {}), `${idOf(o)} data`))
+        expect(typeof v, `${idOf(o)} data.${key}`).toBe('string');
     }
   }
 }
 
 /** Every namespaced object is in `expected` (undefined: none set), and that Namespace is rendered too. */
 export function checkNamespace(objs: Obj[], expected: string | undefined) {
-  const namespaced = nonEmpty(objs.filter((o) => !CLUSTER_SCOPED.has(o.kind)), 'namespaced objects');
+  const namespaced = nonEmpty(
+    objs.filter((o) => !CLUSTER_SCOPED.has(o.kind)),
+    'namespaced objects',
+  );
   expect([...new Set(namespaced.map((o) => o.metadata.namespace))], 'namespaces of the namespaced objects').toEqual([expected]);
   for (const o of objs.filter((x) => CLUSTER_SCOPED.has(x.kind))) expect(o.metadata.namespace, idOf(o)).toBeUndefined();
   if (expected === undefined) expect(ofKind(objs, 'Namespace'), 'no namespace is set, so no Namespace object').toEqual([]);
@@ -135,7 +150,10 @@ export function checkSelectors(objs: Obj[]) {
     expect(Object.keys(d.spec.selector.matchLabels ?? {}).length, `${d.metadata.name} selector`).toBeGreaterThan(0);
     expect(matchesLabels(d.spec.selector.matchLabels, d.spec.template.metadata.labels), `${d.metadata.name} selects its pods`).toBe(true);
     for (const other of deployments.filter((x) => x !== d)) {
-      expect(matchesLabels(d.spec.selector.matchLabels, other.spec.template.metadata.labels), `${d.metadata.name} selects ${other.metadata.name}'s pods`).toBe(false);
+      expect(
+        matchesLabels(d.spec.selector.matchLabels, other.spec.template.metadata.labels),
+        `${d.metadata.name} selects ${other.metadata.name}'s pods`,
+      ).toBe(false);
     }
     // spread over nodes, and the spread counts this Deployment's pods
     for (const t of nonEmpty<Obj>(d.spec.template.spec.topologySpreadConstraints, `${d.metadata.name} topologySpreadConstraints`)) {
@@ -148,21 +166,34 @@ export function checkServicesAndPdbs(objs: Obj[]) {
   const deployments = deploymentsOf(objs);
   for (const s of nonEmpty(ofKind(objs, 'Service'), 'Services')) {
     const targets = deployments.filter((d) => matchesLabels(s.spec.selector ?? {}, d.spec.template.metadata.labels));
-    expect(targets.map((d) => d.metadata.name), `pods of Service ${s.metadata.name}`).toHaveLength(1);
+    expect(
+      targets.map((d) => d.metadata.name),
+      `pods of Service ${s.metadata.name}`,
+    ).toHaveLength(1);
     for (const p of nonEmpty<Obj>(s.spec.ports, `${s.metadata.name} ports`)) {
       const containers = targets[0].spec.template.spec.containers as Obj[];
-      expect(containers.some((c) => containerPort(c, p.targetPort ?? p.port) !== undefined), `${s.metadata.name}:${p.port} reaches a container port`).toBe(true);
+      expect(
+        containers.some((c) => containerPort(c, p.targetPort ?? p.port) !== undefined),
+        `${s.metadata.name}:${p.port} reaches a container port`,
+      ).toBe(true);
     }
   }
   for (const pdb of nonEmpty(ofKind(objs, 'PodDisruptionBudget'), 'PodDisruptionBudgets')) {
     const targets = deployments.filter((d) => matchesLabels(pdb.spec.selector?.matchLabels ?? {}, d.spec.template.metadata.labels));
-    expect(targets.map((d) => d.metadata.name), `pods of PDB ${pdb.metadata.name}`).toHaveLength(1);
+    expect(
+      targets.map((d) => d.metadata.name),
+      `pods of PDB ${pdb.metadata.name}`,
+    ).toHaveLength(1);
     const { minAvailable, maxUnavailable } = pdb.spec;
-    expect((minAvailable === undefined) !== (maxUnavailable === undefined), `${pdb.metadata.name}: exactly one of minAvailable, maxUnavailable`).toBe(true);
+    expect(
+      (minAvailable === undefined) !== (maxUnavailable === undefined),
+      `${pdb.metadata.name}: exactly one of minAvailable, maxUnavailable`,
+    ).toBe(true);
     // the budget must allow at least one eviction, or every node drain blocks
     const d = targets[0];
     const replicas = d.spec.replicas ?? named(objs, 'HorizontalPodAutoscaler', d.metadata.name)?.spec.minReplicas ?? 1;
-    const allowed = minAvailable !== undefined ? replicas - podCount(minAvailable, replicas, 'up') : podCount(maxUnavailable, replicas, 'down');
+    const allowed =
+      minAvailable !== undefined ? replicas - podCount(minAvailable, replicas, 'up') : podCount(maxUnavailable, replicas, 'down');
     expect(allowed, `${pdb.metadata.name}: evictions allowed with ${replicas} replicas`).toBeGreaterThan(0);
   }
 }
@@ -176,15 +207,22 @@ export function checkHpa(objs: Obj[]) {
     expect(ref.kind).toBe('Deployment');
     const target = must(named(objs, 'Deployment', ref.name), `HPA ${h.metadata.name} -> Deployment ${ref.name}`);
     expect(h.spec.maxReplicas).toBeGreaterThanOrEqual(h.spec.minReplicas);
-    const cpu = must((h.spec.metrics as Obj[] | undefined)?.find((m) => m.type === 'Resource' && m.resource.name === 'cpu'), `HPA ${h.metadata.name} CPU metric`);
+    const cpu = must(
+      (h.spec.metrics as Obj[] | undefined)?.find((m) => m.type === 'Resource' && m.resource.name === 'cpu'),
+      `HPA ${h.metadata.name} CPU metric`,
+    );
     expect(cpu.resource.target.type).toBe('Utilization');
     expect(cpu.resource.target.averageUtilization).toBeGreaterThan(0);
     // utilization is relative to the request: every container needs a CPU request
-    for (const c of nonEmpty(target.spec.template.spec.containers as Obj[], `${ref.name} containers`)) expect(c.resources?.requests?.cpu, `${c.name} requests.cpu`).toBeDefined();
+    for (const c of nonEmpty(target.spec.template.spec.containers as Obj[], `${ref.name} containers`))
+      expect(c.resources?.requests?.cpu, `${c.name} requests.cpu`).toBeDefined();
     // a replicas field would reset the HPA's count on every apply
     expect(target.spec.replicas, `${ref.name} has spec.replicas while an HPA scales it`).toBeUndefined();
   }
-  const relayHpa = must(hpas.find((h) => h.spec.scaleTargetRef.name === relay.metadata.name), 'the relay HPA');
+  const relayHpa = must(
+    hpas.find((h) => h.spec.scaleTargetRef.name === relay.metadata.name),
+    'the relay HPA',
+  );
   expect(relayHpa.spec.minReplicas, 'relay minReplicas').toBeGreaterThanOrEqual(3);
   expect(appDeployment(objs, 'admission').spec.replicas, 'admission replicas').toBeGreaterThanOrEqual(2);
 }
@@ -233,7 +271,8 @@ export function checkContainerCommands(objs: Obj[], image: ImageFacts) {
 export function checkEnvAndSecrets(objs: Obj[]) {
   const cm = configMapOf(objs);
   nonEmpty(Object.keys(cm.data ?? {}), 'ConfigMap data');
-  for (const key of Object.keys(cm.data)) expect(SCHEMA_KEYS.has(key) || ENV_OUTSIDE_SCHEMA.has(key), `ConfigMap key ${key} is a config variable`).toBe(true);
+  for (const key of Object.keys(cm.data))
+    expect(SCHEMA_KEYS.has(key) || ENV_OUTSIDE_SCHEMA.has(key), `ConfigMap key ${key} is a config variable`).toBe(true);
   for (const key of SECRET_KEYS) expect(cm.data[key], `${key} must not be in the ConfigMap`).toBeUndefined();
   for (const c of deploymentsOf(objs).flatMap(containersOf)) {
     for (const e of c.env ?? []) {
@@ -253,7 +292,11 @@ export function checkEnvAndSecrets(objs: Obj[]) {
       must(named(objs, 'ConfigMap', from.configMapRef?.name), `envFrom ConfigMap ${from.configMapRef?.name}`);
     }
   }
-  const secretEnv = (c: Obj) => (c.env ?? []).filter((e: Obj) => e.valueFrom?.secretKeyRef).map((e: Obj) => e.name).sort();
+  const secretEnv = (c: Obj) =>
+    (c.env ?? [])
+      .filter((e: Obj) => e.valueFrom?.secretKeyRef)
+      .map((e: Obj) => e.name)
+      .sort();
   expect(secretEnv(appContainer(objs, 'relay')), 'the relay secrets').toEqual(['DATABASE_URL', 'RELAY_SECRET_KEY']);
   expect(secretEnv(appContainer(objs, 'admission')), 'the admission secrets').toEqual(['DATABASE_URL', 'NWC_URL', 'RELAY_SECRET_KEY']);
 }
@@ -291,7 +334,8 @@ export function checkPodSecurity(objs: Obj[], image: Pick<ImageFacts, 'user' | '
       expect(sc.capabilities?.drop, `${c.name} capabilities.drop`).toContain('ALL');
       expect(sc.privileged, `${c.name} privileged`).not.toBe(true);
       for (const m of c.volumeMounts ?? []) expect(volumes.has(m.name), `volume ${m.name}`).toBe(true);
-      const emptyDirAt = (path: string) => (c.volumeMounts ?? []).some((m: Obj) => m.mountPath === path && volumes.get(m.name)?.emptyDir !== undefined);
+      const emptyDirAt = (path: string) =>
+        (c.volumeMounts ?? []).some((m: Obj) => m.mountPath === path && volumes.get(m.name)?.emptyDir !== undefined);
       const env = containerEnv(objs, c, image.env);
       expect(env.DATA_DIR, `${c.name} DATA_DIR`).toBeDefined();
       expect(emptyDirAt(env.DATA_DIR), `${c.name}: DATA_DIR ${env.DATA_DIR} on an emptyDir`).toBe(true);
@@ -346,11 +390,18 @@ export function checkIngress(objs: Obj[], admissionApp: string) {
         expect(['Prefix', 'Exact']).toContain(p.pathType);
         const svc = must(named(services, 'Service', p.backend.service.name), `backend Service ${p.backend.service.name}`);
         const port = p.backend.service.port;
-        expect(svc.spec.ports.some((sp: Obj) => (port.name ? sp.name === port.name : sp.port === port.number)), `port of ${svc.metadata.name}`).toBe(true);
+        expect(
+          svc.spec.ports.some((sp: Obj) => (port.name ? sp.name === port.name : sp.port === port.number)),
+          `port of ${svc.metadata.name}`,
+        ).toBe(true);
       }
     }
   }
-  const serviceOf = (d: Obj) => must(services.find((s) => matchesLabels(s.spec.selector, d.spec.template.metadata.labels)), `Service of ${d.metadata.name}`).metadata.name;
+  const serviceOf = (d: Obj) =>
+    must(
+      services.find((s) => matchesLabels(s.spec.selector, d.spec.template.metadata.labels)),
+      `Service of ${d.metadata.name}`,
+    ).metadata.name;
   const relayUrl = new URL(cm.data.RELAY_URL);
   const paymentsUrl = new URL(cm.data.PAYMENTS_URL);
   const tlsHosts = ingresses.flatMap((i) => (i.spec.tls ?? []).flatMap((t: Obj) => t.hosts));
@@ -359,7 +410,8 @@ export function checkIngress(objs: Obj[], admissionApp: string) {
 
   // the relay: WebSocket and NIP-11 on "/"
   const relaySvc = serviceOf(appDeployment(objs, 'relay'));
-  for (const path of ['/', '/some/client/path']) expect(route(ingresses, relayUrl.hostname, path)?.service, `${relayUrl.hostname}${path}`).toBe(relaySvc);
+  for (const path of ['/', '/some/client/path'])
+    expect(route(ingresses, relayUrl.hostname, path)?.service, `${relayUrl.hostname}${path}`).toBe(relaySvc);
 
   // the admission service: every route its router declares (from the source), at the payments origin
   const admissionSvc = serviceOf(appDeployment(objs, 'admission'));
@@ -378,12 +430,16 @@ export function checkIngress(objs: Obj[], admissionApp: string) {
     // the lightning address resolves on the payments host (LUD-16)
     `/.well-known/lnurlp/${lnurlName}`,
   ];
-  for (const path of publicPaths) expect(route(ingresses, paymentsUrl.hostname, path)?.service, `${paymentsUrl.hostname}${path}`).toBe(admissionSvc);
+  for (const path of publicPaths)
+    expect(route(ingresses, paymentsUrl.hostname, path)?.service, `${paymentsUrl.hostname}${path}`).toBe(admissionSvc);
 }
 
 /** An overlay's images entries, namespace and patches each change the rendering of its base. */
 export function checkOverlayTakesEffect(kustomization: Obj, objs: Obj[], base: Obj[], readPatch: (path: string) => Obj) {
-  const images = nonEmpty(objs.flatMap(containersOf).map((c) => c.image as string), 'container images');
+  const images = nonEmpty(
+    objs.flatMap(containersOf).map((c) => c.image as string),
+    'container images',
+  );
   // an images entry that matches nothing is a silent no-op in kustomize
   for (const img of (kustomization.images ?? []) as Obj[]) {
     const want = `${img.newName ?? img.name}${img.digest ? `@${img.digest}` : img.newTag ? `:${img.newTag}` : ''}`;
@@ -397,7 +453,10 @@ export function checkOverlayTakesEffect(kustomization: Obj, objs: Obj[], base: O
     const name = p.target?.name ?? patch?.metadata?.name;
     const before = must(named(base, kind, name), `${kind} ${name} in the base`);
     const after = must(named(objs, kind, name), `${kind} ${name} in the overlay`);
-    expect({ ...after, metadata: { ...after.metadata, namespace: undefined } }, `patch ${p.path ?? `${kind}/${name}`} changes nothing`).not.toEqual({
+    expect(
+      { ...after, metadata: { ...after.metadata, namespace: undefined } },
+      `patch ${p.path ?? `${kind}/${name}`} changes nothing`,
+    ).not.toEqual({
       ...before,
       metadata: { ...before.metadata, namespace: undefined },
     });
@@ -419,18 +478,24 @@ export const buildStages = (m: DockerModel): Stage[] => m.stages.filter((s) => s
 /** Multi-stage, every base image pinned to a Node major on Debian (glibc; uWebSockets.js ships glibc binaries), no latest. */
 export function checkBaseImages(m: DockerModel) {
   expect(m.stages.length, 'a build stage and a runtime stage').toBeGreaterThanOrEqual(2);
-  const external = nonEmpty(m.stages.filter((s) => !s.parent), 'stages FROM an image');
+  const external = nonEmpty(
+    m.stages.filter((s) => !s.parent),
+    'stages FROM an image',
+  );
   for (const s of external) {
     expect(s.image, `stage ${s.name ?? s.index}: FROM with unresolved build arguments`).not.toMatch(/\$/);
     const [ref, digest] = s.image.split('@');
     const tag = /:([^/:]+)$/.exec(ref)?.[1];
     expect(tag ?? digest, `stage ${s.name ?? s.index}: ${s.image} is not pinned (no tag or digest)`).toBeDefined();
     expect(tag, `stage ${s.name ?? s.index}: ${s.image} uses latest`).not.toBe('latest');
-    expect(ref, `stage ${s.name ?? s.index}: a Debian (glibc) Node 20+ image, not Alpine`).toMatch(/^(docker\.io\/(library\/)?)?node:(2\d|[3-9]\d)(\.\d+){0,2}-(bookworm|bullseye|trixie)(-slim)?$/);
+    expect(ref, `stage ${s.name ?? s.index}: a Debian (glibc) Node 20+ image, not Alpine`).toMatch(
+      /^(docker\.io\/(library\/)?)?node:(2\d|[3-9]\d)(\.\d+){0,2}-(bookworm|bullseye|trixie)(-slim)?$/,
+    );
   }
   // the final stage takes what it runs from a build stage
   const fromStages = copiesOf(m.final).filter((c) => c.from !== undefined);
-  for (const c of nonEmpty(fromStages, 'COPY --from in the final stage')) must(stageByName(m, c.from!), `COPY --from=${c.from}: a stage of this Dockerfile`);
+  for (const c of nonEmpty(fromStages, 'COPY --from in the final stage'))
+    must(stageByName(m, c.from!), `COPY --from=${c.from}: a stage of this Dockerfile`);
 }
 
 /** The native signature verifier: built against libsecp256k1-dev, checked, and the runtime library shipped. */
@@ -448,16 +513,26 @@ export function checkPnpmInstall(m: DockerModel, lockfile: string) {
   expect(lockfile, 'pnpm-lock.yaml').toMatch(/^lockfileVersion: '9\.0'/m);
   const build = buildStages(m).flatMap(runTexts);
   const pnpmSetup = build.join('\n');
-  expect(pnpmSetup, 'pnpm 12 in the build stage').toMatch(/(npm install -g pnpm@(\$\{?PNPM_VERSION\}?|12\b)|corepack (enable|prepare pnpm@12))/);
+  expect(pnpmSetup, 'pnpm 12 in the build stage').toMatch(
+    /(npm install -g pnpm@(\$\{?PNPM_VERSION\}?|12\b)|corepack (enable|prepare pnpm@12))/,
+  );
   if (/\$\{?PNPM_VERSION/.test(pnpmSetup)) {
-    const args = buildStages(m).flatMap((s) => instructionsOf(s, 'ARG')).map((a) => words(a).join(' '));
+    const args = buildStages(m)
+      .flatMap((s) => instructionsOf(s, 'ARG'))
+      .map((a) => words(a).join(' '));
     expect(args, 'ARG PNPM_VERSION=12').toContainEqual(expect.stringMatching(/^PNPM_VERSION=12\b/));
   }
-  const installs = nonEmpty(build.flatMap((r) => r.split(/&&|;/)).filter((c) => /\bpnpm (install|i)\b/.test(c)), 'pnpm install in the build stages');
+  const installs = nonEmpty(
+    build.flatMap((r) => r.split(/&&|;/)).filter((c) => /\bpnpm (install|i)\b/.test(c)),
+    'pnpm install in the build stages',
+  );
   for (const i of installs) {
     expect(i, 'pnpm install from the lockfile').toMatch(/--frozen-lockfile/);
     const filters = [...i.matchAll(/--filter[= ]"?([^"\s]+)"?/g)].map((x) => x[1]);
-    if (filters.length) expect(filters, 'a filtered install has the two apps and their dependencies').toEqual(expect.arrayContaining(['@paidrelay/admission...', '@paidrelay/relay...']));
+    if (filters.length)
+      expect(filters, 'a filtered install has the two apps and their dependencies').toEqual(
+        expect.arrayContaining(['@paidrelay/admission...', '@paidrelay/relay...']),
+      );
   }
   // no devDependencies in what the final stage runs: installed with --prod, or pruned / deployed with --prod
   expect(build.join('\n'), 'production dependencies only (--prod)').toMatch(/\bpnpm\b[^&|;]*\s(--prod|-P|--production)\b/);
@@ -480,7 +555,14 @@ export function checkIgnoreFile(ignore: IgnoreFile | undefined) {
   ]) {
     expect(ig.ignored(p), `${ig.path} must exclude ${p}`).toBe(true);
   }
-  for (const p of ['package.json', 'pnpm-lock.yaml', 'pnpm-workspace.yaml', 'apps/relay/src/main.ts', 'packages/secp256k1/src/verify.cc', 'packages/secp256k1/binding.gyp']) {
+  for (const p of [
+    'package.json',
+    'pnpm-lock.yaml',
+    'pnpm-workspace.yaml',
+    'apps/relay/src/main.ts',
+    'packages/secp256k1/src/verify.cc',
+    'packages/secp256k1/binding.gyp',
+  ]) {
     expect(ig.ignored(p), `${ig.path} must keep ${p}`).toBe(false);
   }
 }
@@ -517,7 +599,8 @@ function sentFiles(ctx: Context, dir: string): string[] {
   return ctx.files(dir, prune).filter((f) => ctx.sent(f));
 }
 
-const SECRET_FILE = /(^|\/)(\.env(\..*)?|[^/]*\.(pem|key|p12|pfx|jks)|id_(rsa|dsa|ecdsa|ed25519)[^/]*|\.npmrc|\.netrc|\.pgpass|credentials(\.json)?|[^/]*secrets?\.(json|ya?ml|env|txt))$/i;
+const SECRET_FILE =
+  /(^|\/)(\.env(\..*)?|[^/]*\.(pem|key|p12|pfx|jks)|id_(rsa|dsa|ecdsa|ed25519)[^/]*|\.npmrc|\.netrc|\.pgpass|credentials(\.json)?|[^/]*secrets?\.(json|ya?ml|env|txt))$/i;
 const SECRET_NAME_RE = /(SECRET|PASSWORD|PASSWD|TOKEN|PRIVATE_KEY|API_KEY|NWC_URL|DATABASE_URL)/i;
 
 /** No secret file is copied into any stage, and no secret is set by ENV or ARG. */
@@ -528,12 +611,16 @@ export function checkNoSecrets(m: DockerModel, ctx: Context) {
     .flatMap((c) => c.sources.flatMap((src) => expandSource(ctx, src)))
     .flatMap((p) => (ctx.isDir(p) ? sentFiles(ctx, p) : ctx.sent(p) ? [p] : []));
   nonEmpty(copied, 'files copied from the build context');
-  expect(copied.filter((f) => SECRET_FILE.test(f)), 'secret files copied into the image').toEqual([]);
+  expect(
+    copied.filter((f) => SECRET_FILE.test(f)),
+    'secret files copied into the image',
+  ).toEqual([]);
   for (const s of m.stages) {
     for (const ins of [...instructionsOf(s, 'ENV'), ...instructionsOf(s, 'ARG')]) {
       for (const w of words(ins)) {
         const [name, value] = w.split('=');
-        if (value !== undefined && value !== '') expect(SECRET_NAME_RE.test(name), `${ins.getKeyword()} ${name} sets a secret in the image`).toBe(false);
+        if (value !== undefined && value !== '')
+          expect(SECRET_NAME_RE.test(name), `${ins.getKeyword()} ${name} sets a secret in the image`).toBe(false);
       }
     }
   }
@@ -567,7 +654,10 @@ export function checkWorkspaceCopied(m: DockerModel, ctx: Context) {
     'the build stage that runs pnpm install',
   );
   // the sources are needed where the build runs (the last stage that builds), or else where the install runs
-  const srcStage = buildStages(m).filter((s) => runTexts(s).some((r) => BUILD_RUN.test(r))).at(-1) ?? stage;
+  const srcStage =
+    buildStages(m)
+      .filter((s) => runTexts(s).some((r) => BUILD_RUN.test(r)))
+      .at(-1) ?? stage;
   const installAt = stage.instructions.findIndex((i) => i.getKeyword() === 'RUN' && /\bpnpm (install|i)\b/.test(words(i).join(' ')));
   const wd = workdirAt(stage, installAt);
   const from = (file: string, before = Infinity) => originOf(m, stage, posix.join(wd, file), ctx, before);
@@ -575,7 +665,8 @@ export function checkWorkspaceCopied(m: DockerModel, ctx: Context) {
     const o = from(file, before);
     return o.kind === 'context' && o.path === file;
   };
-  for (const f of ['package.json', 'pnpm-workspace.yaml', 'pnpm-lock.yaml']) expect(isCopied(f, installAt), `${f} before the install`).toBe(true);
+  for (const f of ['package.json', 'pnpm-workspace.yaml', 'pnpm-lock.yaml'])
+    expect(isCopied(f, installAt), `${f} before the install`).toBe(true);
   for (const dir of needed) {
     expect(isCopied(`${dir}/package.json`, installAt), `${dir}/package.json before the install`).toBe(true);
     for (const f of nonEmpty(ctx.files(`${dir}/src`), `${dir}/src`)) {
@@ -587,7 +678,8 @@ export function checkWorkspaceCopied(m: DockerModel, ctx: Context) {
   const secPkg = JSON.parse(ctx.read(`${sec}/package.json`)) as Obj;
   const script = must(/node (\S+)/.exec(secPkg.scripts?.install ?? '')?.[1], `${sec} install script`);
   const gyp = JSON.parse(ctx.read(`${sec}/binding.gyp`)) as Obj;
-  for (const f of [script, 'binding.gyp', ...gyp.targets.flatMap((t: Obj) => t.sources)]) expect(isCopied(`${sec}/${f}`, installAt), `${sec}/${f} before the install`).toBe(true);
+  for (const f of [script, 'binding.gyp', ...gyp.targets.flatMap((t: Obj) => t.sources)])
+    expect(isCopied(`${sec}/${f}`, installAt), `${sec}/${f} before the install`).toBe(true);
 }
 
 /** The final stage runs as a numeric non-root USER, NODE_ENV=production, the apps' ports, DATA_DIR writable by that user. */
@@ -602,10 +694,15 @@ export function checkRuntimeUser(m: DockerModel) {
   const dataDir = must(env.DATA_DIR, 'ENV DATA_DIR');
   const uid = user.split(':')[0];
   const owned =
-    runTexts(m.final).some((r) => new RegExp(`chown (-R )?${uid}(:\\d+)? (\\S+ )*${dataDir}\\b`).test(r) || new RegExp(`install -d[^&;]*-o ${uid}\\b[^&;]*${dataDir}`).test(r)) ||
-    copiesOf(m.final).some((c) => c.dest === dataDir && c.flags.chown?.split(':')[0] === uid);
+    runTexts(m.final).some(
+      (r) =>
+        new RegExp(`chown (-R )?${uid}(:\\d+)? (\\S+ )*${dataDir}\\b`).test(r) ||
+        new RegExp(`install -d[^&;]*-o ${uid}\\b[^&;]*${dataDir}`).test(r),
+    ) || copiesOf(m.final).some((c) => c.dest === dataDir && c.flags.chown?.split(':')[0] === uid);
   expect(owned, `DATA_DIR ${dataDir} is owned by ${user}`).toBe(true);
-  const exposed = instructionsOf(m.final, 'EXPOSE').flatMap(words).map((p) => Number(p.split('/')[0]));
+  const exposed = instructionsOf(m.final, 'EXPOSE')
+    .flatMap(words)
+    .map((p) => Number(p.split('/')[0]));
   expect(exposed.sort(), 'EXPOSE the two ports').toEqual([DEFAULTS.PORT, DEFAULTS.ADMISSION_PORT].sort());
 }
 
@@ -642,7 +739,8 @@ export function checkEntrypoint(m: DockerModel, ctx: Context) {
         const loaders = preload.filter((p) => /^(tsx|ts-node)/.test(p));
         expect(loaders.length, `${app}: a TypeScript entry needs a loader (--import tsx)`).toBeGreaterThan(0);
         const { pkg } = packageOf(m.final, file);
-        for (const l of loaders) expect(pkg.dependencies?.[l.split('/')[0]], `${app}: ${l} is a production dependency of ${pkg.name}`).toBeDefined();
+        for (const l of loaders)
+          expect(pkg.dependencies?.[l.split('/')[0]], `${app}: ${l} is a production dependency of ${pkg.name}`).toBeDefined();
       }
     } else {
       expect(origin.kind, `${app}: ${file} is neither copied from the context nor built in a stage`).toBe('stage');
@@ -657,7 +755,10 @@ export function checkEntrypoint(m: DockerModel, ctx: Context) {
       expect(pkg.scripts?.build ?? root.scripts?.build, `${app}: ${dir} has a build script`).toBeDefined();
       const source = posix.join(dir, rest.replace(/^(dist|build|lib|out)\//, 'src/').replace(/\.([mc]?)js$/, '.$1ts'));
       const srcOrigin = originOf(m, origin.stage, posix.join(workdirAt(origin.stage), source), ctx);
-      expect(srcOrigin.kind === 'context' && srcOrigin.path === source, `${app}: ${source}, the source of ${rest}, is in the build stage`).toBe(true);
+      expect(
+        srcOrigin.kind === 'context' && srcOrigin.path === source,
+        `${app}: ${source}, the source of ${rest}, is in the build stage`,
+      ).toBe(true);
     }
   }
 }
@@ -670,7 +771,10 @@ export function checkHealth(m: DockerModel, objs: Obj[]) {
     expect(words(hc)[0]?.toUpperCase(), 'HEALTHCHECK CMD').toBe('CMD');
     expect(hc.toString(), 'the HEALTHCHECK hits /healthz').toContain('/healthz');
   } else {
-    for (const c of nonEmpty(deploymentsOf(objs).flatMap(containersOf), 'containers (no HEALTHCHECK in the image: the manifests must probe)')) {
+    for (const c of nonEmpty(
+      deploymentsOf(objs).flatMap(containersOf),
+      'containers (no HEALTHCHECK in the image: the manifests must probe)',
+    )) {
       must(c.livenessProbe, `${c.name} livenessProbe (the image has no HEALTHCHECK)`);
       must(c.readinessProbe, `${c.name} readinessProbe (the image has no HEALTHCHECK)`);
     }

@@ -172,7 +172,8 @@ export const runTexts = (s: Stage) => instructionsOf(s, 'RUN').map((i) => words(
 export function stageEnv(s: Stage): Record<string, string> {
   const env: Record<string, string> = s.parent ? stageEnv(s.parent) : {};
   for (const ins of instructionsOf(s, 'ENV')) {
-    for (const p of (ins as unknown as { getProperties(): { getName(): string; getValue(): string | null }[] }).getProperties()) env[p.getName()] = p.getValue() ?? '';
+    for (const p of (ins as unknown as { getProperties(): { getName(): string; getValue(): string | null }[] }).getProperties())
+      env[p.getName()] = p.getValue() ?? '';
   }
   return env;
 }
@@ -202,7 +203,11 @@ export function copiesOf(s: Stage, ctx?: Context): Copy[] {
     const dest = posix.resolve(workdirAt(s, i), rawDest);
     const from = flags.from ?? undefined;
     const destIsDir =
-      rawDest.endsWith('/') || rawDest === '.' || sources.length > 1 || sources.some((x) => /[*?[]/.test(x)) || (!from && !!ctx && sources.every((x) => ctx.isDir(x)));
+      rawDest.endsWith('/') ||
+      rawDest === '.' ||
+      sources.length > 1 ||
+      sources.some((x) => /[*?[]/.test(x)) ||
+      (!from && !!ctx && sources.every((x) => ctx.isDir(x)));
     out.push({ ins, from, flags, sources, dest, destIsDir });
   });
   return out;
@@ -245,7 +250,8 @@ export function originOf(m: DockerModel, s: Stage, path: string, ctx: Context, b
       if (!c.destIsDir) {
         if (path === c.dest) candidate = src;
         // COPY --from=stage /a/dir /b/dir: a directory or a file, which a stage does not tell
-        else if (c.from !== undefined && c.sources.length === 1 && path.startsWith(`${c.dest}/`)) candidate = posix.join(src, posix.relative(c.dest, path));
+        else if (c.from !== undefined && c.sources.length === 1 && path.startsWith(`${c.dest}/`))
+          candidate = posix.join(src, posix.relative(c.dest, path));
       } else if (path === c.dest || path.startsWith(`${c.dest.replace(/\/$/, '')}/`)) {
         const rest = posix.relative(c.dest, path);
         if (c.flags.parents !== undefined) candidate = rest;
@@ -319,7 +325,18 @@ export function caseBranches(script: string): Map<string, string[]> {
 }
 
 /** Node options that take the next word as their value. */
-const NODE_VALUE_OPTIONS = new Set(['--import', '-r', '--require', '--loader', '--experimental-loader', '--env-file', '--conditions', '-C', '--title', '--input-type']);
+const NODE_VALUE_OPTIONS = new Set([
+  '--import',
+  '-r',
+  '--require',
+  '--loader',
+  '--experimental-loader',
+  '--env-file',
+  '--conditions',
+  '-C',
+  '--title',
+  '--input-type',
+]);
 
 /** `node [options] script [args]`: the modules preloaded and the script. */
 export function nodeInvocation(argv: string[]): { preload: string[]; script?: string } {
@@ -360,7 +377,8 @@ export function appStart(m: DockerModel, ctx: Context, args: string[]): AppStart
   if (posix.basename(argv[0]) === 'node') return { app: args[0], argv, cwd, exec: true };
   const scriptPath = posix.resolve(cwd, argv[0]);
   const origin = originOf(m, final, scriptPath, ctx);
-  if (origin.kind !== 'context') throw new Error(`the ENTRYPOINT ${argv[0]} is not a script copied from the build context (${origin.kind})`);
+  if (origin.kind !== 'context')
+    throw new Error(`the ENTRYPOINT ${argv[0]} is not a script copied from the build context (${origin.kind})`);
   const text = ctx.read(origin.path);
   const app = argv[1] ?? '';
   const branches = caseBranches(text);

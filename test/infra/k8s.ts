@@ -83,7 +83,16 @@ export const KNOWN_KINDS: Record<string, string[]> = {
   'policy/v1': ['PodDisruptionBudget'],
   'networking.k8s.io/v1': ['Ingress'],
 };
-export const CLUSTER_SCOPED = new Set(['Namespace', 'ClusterRole', 'ClusterRoleBinding', 'CustomResourceDefinition', 'PersistentVolume', 'StorageClass', 'IngressClass', 'PriorityClass']);
+export const CLUSTER_SCOPED = new Set([
+  'Namespace',
+  'ClusterRole',
+  'ClusterRoleBinding',
+  'CustomResourceDefinition',
+  'PersistentVolume',
+  'StorageClass',
+  'IngressClass',
+  'PriorityClass',
+]);
 
 const MODELS_DIR = realpathSync(join(ROOT, 'test', 'node_modules', 'kubernetes-models'));
 

@@ -68,7 +68,11 @@ async function heldEventSoon(ctx: AdmissionContext, eventId: string, waitMs = 15
 }
 
 /** What one invoice for this product costs, or a 4xx. */
-async function priceFor(ctx: AdmissionContext, body: z.infer<typeof invoiceRequest>, pubkey: string): Promise<{ amount: number; eventId?: string; what: string }> {
+async function priceFor(
+  ctx: AdmissionContext,
+  body: z.infer<typeof invoiceRequest>,
+  pubkey: string,
+): Promise<{ amount: number; eventId?: string; what: string }> {
   const p = ctx.pricing;
   switch (body.product as Product) {
     case 'admission':
@@ -78,7 +82,8 @@ async function priceFor(ctx: AdmissionContext, body: z.infer<typeof invoiceReque
       if (p.subscriptionMsat <= 0) throw new HttpError(400, notOnSale(p, 'subscription'));
       return { amount: p.subscriptionMsat, what: `${Math.round(p.subscriptionPeriodSeconds / 86400)} days of writing` };
     case 'credit': {
-      if (!productsOnSale(p).some((o) => o.product === 'credit')) throw new HttpError(400, `${notOnSale(p, 'credit')} (credit pays publication prices, and this relay has none)`);
+      if (!productsOnSale(p).some((o) => o.product === 'credit'))
+        throw new HttpError(400, `${notOnSale(p, 'credit')} (credit pays publication prices, and this relay has none)`);
       const amount = body.amount_msat;
       if (amount === undefined) throw new HttpError(400, 'amount_msat is required for credit');
       if (amount < CREDIT_MIN_MSAT || amount > CREDIT_MAX_MSAT) {
@@ -106,7 +111,7 @@ export async function postInvoice(ctx: AdmissionContext, limiter: InvoiceRateLim
   if (!pubkey) return error(res, 400, 'pubkey must be 64 hex characters or an npub');
   if (!limiter.allow(req.ip)) return error(res, 429, 'too many invoices from this address, try again in a minute');
   const { amount, eventId, what } = await priceFor(ctx, body, pubkey);
-  let inv;
+  let inv: Awaited<ReturnType<typeof ctx.lightning.makeInvoice>>;
   try {
     inv = await ctx.lightning.makeInvoice({
       amountMsat: amount,

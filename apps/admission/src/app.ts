@@ -8,15 +8,7 @@ import type { LightningBackend } from '@paidrelay/lightning';
 import type { Pricing } from '@paidrelay/pricing';
 import type { Logger } from 'pino';
 import { Counter, Registry, collectDefaultMetrics } from 'prom-client';
-import {
-  getAccountRoute,
-  getHeldRoute,
-  getInvoiceRoute,
-  invoiceEvents,
-  InvoiceRateLimit,
-  postInvoice,
-  pricingJson,
-} from './api.ts';
+import { getAccountRoute, getHeldRoute, getInvoiceRoute, invoiceEvents, InvoiceRateLimit, postInvoice, pricingJson } from './api.ts';
 import type { AdmissionContext } from './context.ts';
 import { clientIp, corsPreflight, error, HttpError, json, Router, send, type Req } from './http.ts';
 import { lnurlCallback, lnurlPay } from './lnurl.ts';
@@ -62,7 +54,12 @@ export async function startAdmission(config: Config, log: Logger, deps: Admissio
 
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
-  const requests = new Counter({ name: 'admission_http_requests_total', help: 'HTTP requests by route and status', labelNames: ['route', 'status'], registers: [registry] });
+  const requests = new Counter({
+    name: 'admission_http_requests_total',
+    help: 'HTTP requests by route and status',
+    labelNames: ['route', 'status'],
+    registers: [registry],
+  });
 
   const router = new Router()
     .on('GET', '/api/pricing', (_req, res) => json(res, 200, pricingJson(ctx)))
@@ -75,7 +72,9 @@ export async function startAdmission(config: Config, log: Logger, deps: Admissio
     .on('GET', '/lnurlp/:name/callback', (req, res) => lnurlCallback(ctx, limiter, req, res))
     .on('GET', basePath, (_req, res) => send(res, 200, page.html, 'text/html; charset=utf-8', { 'Cache-Control': 'no-cache' }))
     .on('GET', basePath + '/', (_req, res) => send(res, 200, page.html, 'text/html; charset=utf-8', { 'Cache-Control': 'no-cache' }))
-    .on('GET', basePath + '/e/:event_id', (_req, res) => send(res, 200, page.html, 'text/html; charset=utf-8', { 'Cache-Control': 'no-cache' }))
+    .on('GET', basePath + '/e/:event_id', (_req, res) =>
+      send(res, 200, page.html, 'text/html; charset=utf-8', { 'Cache-Control': 'no-cache' }),
+    )
     .on('GET', basePath + '/pay.js', (req, res) => sendAsset(req, res, page.js, assets.js, 'text/javascript; charset=utf-8'))
     .on('GET', basePath + '/pay.css', (req, res) => sendAsset(req, res, page.css, assets.css, 'text/css; charset=utf-8'))
     .on('GET', '/healthz', (_req, res) => send(res, 200, 'ok\n', 'text/plain'))
@@ -101,7 +100,12 @@ export async function startAdmission(config: Config, log: Logger, deps: Admissio
     if (found === undefined) return error(res, 404, 'not found');
     if (found === 'method') return error(res, 405, 'method not allowed');
     req.params = found.params;
-    res.on('finish', () => requests.inc({ route: url.pathname.startsWith('/api/') ? url.pathname.split('/').slice(0, 3).join('/') : 'other', status: res.statusCode }));
+    res.on('finish', () =>
+      requests.inc({
+        route: url.pathname.startsWith('/api/') ? url.pathname.split('/').slice(0, 3).join('/') : 'other',
+        status: res.statusCode,
+      }),
+    );
     await found.handler(req, res);
   };
 
@@ -124,9 +128,16 @@ export async function startAdmission(config: Config, log: Logger, deps: Admissio
   server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
     // Raw bytes must not interleave with a response already in flight on this socket.
     if (err.code === 'ECONNRESET' || !socket.writable || (socket as { _httpMessage?: unknown })._httpMessage) return void socket.destroy();
-    const [status, text] = err.code === 'HPE_HEADER_OVERFLOW' ? [431, 'Request Header Fields Too Large'] : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? [408, 'Request Timeout'] : [400, 'Bad Request'];
+    const [status, text] =
+      err.code === 'HPE_HEADER_OVERFLOW'
+        ? [431, 'Request Header Fields Too Large']
+        : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+          ? [408, 'Request Timeout']
+          : [400, 'Bad Request'];
     const body = JSON.stringify({ error: `malformed HTTP request (${text.toLowerCase()})` });
-    socket.end(`HTTP/1.1 ${status} ${text}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+    socket.end(
+      `HTTP/1.1 ${status} ${text}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    );
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

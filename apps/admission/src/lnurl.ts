@@ -22,7 +22,10 @@ function metadata(ctx: AdmissionContext): string {
 
 /** GET /.well-known/lnurlp/:name — LUD-16 pay request for the relay's own key, with NIP-57. */
 export function lnurlPay(ctx: AdmissionContext, req: Req, res: ServerResponse): void {
-  if (req.params.name !== ctx.config.LNURL_NAME) return lnurlError(res, 'unknown lightning address', 404);
+  if (req.params.name !== ctx.config.LNURL_NAME) {
+    lnurlError(res, 'unknown lightning address', 404);
+    return;
+  }
   json(res, 200, {
     tag: 'payRequest',
     callback: `${ctx.origin}/lnurlp/${ctx.config.LNURL_NAME}/callback`,
@@ -56,7 +59,7 @@ export async function lnurlCallback(ctx: AdmissionContext, limiter: InvoiceRateL
     description = nostr;
   }
   if (!limiter.allow(req.ip)) return lnurlError(res, 'too many invoices from this address, try again in a minute', 429);
-  let inv;
+  let inv: Awaited<ReturnType<typeof ctx.lightning.makeInvoice>>;
   try {
     inv = await ctx.lightning.makeInvoice({
       amountMsat: amount,

@@ -19,20 +19,39 @@ const close = () => (closing ??= closeAll ? closeAll() : Promise.resolve());
 installProcessHandlers(log, close);
 try {
   if (!config.DATABASE_URL) {
-    throw new Error('the admission service on its own needs DATABASE_URL (the embedded database belongs to one process: `pnpm start` runs the relay and the admission service together)');
+    throw new Error(
+      'the admission service on its own needs DATABASE_URL (the embedded database belongs to one process: `pnpm start` runs the relay and the admission service together)',
+    );
   }
   if (!config.NWC_URL && config.NODE_ENV === 'production') {
     throw new Error("NWC_URL is required in production: set it to your wallet's Nostr Wallet Connect string");
   }
-  const db = await openDatabase({ databaseUrl: config.DATABASE_URL, dataDir: config.DATA_DIR, poolSize: config.DATABASE_POOL_SIZE, statementTimeoutMs: config.DATABASE_STATEMENT_TIMEOUT_MS, queryTimeoutMs: config.DATABASE_QUERY_TIMEOUT_MS, connectTimeoutMs: config.DATABASE_CONNECT_TIMEOUT_MS, onPoolError: (err) => log.warn({ err: err.message }, 'database connection lost') });
+  const db = await openDatabase({
+    databaseUrl: config.DATABASE_URL,
+    dataDir: config.DATA_DIR,
+    poolSize: config.DATABASE_POOL_SIZE,
+    statementTimeoutMs: config.DATABASE_STATEMENT_TIMEOUT_MS,
+    queryTimeoutMs: config.DATABASE_QUERY_TIMEOUT_MS,
+    connectTimeoutMs: config.DATABASE_CONNECT_TIMEOUT_MS,
+    onPoolError: (err) => log.warn({ err: err.message }, 'database connection lost'),
+  });
   await db.migrate();
   const bus = await createBus({ redisUrl: config.REDIS_URL, logger: log });
   const relayUrl = config.RELAY_URL ?? `ws://localhost:${config.PORT}`;
   const relayKey = loadRelayKey(config.RELAY_SECRET_KEY, config.DATA_DIR, config.NODE_ENV === 'production');
   // The dev Lightning network is loaded only here, without NWC_URL outside production: never in a production process.
-  const dev = config.NWC_URL ? undefined : await (await import('@paidrelay/lightning/dev')).DevLightningNetwork.start({ relayUrl, dataDir: config.DATA_DIR, logger: log });
+  const dev = config.NWC_URL
+    ? undefined
+    : await (await import('@paidrelay/lightning/dev')).DevLightningNetwork.start({ relayUrl, dataDir: config.DATA_DIR, logger: log });
   const lightning = config.NWC_URL ? await connectNwc(config.NWC_URL, { logger: log }) : await dev!.connectRelayWallet({ logger: log });
-  const admission = await startAdmission(config, log, { db, bus, lightning, pricing: pricingFromConfig(config, { relayPubkey: relayKey.pubkey }), relayKey, relayUrl });
+  const admission = await startAdmission(config, log, {
+    db,
+    bus,
+    lightning,
+    pricing: pricingFromConfig(config, { relayPubkey: relayKey.pubkey }),
+    relayKey,
+    relayUrl,
+  });
   if (dev) process.stdout.write(`\nDev payer wallet (NWC): ${dev.payerWalletNwc}\n\n`);
   closeAll = async () => {
     await admission.close();

@@ -1,9 +1,4 @@
-import {
-  ACCOUNTS_CHANNEL,
-  encodeEventMessage,
-  EVENTS_CHANNEL,
-  INVOICES_CHANNEL,
-} from '@paidrelay/bus';
+import { ACCOUNTS_CHANNEL, encodeEventMessage, EVENTS_CHANNEL, INVOICES_CHANNEL } from '@paidrelay/bus';
 import {
   deleteHeldEvents,
   getInvoiceByHash,
@@ -92,6 +87,9 @@ async function releaseHeld(ctx: AdmissionContext, trx: Kysely<Schema>, account: 
     released.map((h) => ({ event: JSON.parse(h.raw) as NostrEvent, raw: h.raw })),
     at,
   );
-  await deleteHeldEvents(trx, released.map((h) => h.id));
+  await deleteHeldEvents(
+    trx,
+    released.map((h) => h.id),
+  );
   return released.filter((_, i) => outcomes[i].status === 'stored').map((h) => h.raw);
 }

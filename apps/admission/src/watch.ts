@@ -32,7 +32,7 @@ export async function watchPayments(ctx: AdmissionContext): Promise<{ reconcile:
 }
 
 async function reconcileOnce(ctx: AdmissionContext): Promise<void> {
-  let pending;
+  let pending: Awaited<ReturnType<typeof listPendingInvoices>>;
   try {
     pending = await listPendingInvoices(ctx.db.kysely, now());
   } catch (err) {

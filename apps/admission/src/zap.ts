@@ -8,7 +8,11 @@ import { makeZapReceipt, validateZapRequest } from 'nostr-tools/nip57';
  * with relays, exactly one p tag naming the relay's own key, at most one e tag, and an
  * amount tag (when present) equal to the amount being invoiced.
  */
-export function checkZapRequest(json: string, amountMsat: number, relayPubkey: string): { ok: true; zapper: string } | { ok: false; reason: string } {
+export function checkZapRequest(
+  json: string,
+  amountMsat: number,
+  relayPubkey: string,
+): { ok: true; zapper: string } | { ok: false; reason: string } {
   const problem = validateZapRequest(json);
   if (problem) return { ok: false, reason: problem };
   const req = JSON.parse(json) as NostrEvent;

@@ -29,7 +29,9 @@ export type Stack = {
  */
 export async function startAll(config: Config, log: Logger): Promise<Stack> {
   if (!config.NWC_URL && config.NODE_ENV === 'production') {
-    throw new Error('NWC_URL is required in production: set it to your wallet\'s Nostr Wallet Connect string (the dev Lightning network is for development only)');
+    throw new Error(
+      "NWC_URL is required in production: set it to your wallet's Nostr Wallet Connect string (the dev Lightning network is for development only)",
+    );
   }
   const db = await openDatabase({
     databaseUrl: config.DATABASE_URL,

@@ -49,7 +49,10 @@ export type RelayCore = {
 export type HookSource = RelayHooks | ((core: RelayCore) => RelayHooks | Promise<RelayHooks>);
 
 /** The hooks of every source, joined: lists concatenated in order; a gate or a membership from two sources is an error. */
-export async function resolveHooks(sources: readonly HookSource[], core: RelayCore): Promise<Required<Omit<RelayHooks, 'gate' | 'membership'>> & Pick<RelayHooks, 'gate' | 'membership'>> {
+export async function resolveHooks(
+  sources: readonly HookSource[],
+  core: RelayCore,
+): Promise<Required<Omit<RelayHooks, 'gate' | 'membership'>> & Pick<RelayHooks, 'gate' | 'membership'>> {
   const out = {
     writePolicies: [] as WritePolicy[],
     readPolicies: [] as ReadPolicy[],

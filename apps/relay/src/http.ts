@@ -85,19 +85,27 @@ export function httpRoutes(app: TemplatedApp, ctx: RelayContext, state: { ready:
   };
   currentInfo();
 
-  app.options('/*', safe(ctx, (res) => reply(res, '204 No Content', 'text/plain', '')));
+  app.options(
+    '/*',
+    safe(ctx, (res) => reply(res, '204 No Content', 'text/plain', '')),
+  );
 
   app.get(
     '/metrics',
     safe(ctx, (res) => later(ctx, res, async () => ['200 OK', ctx.metrics.registry.contentType, await ctx.metrics.registry.metrics()])),
   );
 
-  app.get('/healthz', safe(ctx, (res) => reply(res, '200 OK', 'text/plain', 'ok\n')));
+  app.get(
+    '/healthz',
+    safe(ctx, (res) => reply(res, '200 OK', 'text/plain', 'ok\n')),
+  );
 
   app.get(
     '/readyz',
     safe(ctx, (res) =>
-      later(ctx, res, async () => ((await state.ready()) ? ['200 OK', 'text/plain', 'ready\n'] : ['503 Service Unavailable', 'text/plain', 'not ready\n'])),
+      later(ctx, res, async () =>
+        (await state.ready()) ? ['200 OK', 'text/plain', 'ready\n'] : ['503 Service Unavailable', 'text/plain', 'not ready\n'],
+      ),
     ),
   );
 
@@ -117,5 +125,8 @@ export function httpRoutes(app: TemplatedApp, ctx: RelayContext, state: { ready:
   // NIP-86: JSON-RPC on the relay URL (Content-Type application/nostr+json+rpc), NIP-98 auth.
   app.post('/*', safe(ctx, managementRoute(ctx)));
 
-  app.any('/*', safe(ctx, (res) => reply(res, '405 Method Not Allowed', 'text/plain', 'method not allowed\n')));
+  app.any(
+    '/*',
+    safe(ctx, (res) => reply(res, '405 Method Not Allowed', 'text/plain', 'method not allowed\n')),
+  );
 }

@@ -12,6 +12,7 @@ import {
   type Filter,
   type NostrEvent,
 } from '@paidrelay/nostr';
+import type { WriteOutcome } from './store.ts';
 import { send, sendRefusal, type Connection } from './connection.ts';
 import { encodeEventMessage, EVENTS_CHANNEL } from '@paidrelay/bus';
 import type { RelayContext } from './context.ts';
@@ -20,7 +21,6 @@ import { networkKey } from './limits.ts';
 import { runPolicies } from './policy.ts';
 import { closeSub, handleCount, handleReq } from './query.ts';
 import { limitRead } from './rate-limit.ts';
-
 
 // fatal: invalid UTF-8 (possible in a binary frame; uWS closes text frames that are not UTF-8)
 // is refused with a NOTICE instead of being turned into U+FFFD and parsed.
@@ -65,23 +65,34 @@ export function ingest(ctx: RelayContext, conn: Connection, data: ArrayBuffer | 
   ctx.metrics.messages.inc({ type: msg.type });
   switch (msg.type) {
     case 'EVENT':
-      guard(ctx, handleEvent(ctx, conn, msg.event), () => send(conn, encodeOk(msg.event.id, false, reason('error', 'could not process the event, try again'))));
+      guard(ctx, handleEvent(ctx, conn, msg.event), () =>
+        send(conn, encodeOk(msg.event.id, false, reason('error', 'could not process the event, try again'))),
+      );
       return;
     case 'REQ':
     case 'COUNT': {
       const nul = nulTagValue(msg.filters);
       if (nul !== undefined) {
-        send(conn, encodeClosed(msg.subId, reason('unsupported', `filter "${nul}" has a value containing U+0000, which this relay does not index`)));
+        send(
+          conn,
+          encodeClosed(msg.subId, reason('unsupported', `filter "${nul}" has a value containing U+0000, which this relay does not index`)),
+        );
         return;
       }
       // The per-address REQ/COUNT bucket first; a refused REQ also ends the subscription it would replace.
-      limitRead(ctx, conn, msg.subId, () => {
-        const run = msg.type === 'REQ' ? handleReq(ctx, conn, msg.subId, msg.filters) : handleCount(ctx, conn, msg.subId, msg.filters);
-        guard(ctx, run, () => send(conn, encodeClosed(msg.subId, reason('error', 'could not process the request, try again'))));
-      }, () => {
-        const old = msg.type === 'REQ' ? conn.subs.get(msg.subId) : undefined;
-        if (old) closeSub(ctx, old);
-      });
+      limitRead(
+        ctx,
+        conn,
+        msg.subId,
+        () => {
+          const run = msg.type === 'REQ' ? handleReq(ctx, conn, msg.subId, msg.filters) : handleCount(ctx, conn, msg.subId, msg.filters);
+          guard(ctx, run, () => send(conn, encodeClosed(msg.subId, reason('error', 'could not process the request, try again'))));
+        },
+        () => {
+          const old = msg.type === 'REQ' ? conn.subs.get(msg.subId) : undefined;
+          if (old) closeSub(ctx, old);
+        },
+      );
       return;
     }
     case 'CLOSE':
@@ -92,7 +103,9 @@ export function ingest(ctx: RelayContext, conn: Connection, data: ArrayBuffer | 
       });
       return;
     case 'AUTH':
-      guard(ctx, handleAuth(ctx, conn, msg.event), () => send(conn, encodeOk(msg.event.id, false, reason('error', 'could not process the AUTH event, try again'))));
+      guard(ctx, handleAuth(ctx, conn, msg.event), () =>
+        send(conn, encodeOk(msg.event.id, false, reason('error', 'could not process the AUTH event, try again'))),
+      );
       return;
     case 'EVENT_INVALID':
     case 'AUTH_INVALID':
@@ -171,7 +184,7 @@ async function handleEvent(ctx: RelayContext, conn: Connection, ev: NostrEvent):
     publish(ctx, ev, json);
     return;
   }
-  let outcome;
+  let outcome: WriteOutcome;
   try {
     outcome = await ctx.writer.write(ev, json, charge);
   } catch {

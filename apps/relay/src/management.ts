@@ -73,7 +73,9 @@ const badRequest = (why: string) => new RpcError('400 Bad Request', why);
 /** Admin pubkeys from ADMIN_PUBKEYS (hex or npub); a bad entry stops the start. */
 export function adminPubkeys(config: Config): ReadonlySet<string> {
   const out = new Set<string>();
-  for (const item of config.ADMIN_PUBKEYS.split(',').map((s) => s.trim()).filter(Boolean)) {
+  for (const item of config.ADMIN_PUBKEYS.split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)) {
     const pk = parsePubkey(item);
     if (!pk) throw new Error(`ADMIN_PUBKEYS: "${item}" is not a hex pubkey or an npub`);
     out.add(pk);
@@ -110,7 +112,8 @@ const eventIdParam = (x: unknown): string => {
 };
 const kindParam = (x: unknown): number => {
   const k = typeof x === 'string' && /^\d+$/.test(x) ? Number(x) : x;
-  if (typeof k !== 'number' || !Number.isInteger(k) || k < 0 || k > MAX_KIND) throw badRequest(`params[0] must be a kind number (0-${MAX_KIND})`);
+  if (typeof k !== 'number' || !Number.isInteger(k) || k < 0 || k > MAX_KIND)
+    throw badRequest(`params[0] must be a kind number (0-${MAX_KIND})`);
   return k;
 };
 const addressParam = (x: unknown): string => {
@@ -384,7 +387,8 @@ export function managementRoute(ctx: RelayContext): (res: HttpResponse, req: Htt
 const int = (x: unknown, what: string, def: number, min: number, max: number): number => {
   if (x === undefined || x === null) return def;
   const n = typeof x === 'string' && /^-?\d+$/.test(x) ? Number(x) : x;
-  if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < min || n > max) throw badRequest(`${what} must be an integer from ${min} to ${max}`);
+  if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < min || n > max)
+    throw badRequest(`${what} must be an integer from ${min} to ${max}`);
   return n;
 };
 const options = (p: unknown[]): Record<string, unknown> => {
@@ -447,23 +451,25 @@ class WriteRates {
   }
 
   sample(): Promise<void> {
-    this.chain = this.chain.then(async () => {
-      const counter = this.ctx.metrics?.events;
-      if (!counter) return;
-      const { values } = await counter.get();
-      const minute = Math.floor(now() / 60) * 60;
-      for (const v of values) {
-        const key = WriteRates.series(String(v.labels.result ?? ''), String(v.labels.reason ?? ''));
-        const prev = this.last.get(key) ?? 0;
-        const delta = v.value - prev;
-        this.last.set(key, v.value);
-        if (delta <= 0) continue;
-        const m = this.minutes.get(minute) ?? new Map<string, number>();
-        this.minutes.set(minute, m);
-        m.set(key, (m.get(key) ?? 0) + delta);
-      }
-      for (const t of this.minutes.keys()) if (t < minute - 86_400) this.minutes.delete(t);
-    }).catch((err: unknown) => this.ctx.log.warn({ err: (err as Error)?.message }, 'management: write rate sample failed'));
+    this.chain = this.chain
+      .then(async () => {
+        const counter = this.ctx.metrics?.events;
+        if (!counter) return;
+        const { values } = await counter.get();
+        const minute = Math.floor(now() / 60) * 60;
+        for (const v of values) {
+          const key = WriteRates.series(String(v.labels.result ?? ''), String(v.labels.reason ?? ''));
+          const prev = this.last.get(key) ?? 0;
+          const delta = v.value - prev;
+          this.last.set(key, v.value);
+          if (delta <= 0) continue;
+          const m = this.minutes.get(minute) ?? new Map<string, number>();
+          this.minutes.set(minute, m);
+          m.set(key, (m.get(key) ?? 0) + delta);
+        }
+        for (const t of this.minutes.keys()) if (t < minute - 86_400) this.minutes.delete(t);
+      })
+      .catch((err: unknown) => this.ctx.log.warn({ err: (err as Error)?.message }, 'management: write rate sample failed'));
     return this.chain;
   }
 }
@@ -573,11 +579,17 @@ function adminMethods(): Record<string, Method> {
             bucket: a.bucket,
             bucketSeconds: size,
             times,
-            products: dense(times, paid.map((x) => ({ at: x.at, key: product(x.account), value: x.amountMsat }))),
-            grants: dense(times, grants.map((x) => ({ at: x.at, key: product(x.account), value: x.amountMsat }))),
+            products: dense(
+              times,
+              paid.map((x) => ({ at: x.at, key: product(x.account), value: x.amountMsat })),
+            ),
+            grants: dense(
+              times,
+              grants.map((x) => ({ at: x.at, key: product(x.account), value: x.amountMsat })),
+            ),
           },
           totals: {
-            receivedMsat: -(summary.accounts['wallet'] ?? 0),
+            receivedMsat: -(summary.accounts.wallet ?? 0),
             grantedMsat: -(summary.accounts['grant:admin'] ?? 0),
             accounts: summary.accounts,
             userBalancesMsat: summary.userBalancesMsat,
@@ -664,7 +676,8 @@ function adminMethods(): Record<string, Method> {
     grantadmission: grant(() => ({ kind: 'admission' })),
     /** extendadmission [{pubkey, seconds (or days), reason?}]: admitted until max(now, end) + seconds. */
     extendadmission: grant((o) => {
-      const seconds = o.days !== undefined ? int(o.days, 'days', 0, 1, 36_500) * 86_400 : int(o.seconds, 'seconds', 0, 1, 100 * 365 * 86_400);
+      const seconds =
+        o.days !== undefined ? int(o.days, 'days', 0, 1, 36_500) * 86_400 : int(o.seconds, 'seconds', 0, 1, 100 * 365 * 86_400);
       if (seconds === 0) throw badRequest('seconds (or days) is required');
       return { kind: 'extend', seconds };
     }),

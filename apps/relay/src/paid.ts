@@ -41,8 +41,16 @@ export function paymentHooks(config: Config, base: Pricing): (core: RelayCore) =
     }
     const registers = [core.metrics.registry];
     const heldEvents = new Gauge({ name: 'relay_held_events', help: 'Refused events held for payment (all replicas)', registers });
-    const heldBytes = new Gauge({ name: 'relay_held_events_bytes', help: 'Bytes of refused events held for payment (all replicas)', registers });
-    const heldDropped = new Counter({ name: 'relay_held_events_dropped_total', help: 'Refused events not held because the hold queue was full', registers });
+    const heldBytes = new Gauge({
+      name: 'relay_held_events_bytes',
+      help: 'Bytes of refused events held for payment (all replicas)',
+      registers,
+    });
+    const heldDropped = new Counter({
+      name: 'relay_held_events_dropped_total',
+      help: 'Refused events not held because the hold queue was full',
+      registers,
+    });
     const impl = await createPaymentGate(config, pricing, core.db, core.bus, core.log, {
       onHeldStats: (held) => {
         heldEvents.set(held.events);
@@ -67,6 +75,10 @@ export function paymentHooks(config: Config, base: Pricing): (core: RelayCore) =
  * prices (or `opts.pricing`). main.ts loads this module only when something is for sale.
  */
 export async function startPaidRelay(config: Config, log: Logger, opts: PaidRelayOptions = {}): Promise<Relay> {
-  const pricing = opts.pricing ?? pricingFromConfig(config, { relayPubkey: loadRelayKey(config.RELAY_SECRET_KEY, config.DATA_DIR, config.NODE_ENV === 'production').pubkey });
+  const pricing =
+    opts.pricing ??
+    pricingFromConfig(config, {
+      relayPubkey: loadRelayKey(config.RELAY_SECRET_KEY, config.DATA_DIR, config.NODE_ENV === 'production').pubkey,
+    });
   return startRelay(config, log, { db: opts.db, bus: opts.bus, hooks: [paymentHooks(config, pricing), ...(opts.hooks ?? [])] });
 }

@@ -1,11 +1,4 @@
-import {
-  committedTarget,
-  expirationOf,
-  isProtected,
-  powDifficulty,
-  reason,
-  type NostrEvent,
-} from '@paidrelay/nostr';
+import { committedTarget, expirationOf, isProtected, powDifficulty, reason, type NostrEvent } from '@paidrelay/nostr';
 import type { Config } from '@paidrelay/config';
 
 /** What a write policy may look at besides the event itself. */

@@ -1,13 +1,5 @@
 import { countEvents, queryEvents } from '@paidrelay/db';
-import {
-  encodeClosed,
-  encodeCount,
-  encodeEose,
-  encodeEvent,
-  nowSeconds,
-  reason,
-  type Filter,
-} from '@paidrelay/nostr';
+import { encodeClosed, encodeCount, encodeEose, encodeEvent, nowSeconds, reason, type Filter } from '@paidrelay/nostr';
 import { send, sendRefusal, type Connection, type Subscription } from './connection.ts';
 import type { RelayContext } from './context.ts';
 import { applyReadPolicies, type PolicedRead } from './read-policy.ts';

@@ -129,7 +129,11 @@ export class Limit {
     // What the shared bucket lets through is drawn from the local one too, so that a switch to
     // the local buckets (Redis stalled) does not hand every key a fresh burst.
     if (v === undefined) this.takeLocal(key);
-    else if (typeof v !== 'string') return v.then((r) => (r === undefined && this.store?.usable() && this.takeLocal(key), r));
+    else if (typeof v !== 'string')
+      return v.then((r) => {
+        if (r === undefined && this.store?.usable()) this.takeLocal(key);
+        return r;
+      });
     return v;
   }
 
@@ -251,7 +255,12 @@ export class RateLimiter {
   ) {
     const limit = (name: string, rate: number, burst: number, unit: string) =>
       rate > 0 ? new Limit({ name, rate, burst: Math.max(1, burst), unit }, store, clock) : undefined;
-    this.eventsPerPubkey = limit('ev-pk', config.RATE_EVENTS_PER_PUBKEY, config.RATE_EVENTS_BURST_PER_PUBKEY, 'events per second per pubkey');
+    this.eventsPerPubkey = limit(
+      'ev-pk',
+      config.RATE_EVENTS_PER_PUBKEY,
+      config.RATE_EVENTS_BURST_PER_PUBKEY,
+      'events per second per pubkey',
+    );
     this.eventsPerIp = limit('ev-ip', config.RATE_EVENTS_PER_IP, config.RATE_EVENTS_BURST_PER_IP, 'events per second per address');
     this.reqsPerIp = limit('req-ip', config.RATE_REQS_PER_IP, config.RATE_REQS_BURST_PER_IP, 'REQ or COUNT per second per address');
     this.sweeper = setInterval(() => {

@@ -27,10 +27,7 @@ export type ReadFilter = QueryFilter;
  *   for every live event sent to the subscription (for rules that change with time, such as a
  *   membership that ends); stored results are answered from the filter alone.
  */
-export type ReadDecision =
-  | undefined
-  | string
-  | { filter: ReadFilter | null; deliver?: (ev: NostrEvent) => boolean };
+export type ReadDecision = undefined | string | { filter: ReadFilter | null; deliver?: (ev: NostrEvent) => boolean };
 
 /** What NIP-11 says of a policy (`read_policies.<name>`). */
 export type ReadPolicyInfo = {
@@ -63,7 +60,10 @@ export function applyReadPolicies(policies: readonly ReadPolicy[], filters: read
       f = narrowed;
       if (d.deliver) checks.push(d.deliver);
     }
-    out.push({ filter: f, deliver: checks.length === 0 ? undefined : checks.length === 1 ? checks[0] : (ev) => checks.every((c) => c(ev)) });
+    out.push({
+      filter: f,
+      deliver: checks.length === 0 ? undefined : checks.length === 1 ? checks[0] : (ev) => checks.every((c) => c(ev)),
+    });
   }
   return { ok: true, filters: out };
 }
@@ -122,7 +122,7 @@ function withRestriction(f: ReadFilter, r: KindRestriction): ReadFilter {
 }
 
 function within(values: string[] | undefined, set: ReadonlySet<string>): boolean {
-  return values !== undefined && values.every((v) => set.has(v));
+  return values?.every((v) => set.has(v)) === true;
 }
 
 /** The filter names only the reader's own events or events p-tagged to the reader. */
@@ -155,7 +155,10 @@ export function privateKinds(kinds: readonly number[]): ReadPolicy {
     if (hit.length === 0) return undefined;
     if (authed.size === 0) {
       if (f.kinds !== undefined) {
-        return reason('auth-required', `kinds ${hit.join(', ')} are private: only their author and recipients may read them, authenticate with NIP-42 AUTH`);
+        return reason(
+          'auth-required',
+          `kinds ${hit.join(', ')} are private: only their author and recipients may read them, authenticate with NIP-42 AUTH`,
+        );
       }
       return { filter: withRestriction(f, { kinds: all, readers: [] }) };
     }
@@ -247,13 +250,15 @@ export function membersOnly(opts: MembersOnlyOptions): ReadPolicy {
   return p;
 }
 
-
 /** NIP-47 kinds a members-only relay still serves to everyone (to the parties named, see walletTraffic). */
 const NIP47_KINDS: readonly number[] = [13194, ...WALLET_TRAFFIC_KINDS];
 
 export function parseKinds(name: string, s: string): number[] {
   const out: number[] = [];
-  for (const item of s.split(',').map((x) => x.trim()).filter((x) => x !== '')) {
+  for (const item of s
+    .split(',')
+    .map((x) => x.trim())
+    .filter((x) => x !== '')) {
     const k = Number(item);
     if (!Number.isInteger(k) || k < 0 || k > 65535) throw new Error(`${name}: "${item}" is not a kind`);
     out.push(k);

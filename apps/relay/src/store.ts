@@ -99,12 +99,19 @@ export class GroupCommitWriter {
     const unpaid = new Map<Job, number>();
     if (charged.length > 0) {
       const covered = this.charges
-        ? await this.charges.cover(trx, charged.map((j) => ({ pubkey: j.event.pubkey, amountMsat: j.charge! })))
+        ? await this.charges.cover(
+            trx,
+            charged.map((j) => ({ pubkey: j.event.pubkey, amountMsat: j.charge! })),
+          )
         : charged.map(() => ({ covered: false, balanceMsat: 0 }));
       charged.forEach((j, i) => !covered[i].covered && unpaid.set(j, covered[i].balanceMsat));
     }
     const storable = batch.filter((j) => kindClass(j.event.kind) !== 'ephemeral' && !unpaid.has(j));
-    const stored = await storeEvents(trx, storable.map((j) => ({ event: j.event, raw: j.raw })), now);
+    const stored = await storeEvents(
+      trx,
+      storable.map((j) => ({ event: j.event, raw: j.raw })),
+      now,
+    );
     const storedOf = new Map(storable.map((j, i) => [j, stored[i]]));
     const outcomes: WriteOutcome[] = batch.map((j) => {
       const balance = unpaid.get(j);

@@ -22,7 +22,8 @@ declare const __PAIDRELAY_BUNDLE__: boolean | undefined;
  * the same under tsx and vitest.
  */
 function startWorker(): Worker {
-  if (typeof __PAIDRELAY_BUNDLE__ !== 'undefined' && __PAIDRELAY_BUNDLE__) return new Worker(new URL('../dist/verify-worker.js', import.meta.url));
+  if (typeof __PAIDRELAY_BUNDLE__ !== 'undefined' && __PAIDRELAY_BUNDLE__)
+    return new Worker(new URL('../dist/verify-worker.js', import.meta.url));
   const bootstrap = `
       const { register } = await import('tsx/esm/api');
       register();

@@ -109,7 +109,10 @@ describe('NIP-42 relay tag with RELAY_URL unset: the host the client connected t
   });
 
   it('NIP-11 software is RELAY_SOFTWARE_URL when set', async () => {
-    const doc = (await (await fetch(`http://127.0.0.1:${relay.port}`, { headers: { Accept: 'application/nostr+json' } })).json()) as Record<string, unknown>;
+    const doc = (await (await fetch(`http://127.0.0.1:${relay.port}`, { headers: { Accept: 'application/nostr+json' } })).json()) as Record<
+      string,
+      unknown
+    >;
     expect(doc.software).toBe('https://example.org/paidrelay');
   });
 });
@@ -146,7 +149,10 @@ describe('NIP-42 relay tag with RELAY_URL set: strict', () => {
   });
 
   it('NIP-11 has no software field when RELAY_SOFTWARE_URL is unset', async () => {
-    const doc = (await (await fetch(`http://127.0.0.1:${relay.port}`, { headers: { Accept: 'application/nostr+json' } })).json()) as Record<string, unknown>;
+    const doc = (await (await fetch(`http://127.0.0.1:${relay.port}`, { headers: { Accept: 'application/nostr+json' } })).json()) as Record<
+      string,
+      unknown
+    >;
     expect(doc).not.toHaveProperty('software');
     expect(doc.name).toBe('paidrelay');
   });

@@ -45,10 +45,9 @@ async function storedIds(dbUrl: string, ids: string[]): Promise<Set<string>> {
   const c = new pg.Client({ connectionString: dbUrl });
   await c.connect();
   try {
-    const { rows } = await c.query<{ id: string }>(
-      "SELECT encode(id, 'hex') AS id FROM events WHERE id = ANY($1::bytea[])",
-      [ids.map((id) => Buffer.from(id, 'hex'))],
-    );
+    const { rows } = await c.query<{ id: string }>("SELECT encode(id, 'hex') AS id FROM events WHERE id = ANY($1::bytea[])", [
+      ids.map((id) => Buffer.from(id, 'hex')),
+    ]);
     return new Set(rows.map((r) => r.id));
   } finally {
     await c.end();
@@ -147,7 +146,10 @@ describe.runIf(databaseUrl)('Postgres faults under load (TCP proxy)', () => {
     await until(async () => (await fetch(http(relay) + '/readyz')).status === 200);
 
     // Every OK true is in Postgres (asked directly, not through the proxy).
-    const stored = await storedIds(db.url, accepted.map((a) => a.id));
+    const stored = await storedIds(
+      db.url,
+      accepted.map((a) => a.id),
+    );
     expect(accepted.filter((a) => !stored.has(a.id)).map((a) => a.id)).toEqual([]);
     expect(uncaught).toEqual([]);
     for (const c of clients) c.close();
@@ -226,7 +228,9 @@ describe.runIf(databaseUrl)('Postgres faults under load (TCP proxy)', () => {
     try {
       await handle.migrate();
       // The server cancels a long statement itself (57014), and the connection stays usable.
-      expect((await sql<{ statement_timeout: string }>`SHOW statement_timeout`.execute(handle.kysely)).rows[0].statement_timeout).toBe('800ms');
+      expect((await sql<{ statement_timeout: string }>`SHOW statement_timeout`.execute(handle.kysely)).rows[0].statement_timeout).toBe(
+        '800ms',
+      );
       await expect(sql`select pg_sleep(3)`.execute(handle.kysely)).rejects.toMatchObject({ code: '57014' });
       // Both pooled connections open and idle when the database goes silent.
       await Promise.all([1, 2].map(() => sql`select pg_sleep(0.1)`.execute(handle.kysely)));

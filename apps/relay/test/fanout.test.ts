@@ -62,7 +62,10 @@ describe('SubscriptionIndex', () => {
         const subs = subsFilters.map((fs, i) => sub(String(i), fs));
         subs.forEach((s) => index.add(s));
         const event = ev(e);
-        const expected = subs.filter((s) => matchFilters(s.filters, event)).map((s) => s.id).sort();
+        const expected = subs
+          .filter((s) => matchFilters(s.filters, event))
+          .map((s) => s.id)
+          .sort();
         expect([...index.matching(event)].map((s) => s.id).sort()).toEqual(expected);
       }),
       { numRuns: 300 },

@@ -12,10 +12,23 @@ const signWith = (sk: Uint8Array, t: Partial<EventTemplate>): NostrEvent =>
 /** A receipt of the shape NIP-57 appendix E gives, signed by `sk` (its zap request by another key). */
 function zapReceipt(sk: Uint8Array, recipient: string, padding = 0): NostrEvent {
   const zapper = newKey();
-  const request = signWith(zapper.sk, { kind: 9734, tags: [['p', recipient], ['amount', '21000'], ['relays', 'ws://localhost']], content: '' });
+  const request = signWith(zapper.sk, {
+    kind: 9734,
+    tags: [
+      ['p', recipient],
+      ['amount', '21000'],
+      ['relays', 'ws://localhost'],
+    ],
+    content: '',
+  });
   return signWith(sk, {
     kind: 9735,
-    tags: [['p', recipient], ['bolt11', 'lnbcrt210n1pjexample'], ['description', JSON.stringify(request)], ['padding', 'x'.repeat(padding)]],
+    tags: [
+      ['p', recipient],
+      ['bolt11', 'lnbcrt210n1pjexample'],
+      ['description', JSON.stringify(request)],
+      ['padding', 'x'.repeat(padding)],
+    ],
   });
 }
 
@@ -64,7 +77,11 @@ describe.each(backends())('free paths of a paid relay are not free for everyone 
       expect(r[2]).toBe(false);
       expect(String(r[3])).toMatch(/^blocked: payment required: /);
     }
-    const stored = await relay.ctx.db.kysely.selectFrom('events').select('kind').where('kind', 'in', [9735, ...NIP47_KINDS]).execute();
+    const stored = await relay.ctx.db.kysely
+      .selectFrom('events')
+      .select('kind')
+      .where('kind', 'in', [9735, ...NIP47_KINDS])
+      .execute();
     expect(stored).toEqual([]);
     c.close();
   });
@@ -80,13 +97,19 @@ describe.each(backends())('free paths of a paid relay are not free for everyone 
     const big = zapReceipt(trustedZapServer.sk, recipient, 17_000);
     c.send(['EVENT', big]);
     expect((await c.ok(big.id))[2]).toBe(false);
-    const malformed = signWith(trustedZapServer.sk, { kind: 9735, tags: [['p', recipient], ['description', '{"kind":1}']] });
+    const malformed = signWith(trustedZapServer.sk, {
+      kind: 9735,
+      tags: [
+        ['p', recipient],
+        ['description', '{"kind":1}'],
+      ],
+    });
     c.send(['EVENT', malformed]);
     expect((await c.ok(malformed.id))[2]).toBe(false);
     c.close();
   });
 
-  it('carries the configured wallet keys\' NIP-47 traffic free', async () => {
+  it("carries the configured wallet keys' NIP-47 traffic free", async () => {
     const c = await RawClient.open(relay.url);
     const info = signWith(wallet.sk, { kind: 13194, content: 'pay_invoice make_invoice' });
     const response = signWith(wallet.sk, { kind: 23195, tags: [['p', newKey().pubkey]], content: 'encrypted' });

@@ -91,9 +91,10 @@ async function paidInvoice(relay: TestRelay, pubkey: string, product: 'admission
 
 /** Every ledger txid sums to zero (and so the whole ledger). */
 async function ledgerBalanced(relay: TestRelay) {
-  const { rows } = await sql<{ txid: string; s: number }>`SELECT txid, sum(amount_msat)::int8 AS s FROM ledger GROUP BY txid HAVING sum(amount_msat) <> 0`.execute(
-    relay.ctx.db.kysely,
-  );
+  const { rows } = await sql<{
+    txid: string;
+    s: number;
+  }>`SELECT txid, sum(amount_msat)::int8 AS s FROM ledger GROUP BY txid HAVING sum(amount_msat) <> 0`.execute(relay.ctx.db.kysely);
   expect(rows).toEqual([]);
   expect(await ledgerTotal(relay.ctx.db.kysely)).toBe(0);
 }
@@ -179,7 +180,11 @@ describe.each(backends())('NIP-86 admin data methods on %s', (backend) => {
     await ledgerBalanced(relay);
 
     const audit = await ok(relay, admin, 'listauditlog', [{ method: 'grantadmission' }]);
-    expect(audit.entries[0]).toMatchObject({ pubkey: admin.pubkey, method: 'grantadmission', params: [{ pubkey: k.pubkey, reason: 'friend of the relay', kind: 'admission' }] });
+    expect(audit.entries[0]).toMatchObject({
+      pubkey: admin.pubkey,
+      method: 'grantadmission',
+      params: [{ pubkey: k.pubkey, reason: 'friend of the relay', kind: 'admission' }],
+    });
   });
 
   it('extendadmission: from now, then from the current end; valued pro rata at the subscription price', async () => {
@@ -205,7 +210,12 @@ describe.each(backends())('NIP-86 admin data methods on %s', (backend) => {
     await ok(relay, admin, 'grantcredit', [{ pubkey: k.pubkey, amount_msat: 2500 }]);
     expect((await getAccount(relay.ctx.db.kysely, k.pubkey))!.balanceMsat).toBe(7500);
     expect(await ledgerBalance(relay.ctx.db.kysely, `user:${k.pubkey}`)).toBe(7500);
-    for (const bad of [{ pubkey: k.pubkey }, { pubkey: k.pubkey, amount_msat: -1 }, { pubkey: k.pubkey, amount_msat: 1.5 }, { pubkey: 'nope', amount_msat: 1 }]) {
+    for (const bad of [
+      { pubkey: k.pubkey },
+      { pubkey: k.pubkey, amount_msat: -1 },
+      { pubkey: k.pubkey, amount_msat: 1.5 },
+      { pubkey: 'nope', amount_msat: 1 },
+    ]) {
       expect((await rpc(relay, admin, 'grantcredit', [bad])).status, JSON.stringify(bad)).toBe(400);
     }
     expect((await getAccount(relay.ctx.db.kysely, k.pubkey))!.balanceMsat).toBe(7500);
@@ -232,10 +242,17 @@ describe.each(backends())('NIP-86 admin data methods on %s', (backend) => {
     const all = await ok(relay, admin, 'listinvoices', [{ pubkey: npubEncode(payer.pubkey) }]);
     expect(all.total).toBe(3);
     expect(all.invoices.map((i: any) => i.id)).toEqual([pending.id, cr.id, adm.id]); // newest first
-    expect((await ok(relay, admin, 'listinvoices', [{ pubkey: payer.pubkey, status: 'paid' }])).invoices.map((i: any) => i.id)).toEqual([cr.id, adm.id]);
-    expect((await ok(relay, admin, 'listinvoices', [{ pubkey: payer.pubkey, product: 'admission' }])).invoices.map((i: any) => i.id)).toEqual([adm.id]);
+    expect((await ok(relay, admin, 'listinvoices', [{ pubkey: payer.pubkey, status: 'paid' }])).invoices.map((i: any) => i.id)).toEqual([
+      cr.id,
+      adm.id,
+    ]);
+    expect(
+      (await ok(relay, admin, 'listinvoices', [{ pubkey: payer.pubkey, product: 'admission' }])).invoices.map((i: any) => i.id),
+    ).toEqual([adm.id]);
     expect((await ok(relay, admin, 'listinvoices', [{ pubkey: payer.pubkey, from: t - 3600 }])).total).toBe(2);
-    expect((await ok(relay, admin, 'listinvoices', [{ pubkey: payer.pubkey, to: t - 3600 }])).invoices.map((i: any) => i.id)).toEqual([adm.id]);
+    expect((await ok(relay, admin, 'listinvoices', [{ pubkey: payer.pubkey, to: t - 3600 }])).invoices.map((i: any) => i.id)).toEqual([
+      adm.id,
+    ]);
     const p1 = await ok(relay, admin, 'listinvoices', [{ pubkey: payer.pubkey, limit: 2 }]);
     expect(p1).toMatchObject({ total: 3, nextOffset: 2 });
     const p2 = await ok(relay, admin, 'listinvoices', [{ pubkey: payer.pubkey, limit: 2, offset: p1.nextOffset }]);
@@ -264,13 +281,24 @@ describe.each(backends())('NIP-86 admin data methods on %s', (backend) => {
 
     const byHex = await ok(relay, admin, 'listmembers', [{ q: m.pubkey.slice(0, 10) }]);
     expect(byHex.members).toEqual([
-      { pubkey: m.pubkey, admitted: true, admittedUntil: null, balanceMsat: 1234, createdAt: expect.any(Number), updatedAt: expect.any(Number), lastEventAt: ev.created_at },
+      {
+        pubkey: m.pubkey,
+        admitted: true,
+        admittedUntil: null,
+        balanceMsat: 1234,
+        createdAt: expect.any(Number),
+        updatedAt: expect.any(Number),
+        lastEventAt: ev.created_at,
+      },
     ]);
     const byNpub = await ok(relay, admin, 'listmembers', [{ q: npubEncode(m.pubkey).slice(0, 16) }]);
     expect(byNpub.members.map((x: any) => x.pubkey)).toEqual([m.pubkey]);
     expect((await ok(relay, admin, 'listmembers', [{ q: npubEncode(m.pubkey) }])).total).toBe(1);
     expect((await ok(relay, admin, 'listmembers', [{ q: credited.pubkey }])).total).toBe(0);
-    expect((await ok(relay, admin, 'listmembers', [{ q: credited.pubkey, all: true }])).members[0]).toMatchObject({ admitted: false, balanceMsat: 1 });
+    expect((await ok(relay, admin, 'listmembers', [{ q: credited.pubkey, all: true }])).members[0]).toMatchObject({
+      admitted: false,
+      balanceMsat: 1,
+    });
     expect((await rpc(relay, admin, 'listmembers', [{ q: 'zz' }])).status).toBe(400);
 
     const page1 = await ok(relay, admin, 'listmembers', [{ limit: 1 }]);
@@ -314,7 +342,9 @@ describe.each(backends())('NIP-86 admin data methods on %s', (backend) => {
     expect(last('refused:blocked')).toBeGreaterThanOrEqual(1);
     expect(s.live.connections).toBeGreaterThanOrEqual(1);
     expect(s.live.subscriptions).toBeGreaterThanOrEqual(1);
-    expect(s.live.eventsStored).toBe(Number((await sql<{ n: number }>`SELECT count(*)::int8 AS n FROM events`.execute(relay.ctx.db.kysely)).rows[0].n));
+    expect(s.live.eventsStored).toBe(
+      Number((await sql<{ n: number }>`SELECT count(*)::int8 AS n FROM events`.execute(relay.ctx.db.kysely)).rows[0].n),
+    );
     expect(s.live.heldEvents).toBeGreaterThanOrEqual(1); // the refused writes wait for payment
     c.send(['CLOSE', 'live']);
 

@@ -36,7 +36,13 @@ function httpUrl(relay: TestRelay): string {
 }
 
 async function token(url: string, sk: Uint8Array, method: string, params: unknown[], o: RpcOptions = {}): Promise<string> {
-  return getToken(o.signUrl ?? url, o.httpMethod ?? 'post', (t) => finalizeEvent(o.edit ? o.edit(t) : t, sk), true, o.payload ?? { method, params });
+  return getToken(
+    o.signUrl ?? url,
+    o.httpMethod ?? 'post',
+    (t) => finalizeEvent(o.edit ? o.edit(t) : t, sk),
+    true,
+    o.payload ?? { method, params },
+  );
 }
 
 async function rpc(relay: TestRelay, who: Key, method: string, params: unknown[] = [], o: RpcOptions = {}) {
@@ -90,10 +96,25 @@ describe.each(backends())('NIP-86 management API on %s', (backend) => {
     const methods = await ok(relay, admin, 'supportedmethods');
     expect(methods).toEqual(
       expect.arrayContaining([
-        'banpubkey', 'unbanpubkey', 'listbannedpubkeys', 'allowpubkey', 'unallowpubkey', 'listallowedpubkeys',
-        'banevent', 'allowevent', 'listbannedevents', 'listeventsneedingmoderation',
-        'allowkind', 'disallowkind', 'listallowedkinds', 'blockip', 'unblockip', 'listblockedips',
-        'changerelayname', 'changerelaydescription', 'changerelayicon',
+        'banpubkey',
+        'unbanpubkey',
+        'listbannedpubkeys',
+        'allowpubkey',
+        'unallowpubkey',
+        'listallowedpubkeys',
+        'banevent',
+        'allowevent',
+        'listbannedevents',
+        'listeventsneedingmoderation',
+        'allowkind',
+        'disallowkind',
+        'listallowedkinds',
+        'blockip',
+        'unblockip',
+        'listblockedips',
+        'changerelayname',
+        'changerelaydescription',
+        'changerelayicon',
       ]),
     );
     expect(methods).not.toContain('supportedmethods');
@@ -136,7 +157,9 @@ describe.each(backends())('NIP-86 management API on %s', (backend) => {
     expect(await ok(relay, admin, 'allowpubkey', [fresh.pubkey, 'a friend'])).toBe(true);
     expect(await publish(c, sign(fresh.sk, { content: 'free now' }))).toMatchObject({ ok: true });
     const listed = await ok(relay, admin, 'listallowedpubkeys');
-    expect(listed).toEqual(expect.arrayContaining([{ pubkey: fresh.pubkey, reason: 'a friend' }, expect.objectContaining({ pubkey: writer.pubkey })]));
+    expect(listed).toEqual(
+      expect.arrayContaining([{ pubkey: fresh.pubkey, reason: 'a friend' }, expect.objectContaining({ pubkey: writer.pubkey })]),
+    );
     expect(await ok(relay, admin, 'unallowpubkey', [fresh.pubkey])).toBe(true);
     const after = await publish(c, sign(fresh.sk, { content: 'unpaid again' }));
     expect(after.reason).toMatch(/^blocked: payment required/);
@@ -161,10 +184,22 @@ describe.each(backends())('NIP-86 management API on %s', (backend) => {
     const target = sign(writer.sk, { content: 'reported' });
     expect(await publish(c, target)).toMatchObject({ ok: true });
     const report = (k: Key, type: string) =>
-      sign(k.sk, { kind: 1984, tags: [['e', target.id, type], ['p', writer.pubkey, type]], content: '' });
+      sign(k.sk, {
+        kind: 1984,
+        tags: [
+          ['e', target.id, type],
+          ['p', writer.pubkey, type],
+        ],
+        content: '',
+      });
     expect(await publish(c, report(reporter, 'spam'))).toMatchObject({ ok: true });
     expect(await publish(c, report(writer, 'illegal'))).toMatchObject({ ok: true });
-    const listed = (await ok(relay, admin, 'listeventsneedingmoderation')) as { id: string; reports: number; reasons: string[]; reason: string }[];
+    const listed = (await ok(relay, admin, 'listeventsneedingmoderation')) as {
+      id: string;
+      reports: number;
+      reasons: string[];
+      reason: string;
+    }[];
     const entry = listed.find((e) => e.id === target.id);
     expect(entry).toMatchObject({ id: target.id, reports: 2 });
     expect(entry!.reasons.sort()).toEqual(['illegal', 'spam']);
@@ -212,7 +247,11 @@ describe.each(backends())('NIP-86 management API on %s', (backend) => {
     expect(await ok(relay, admin, 'changerelayname', ['Renamed relay'])).toBe(true);
     expect(await ok(relay, admin, 'changerelaydescription', ['Now with moderation'])).toBe(true);
     expect(await ok(relay, admin, 'changerelayicon', ['https://example.com/icon.png'])).toBe(true);
-    expect(await nip11(relay)).toMatchObject({ name: 'Renamed relay', description: 'Now with moderation', icon: 'https://example.com/icon.png' });
+    expect(await nip11(relay)).toMatchObject({
+      name: 'Renamed relay',
+      description: 'Now with moderation',
+      icon: 'https://example.com/icon.png',
+    });
     expect((await rpc(relay, admin, 'changerelayicon', ['javascript:alert(1)'])).status).toBe(400);
   });
 
@@ -297,7 +336,9 @@ describe.each(backends())('NIP-86 management API on %s', (backend) => {
       expect((await listAudit(relay.ctx.db.kysely, 1000)).length).toBe(audited);
       // concurrent uses of one authorization: exactly one goes through
       const t2 = await token(httpUrl(relay), admin.sk, 'listbannedpubkeys', []);
-      const statuses = await Promise.all([1, 2, 3].map(() => rpc(relay, admin, 'listbannedpubkeys', [], { token: t2 }).then((x) => x.status)));
+      const statuses = await Promise.all(
+        [1, 2, 3].map(() => rpc(relay, admin, 'listbannedpubkeys', [], { token: t2 }).then((x) => x.status)),
+      );
       expect(statuses.sort()).toEqual([200, 401, 401]);
     });
 
@@ -312,7 +353,16 @@ describe.each(backends())('NIP-86 management API on %s', (backend) => {
     const url = httpUrl(relay);
     const raw = '{"method": "banpubkey", "params": [';
     const ev = finalizeEvent(
-      { kind: 27235, created_at: now(), content: '', tags: [['u', url], ['method', 'POST'], ['payload', createHash('sha256').update(raw).digest('hex')]] },
+      {
+        kind: 27235,
+        created_at: now(),
+        content: '',
+        tags: [
+          ['u', url],
+          ['method', 'POST'],
+          ['payload', createHash('sha256').update(raw).digest('hex')],
+        ],
+      },
       admin.sk,
     );
     const res = await fetch(url, {

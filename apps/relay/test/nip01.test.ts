@@ -85,7 +85,15 @@ describe.each(backends())('NIP-01 on %s', (backend) => {
     const evs = [
       sign(a.sk, { kind: 1, created_at: t0 + 1, tags: [['t', 'cats']], content: 'a1' }),
       sign(a.sk, { kind: 7, created_at: t0 + 2, tags: [['e', 'f'.repeat(64)]], content: 'a2' }),
-      sign(b.sk, { kind: 1, created_at: t0 + 3, tags: [['t', 'dogs'], ['p', a.pubkey]], content: 'b1' }),
+      sign(b.sk, {
+        kind: 1,
+        created_at: t0 + 3,
+        tags: [
+          ['t', 'dogs'],
+          ['p', a.pubkey],
+        ],
+        content: 'b1',
+      }),
       sign(b.sk, { kind: 1, created_at: t0 + 4, tags: [['t', 'cats']], content: 'b2' }),
     ];
     for (const ev of evs) {

@@ -31,7 +31,11 @@ describe.each(backends())('NIPs 09, 11, 40, 42, 45, 70 on %s', (backend) => {
     const del = sign(a.sk, {
       kind: 5,
       created_at: t + 1,
-      tags: [['e', note.id], ['e', foreign.id], ['a', `30023:${a.pubkey}:post`]],
+      tags: [
+        ['e', note.id],
+        ['e', foreign.id],
+        ['a', `30023:${a.pubkey}:post`],
+      ],
     });
     c.send(['EVENT', del]);
     expect((await c.ok(del.id))[2]).toBe(true);
@@ -109,7 +113,13 @@ describe.each(backends())('NIPs 09, 11, 40, 42, 45, 70 on %s', (backend) => {
     const elsewhere = finalizeEvent(makeAuthEvent('wss://other.example.com', challenge), a.sk);
     client.send(['AUTH', elsewhere]);
     expect((await client.ok(elsewhere.id))[2]).toBe(false);
-    const notAuthKind = sign(a.sk, { kind: 1, tags: [['relay', relay.url], ['challenge', challenge]] });
+    const notAuthKind = sign(a.sk, {
+      kind: 1,
+      tags: [
+        ['relay', relay.url],
+        ['challenge', challenge],
+      ],
+    });
     client.send(['AUTH', notAuthKind]);
     expect((await client.ok(notAuthKind.id))[2]).toBe(false);
     // kind 22242 is never accepted as an EVENT (so never stored or broadcast)
@@ -231,7 +241,17 @@ describe.each(backends())('limits and proof of work on %s', (backend) => {
     const a = newKey();
     const pk = a.pubkey;
     const cases: [object, RegExp][] = [
-      [{ tags: [['t', '1'], ['t', '2'], ['t', '3'], ['t', '4']] }, /^invalid: /],
+      [
+        {
+          tags: [
+            ['t', '1'],
+            ['t', '2'],
+            ['t', '3'],
+            ['t', '4'],
+          ],
+        },
+        /^invalid: /,
+      ],
       [{ content: 'x'.repeat(11) }, /^invalid: /],
       [{ created_at: now() - 7200 }, /^invalid: .*past/],
       [{ created_at: now() + 600 }, /^invalid: .*future/],

@@ -198,7 +198,13 @@ class Client {
     if (have >= 0) return Promise.resolve(this.messages.splice(have, 1)[0]);
     return new Promise((resolve, reject) => {
       const t = setTimeout(() => reject(new Error('no answer')), ms);
-      this.waiters.push({ pred, resolve: (m) => (clearTimeout(t), resolve(m)) });
+      this.waiters.push({
+        pred,
+        resolve: (m) => {
+          clearTimeout(t);
+          resolve(m);
+        },
+      });
     });
   }
   close(): void {
@@ -226,7 +232,8 @@ async function publish(sends: { client: Client; ev: ReturnType<typeof sign> }[])
 
 const events = (sk: Uint8Array, n: number, tag: string) => Array.from({ length: n }, (_, i) => sign(sk, { content: `${tag} ${i}` }));
 /** The bucket's worth plus what refilled meanwhile, plus one lease of credit per replica. */
-const ceiling = (burst: number, rate: number, t: Tally, replicas = 1) => burst + Math.ceil(rate * t.seconds) + 1 + replicas * Math.ceil(burst / 10);
+const ceiling = (burst: number, rate: number, t: Tally, replicas = 1) =>
+  burst + Math.ceil(rate * t.seconds) + 1 + replicas * Math.ceil(burst / 10);
 
 const LIMITS = {
   RATE_EVENTS_PER_PUBKEY: '1',
@@ -361,6 +368,12 @@ describe('NIP-11', () => {
     const { relayInfo } = await import('../src/nip11.ts');
     const config = loadConfig({ RATE_EVENTS_PER_PUBKEY: '7', RATE_REQS_PER_IP: '0' });
     const lim = relayInfo(config, 'a'.repeat(64)).limitation as Record<string, number>;
-    expect(lim).toMatchObject({ events_per_second_per_pubkey: 7, events_burst_per_pubkey: 100, events_per_second_per_ip: 50, events_burst_per_ip: 300, reqs_per_second_per_ip: 0 });
+    expect(lim).toMatchObject({
+      events_per_second_per_pubkey: 7,
+      events_burst_per_pubkey: 100,
+      events_per_second_per_ip: 50,
+      events_burst_per_ip: 300,
+      reqs_per_second_per_ip: 0,
+    });
   });
 });

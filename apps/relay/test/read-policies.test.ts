@@ -129,7 +129,7 @@ describe.each(backends())('read policies on an open relay, %s', (backend) => {
 
     // several pubkeys on one connection: what any of them may read
     const both = await reader(relay.url, carol, bob);
-    expect(ids((await both.req('a', { kinds: [4, 1059] , '#p': [bob.pubkey] })).events)).toEqual([dm.id, gift.id].sort());
+    expect(ids((await both.req('a', { kinds: [4, 1059], '#p': [bob.pubkey] })).events)).toEqual([dm.id, gift.id].sort());
     // limits still hold per filter
     expect((await recipient.req('lim', { '#p': [bob.pubkey], limit: 2 })).events.length).toBe(2);
     for (const c of [stranger, recipient, author, both]) c.close();
@@ -155,7 +155,14 @@ describe.each(backends())('read policies on an open relay, %s', (backend) => {
     for (const [c, id, f] of subs) expect((await c.req(id, f)).end[0]).toBe('EOSE');
     await publish(pub, dm, gift, note);
     // the note reaches every subscription that can match it; by then the private ones have been sent too
-    for (const [c, id] of [[anon, 'tag'], [anon, 'any'], [stranger, 'tag'], [recipient, 'all'], [author, 'tag']] as const) await arrived(c, id, note.id);
+    for (const [c, id] of [
+      [anon, 'tag'],
+      [anon, 'any'],
+      [stranger, 'tag'],
+      [recipient, 'all'],
+      [author, 'tag'],
+    ] as const)
+      await arrived(c, id, note.id);
     await sleep(100);
     const anonAny = live(anon, 'any');
     expect(anonAny).toContain(note.id);
@@ -229,7 +236,10 @@ describe.each(backends())('read policies on an open relay, %s', (backend) => {
     const relayClient = await nostrClient(relay.url);
     await sleep(50); // the challenge sent on connect arrives before anyone asked for AUTH
     let asked = 0;
-    const signer = async (t: Parameters<typeof finalizeEvent>[0]) => (asked++, finalizeEvent(t, bob.sk));
+    const signer = async (t: Parameters<typeof finalizeEvent>[0]) => {
+      asked++;
+      return finalizeEvent(t, bob.sk);
+    };
     const closed = await new Promise<string>((resolve) => {
       relayClient.subscribe([{ kinds: [4], '#p': [bob.pubkey] }], {
         onevent: () => resolve('got an event'),
@@ -269,7 +279,9 @@ describe.each(backends().slice(-1))('read policies when configured on %s', (back
       const dm = sign(a.sk, { kind: 4, tags: [['p', newKey().pubkey]] });
       await publish(c, dm);
       expect(ids((await c.req('x', { kinds: [4], authors: [a.pubkey] })).events)).toEqual([dm.id]);
-      const doc = (await (await fetch(open.url.replace('ws://', 'http://'), { headers: { Accept: 'application/nostr+json' } })).json()) as any;
+      const doc = (await (
+        await fetch(open.url.replace('ws://', 'http://'), { headers: { Accept: 'application/nostr+json' } })
+      ).json()) as any;
       expect(doc.read_policies).toBeUndefined();
       c.close();
     } finally {
@@ -281,7 +293,9 @@ describe.each(backends().slice(-1))('read policies when configured on %s', (back
       const r = await c.req('x', { kinds: [1] });
       expect(r.end[2]).toMatch(/^auth-required: /);
       await c.next((m) => m[0] === 'AUTH', 1000);
-      const doc = (await (await fetch(closed.url.replace('ws://', 'http://'), { headers: { Accept: 'application/nostr+json' } })).json()) as any;
+      const doc = (await (
+        await fetch(closed.url.replace('ws://', 'http://'), { headers: { Accept: 'application/nostr+json' } })
+      ).json()) as any;
       expect(doc.limitation.auth_required).toBe(true);
       c.close();
     } finally {

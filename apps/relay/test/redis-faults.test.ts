@@ -43,7 +43,11 @@ describe.runIf(databaseUrl && redisUrl)('Redis faults across replicas', () => {
     const proxy = await RedisProxy.refusing(redisUrl!);
     proxies.push(proxy);
     const t0 = Date.now();
-    const a = await within(startTestRelay('postgres', { REDIS_URL: proxy.url() }, { databaseUrl: db.url }), 8_000, 'starting without Redis');
+    const a = await within(
+      startTestRelay('postgres', { REDIS_URL: proxy.url() }, { databaseUrl: db.url }),
+      8_000,
+      'starting without Redis',
+    );
     relays.push(a);
     expect(Date.now() - t0).toBeLessThan(8_000);
     expect((await http(a, '/readyz')).status).toBe(200);
@@ -151,13 +155,16 @@ describe.runIf(databaseUrl && redisUrl)('Redis faults across replicas', () => {
     ] as const) {
       const got = counts(c, 's');
       expect([...got.keys()].sort(), name).toEqual([...ids].sort());
-      expect([...got.entries()].filter(([, n]) => n > 1), `${name}: delivered more than once`).toEqual([]);
+      expect(
+        [...got.entries()].filter(([, n]) => n > 1),
+        `${name}: delivered more than once`,
+      ).toEqual([]);
     }
     for (const c of [subA, subB, pub]) c.close();
   });
 });
 
-describe.each(backends())('an event in a REQ\'s stored part and in a late bus catch-up (%s)', (backend) => {
+describe.each(backends())("an event in a REQ's stored part and in a late bus catch-up (%s)", (backend) => {
   let relay: TestRelay;
   beforeAll(async () => {
     relay = await startTestRelay(backend);

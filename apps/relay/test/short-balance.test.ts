@@ -78,7 +78,11 @@ describe.each(backends())('a short balance fails its own events, never a batch (
     const after = await transactions(relay);
     expect(after.rolledBack - before.rolledBack).toBe(0);
     await relay.purge(now());
-    const held = await relay.ctx.db.kysely.selectFrom('held_events').select('event_id').where('pubkey', '=', Buffer.from(flooder.pubkey, 'hex')).execute();
+    const held = await relay.ctx.db.kysely
+      .selectFrom('held_events')
+      .select('event_id')
+      .where('pubkey', '=', Buffer.from(flooder.pubkey, 'hex'))
+      .execute();
     expect(held.length).toBe(20); // HELD_EVENTS_PER_PUBKEY: the newest refused ones
     expect((await getAccount(relay.ctx.db.kysely, flooder.pubkey))?.balanceMsat).toBe(0);
     expect(await ledgerTotal(relay.ctx.db.kysely)).toBe(0);
@@ -91,7 +95,8 @@ describe.each(backends())('a short balance fails its own events, never a batch (
     await credit(relay, k.pubkey, 5 * PRICE);
     await credit(relay, honest.pubkey, 5 * PRICE);
     // Another replica spends the whole balance; this replica's cache does not know yet.
-    for (let i = 0; i < 5; i++) expect(await debitForEvent(relay.ctx.db.kysely, k.pubkey, randomBytes(32).toString('hex'), PRICE, now())).toBe(true);
+    for (let i = 0; i < 5; i++)
+      expect(await debitForEvent(relay.ctx.db.kysely, k.pubkey, randomBytes(32).toString('hex'), PRICE, now())).toBe(true);
     const c = await RawClient.open(relay.url);
     const before = await transactions(relay);
     const evs = Array.from({ length: 5 }, (_, i) => sign(k.sk, { content: `spent elsewhere ${i}` }));
@@ -105,7 +110,11 @@ describe.each(backends())('a short balance fails its own events, never a batch (
     }
     expect((await transactions(relay)).rolledBack).toBe(before.rolledBack);
     await relay.purge(now());
-    const held = await relay.ctx.db.kysely.selectFrom('held_events').select('event_id').where('pubkey', '=', Buffer.from(k.pubkey, 'hex')).execute();
+    const held = await relay.ctx.db.kysely
+      .selectFrom('held_events')
+      .select('event_id')
+      .where('pubkey', '=', Buffer.from(k.pubkey, 'hex'))
+      .execute();
     expect(held.length).toBe(5);
     expect(await ledgerTotal(relay.ctx.db.kysely)).toBe(0);
     c.close();
@@ -119,7 +128,9 @@ describe.each(backends())('a short balance fails its own events, never a batch (
     // A deferred trigger fails the commit after the debit has been written in it.
     await sql`CREATE OR REPLACE FUNCTION test_boom() RETURNS trigger LANGUAGE plpgsql AS $$
       BEGIN IF NEW.event_id = decode(${sql.lit(doomed.id)}, 'hex') THEN RAISE EXCEPTION 'boom'; END IF; RETURN NEW; END $$`.execute(db);
-    await sql`CREATE CONSTRAINT TRIGGER test_boom AFTER INSERT ON ledger DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION test_boom()`.execute(db);
+    await sql`CREATE CONSTRAINT TRIGGER test_boom AFTER INSERT ON ledger DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION test_boom()`.execute(
+      db,
+    );
     const c = await RawClient.open(relay.url);
     try {
       c.send(['EVENT', doomed]);

@@ -1,12 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import {
-  Kysely,
-  PostgresAdapter,
-  PostgresIntrospector,
-  PostgresQueryCompiler,
-  type DatabaseConnection,
-  type Driver,
-} from 'kysely';
+import { Kysely, PostgresAdapter, PostgresIntrospector, PostgresQueryCompiler, type DatabaseConnection, type Driver } from 'kysely';
 import { pino } from 'pino';
 import type { Database, Schema } from '@paidrelay/db';
 import { createMetrics } from '../src/metrics.ts';
@@ -19,7 +12,7 @@ function failingDatabase(fail: () => Promise<never>): { db: Database; begins: ()
   let begins = 0;
   const connection: DatabaseConnection = {
     executeQuery: () => fail(),
-    // eslint-disable-next-line require-yield
+    // biome-ignore lint/correctness/useYield: a stream that fails before its first row
     streamQuery: async function* () {
       await fail();
     },
@@ -51,7 +44,14 @@ function failingDatabase(fail: () => Promise<never>): { db: Database; begins: ()
 const log = pino({ level: 'silent' });
 
 async function settle(ps: Promise<unknown>[]) {
-  return Promise.all(ps.map((p) => p.then(() => 'resolved', (e: Error) => `rejected: ${e.message}`)));
+  return Promise.all(
+    ps.map((p) =>
+      p.then(
+        () => 'resolved',
+        (e: Error) => `rejected: ${e.message}`,
+      ),
+    ),
+  );
 }
 
 describe('the group-commit writer when the database fails', () => {

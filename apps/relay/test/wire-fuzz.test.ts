@@ -61,7 +61,10 @@ class Wire {
   until(pred: () => boolean, ms = 10_000, what = 'condition'): Promise<void> {
     if (pred()) return Promise.resolve();
     return new Promise((resolve, reject) => {
-      const t = setTimeout(() => reject(new Error(`timed out waiting for ${what}; got ${JSON.stringify(this.messages).slice(0, 500)}`)), ms);
+      const t = setTimeout(
+        () => reject(new Error(`timed out waiting for ${what}; got ${JSON.stringify(this.messages).slice(0, 500)}`)),
+        ms,
+      );
       const check = () => {
         if (pred()) {
           clearTimeout(t);
@@ -82,7 +85,12 @@ let keeper: RawClient;
 beforeAll(async () => {
   // The fuzzer sends a few hundred REQ/COUNT a second from one address: lift the per-address
   // limits (their refusals are still accepted as answers below).
-  relay = await startTestRelay(backend, { RATE_REQS_PER_IP: '100000', RATE_REQS_BURST_PER_IP: '100000', RATE_EVENTS_PER_IP: '100000', RATE_EVENTS_BURST_PER_IP: '100000' });
+  relay = await startTestRelay(backend, {
+    RATE_REQS_PER_IP: '100000',
+    RATE_REQS_BURST_PER_IP: '100000',
+    RATE_EVENTS_PER_IP: '100000',
+    RATE_EVENTS_BURST_PER_IP: '100000',
+  });
   keeper = await RawClient.open(relay.url); // opened before any fuzzing, checked at the end
 });
 afterAll(async () => {
@@ -160,7 +168,12 @@ describe(`message size is counted in bytes (${backend})`, () => {
     const w = await Wire.open(relay.url);
     await w.until(() => w.messages.length > 0); // the AUTH challenge
     w.messages = [];
-    for (const bytes of [[0xff, 0xfe], [0xc0, 0xaf], [0xed, 0xa0, 0x80], [...Buffer.from('["REQ","a",{"#t":["'), 0xe2, 0x82, ...Buffer.from('"]}]')]]) {
+    for (const bytes of [
+      [0xff, 0xfe],
+      [0xc0, 0xaf],
+      [0xed, 0xa0, 0x80],
+      [...Buffer.from('["REQ","a",{"#t":["'), 0xe2, 0x82, ...Buffer.from('"]}]')],
+    ]) {
       w.send({ data: Buffer.from(bytes), binary: true, what: 'bad utf-8' });
       await w.until(() => w.messages.length > 0, 5000, 'NOTICE');
       expect(w.messages.shift()).toEqual(['NOTICE', 'invalid: message is not valid UTF-8 text']);
@@ -203,18 +216,22 @@ describe(`handlers never let a failure escape (${backend})`, () => {
   let failing: TestRelay;
   beforeAll(async () => {
     // A write policy that throws: stands for any unexpected failure inside EVENT handling.
-    failing = await startTestRelay(backend, {}, {
-      hooks: [
-        {
-          writePolicies: [
-            (ev) => {
-              if (ev.content === 'boom') throw new Error('policy exploded');
-              return undefined;
-            },
-          ],
-        },
-      ],
-    });
+    failing = await startTestRelay(
+      backend,
+      {},
+      {
+        hooks: [
+          {
+            writePolicies: [
+              (ev) => {
+                if (ev.content === 'boom') throw new Error('policy exploded');
+                return undefined;
+              },
+            ],
+          },
+        ],
+      },
+    );
   });
   afterAll(async () => {
     await failing?.stop();
@@ -231,9 +248,16 @@ describe(`handlers never let a failure escape (${backend})`, () => {
 
   it('a tag filter value with U+0000 (never indexed) is CLOSED "unsupported:", not a database error', async () => {
     const c = await RawClient.open(relay.url);
-    for (const [verb, id] of [['REQ', 'n1'], ['COUNT', 'n2']]) {
+    for (const [verb, id] of [
+      ['REQ', 'n1'],
+      ['COUNT', 'n2'],
+    ]) {
       c.send(`["${verb}","${id}",{"#t":["a\\u0000b"]}]`);
-      expect(await c.next((m) => m[1] === id)).toEqual(['CLOSED', id, 'unsupported: filter "#t" has a value containing U+0000, which this relay does not index']);
+      expect(await c.next((m) => m[1] === id)).toEqual([
+        'CLOSED',
+        id,
+        'unsupported: filter "#t" has a value containing U+0000, which this relay does not index',
+      ]);
     }
     await publishesAndReads(c, 'fine after NUL filters');
     c.close();
@@ -246,15 +270,54 @@ describe(`handlers never let a failure escape (${backend})`, () => {
 const hex64 = fc.stringMatching(/^[0-9a-f]{64}$/);
 /** Tokens that are not JSON numbers, or are numbers no field accepts. */
 const numberish = fc.constantFrom(
-  'NaN', 'Infinity', '-Infinity', 'undefined', '1e400', '-1e400', '1e-400', '-0', '0.5', '1.0', '01', '0x10', '+1', '.5',
-  '123456789012345678901234567890', '9007199254740993', '-9007199254740993', '4294967296', '65536', '-1', '1e21', '2e308',
-  'null', 'true', 'false', '"1"', '[]', '{}', '[1]', '"NaN"',
+  'NaN',
+  'Infinity',
+  '-Infinity',
+  'undefined',
+  '1e400',
+  '-1e400',
+  '1e-400',
+  '-0',
+  '0.5',
+  '1.0',
+  '01',
+  '0x10',
+  '+1',
+  '.5',
+  '123456789012345678901234567890',
+  '9007199254740993',
+  '-9007199254740993',
+  '4294967296',
+  '65536',
+  '-1',
+  '1e21',
+  '2e308',
+  'null',
+  'true',
+  'false',
+  '"1"',
+  '[]',
+  '{}',
+  '[1]',
+  '"NaN"',
 );
 const jsonValue = fc.oneof(
   { weight: 3, arbitrary: fc.jsonValue({ maxDepth: 3 }).map((v) => JSON.stringify(v)) },
   { weight: 2, arbitrary: numberish },
   { weight: 1, arbitrary: hex64.map((h) => JSON.stringify(h)) },
-  { weight: 1, arbitrary: fc.constantFrom('"\\u0000"', '"\\ud800"', '"\\udfff\\ud800"', '""', '"' + 'x'.repeat(100) + '"', '"__proto__"', '{"__proto__":{"a":1}}', '{"constructor":1}') },
+  {
+    weight: 1,
+    arbitrary: fc.constantFrom(
+      '"\\u0000"',
+      '"\\ud800"',
+      '"\\udfff\\ud800"',
+      '""',
+      '"' + 'x'.repeat(100) + '"',
+      '"__proto__"',
+      '{"__proto__":{"a":1}}',
+      '{"constructor":1}',
+    ),
+  },
 );
 const goodFilter = fc.oneof(
   fc.constant('{}'),
@@ -264,7 +327,11 @@ const goodFilter = fc.oneof(
 );
 /** A filter with a fuzzed value in one position, bare or inside the list. */
 const brokenFilter = fc
-  .tuple(fc.constantFrom('ids', 'authors', 'kinds', '#t', '#e', '#p', '#d', 'since', 'until', 'limit', '#tt', 'search', '', '__proto__'), jsonValue, fc.boolean())
+  .tuple(
+    fc.constantFrom('ids', 'authors', 'kinds', '#t', '#e', '#p', '#d', 'since', 'until', 'limit', '#tt', 'search', '', '__proto__'),
+    jsonValue,
+    fc.boolean(),
+  )
   .map(([k, v, wrap]) => `{${JSON.stringify(k)}:${wrap ? `[${v}]` : v}}`);
 const VERBS = ['EVENT', 'REQ', 'COUNT', 'CLOSE', 'AUTH'] as const;
 
@@ -290,16 +357,53 @@ const brokenEvent = fc
 const messageFrame: fc.Arbitrary<Frame> = fc
   .record({
     verb: fc.oneof({ weight: 5, arbitrary: fc.constantFrom(...VERBS).map((v) => `"${v}"`) }, { weight: 1, arbitrary: jsonValue }),
-    rest: fc.array(fc.oneof(jsonValue, goodFilter, brokenFilter, brokenEvent, hex64.map((h) => `"${h}"`)), { maxLength: 5 }),
+    rest: fc.array(
+      fc.oneof(
+        jsonValue,
+        goodFilter,
+        brokenFilter,
+        brokenEvent,
+        hex64.map((h) => `"${h}"`),
+      ),
+      { maxLength: 5 },
+    ),
   })
   .map(({ verb, rest }) => {
     const data = `[${[verb, ...rest].join(',')}]`;
     return { data, what: data.slice(0, 300) };
   });
 
-const garbageText: fc.Arbitrary<Frame> = fc.string({ unit: 'binary', maxLength: 300 }).map((s) => ({ data: s, what: JSON.stringify(s.slice(0, 100)) }));
+const garbageText: fc.Arbitrary<Frame> = fc
+  .string({ unit: 'binary', maxLength: 300 })
+  .map((s) => ({ data: s, what: JSON.stringify(s.slice(0, 100)) }));
 const jsonish: fc.Arbitrary<Frame> = fc
-  .array(fc.constantFrom('[', ']', '{', '}', ',', ':', '"', '\\', 'EVENT', 'REQ', 'COUNT', 'CLOSE', 'AUTH', '1', 'e', '-', 'null', ' ', '\u0000', '\ud800', 'tags', 'ids'), { maxLength: 60 })
+  .array(
+    fc.constantFrom(
+      '[',
+      ']',
+      '{',
+      '}',
+      ',',
+      ':',
+      '"',
+      '\\',
+      'EVENT',
+      'REQ',
+      'COUNT',
+      'CLOSE',
+      'AUTH',
+      '1',
+      'e',
+      '-',
+      'null',
+      ' ',
+      '\u0000',
+      '\ud800',
+      'tags',
+      'ids',
+    ),
+    { maxLength: 60 },
+  )
   .map((a) => ({ data: a.join(''), what: JSON.stringify(a.join('')) }));
 const binaryFrame: fc.Arbitrary<Frame> = fc
   .oneof(
@@ -327,7 +431,10 @@ const deep: fc.Arbitrary<Frame> = fc
     return { data, what: `${shape} nested ${n} deep` };
   });
 const huge: fc.Arbitrary<Frame> = fc
-  .record({ n: fc.integer({ min: 100, max: 20_000 }), shape: fc.constantFrom('filters', 'kinds', 'ids', 'tags', 'values', 'elements', 'subid') })
+  .record({
+    n: fc.integer({ min: 100, max: 20_000 }),
+    shape: fc.constantFrom('filters', 'kinds', 'ids', 'tags', 'values', 'elements', 'subid'),
+  })
   .map(({ n, shape }) => {
     const h = '"' + 'b'.repeat(64) + '"';
     const data = {
@@ -402,7 +509,11 @@ describe(`wire fuzz over real WebSockets (${backend})`, () => {
             const answered = () => w.messages.slice(before).some((m) => !isProbe(m));
             const silent = silentClose(f);
             try {
-              await w.until(() => w.closed !== undefined || (w.messages.some(isProbe) && (silent || answered())), 15_000, `answer to ${f.what}`);
+              await w.until(
+                () => w.closed !== undefined || (w.messages.some(isProbe) && (silent || answered())),
+                15_000,
+                `answer to ${f.what}`,
+              );
             } catch (err) {
               throw new Error(`${(err as Error).message}`);
             }
@@ -417,7 +528,10 @@ describe(`wire fuzz over real WebSockets (${backend})`, () => {
               // Every refusal carries a NIP-01 machine-readable prefix.
               const text = m[0] === 'NOTICE' ? m[1] : m[0] === 'OK' && m[2] === false ? m[3] : m[0] === 'CLOSED' ? m[2] : undefined;
               // `error:` is for a failing database or worker; here they are healthy, so it would be a bug.
-              if (text !== undefined) expect(String(text), f.what).toMatch(/^(invalid|unsupported|rate-limited|blocked|restricted|auth-required|duplicate|pow): /);
+              if (text !== undefined)
+                expect(String(text), f.what).toMatch(
+                  /^(invalid|unsupported|rate-limited|blocked|restricted|auth-required|duplicate|pow): /,
+                );
             }
             const answer = w.messages.find(isProbe)!;
             if (answer[0] === 'CLOSED') expect(answer[2]).toMatch(/^rate-limited: /);

@@ -144,7 +144,7 @@ export class RedisBuckets implements SharedBuckets {
 
   async take(key: string, rate: number, burst: number, charge: number, want: number): Promise<BucketReply> {
     const c = this.client;
-    if (!c || !c.isReady || this.closed) throw new Error('rate limits: Redis not connected');
+    if (!c?.isReady || this.closed) throw new Error('rate limits: Redis not connected');
     const keys = [this.prefix + key];
     const args = [String(rate), String(burst), String(charge), String(want)];
     let timer: NodeJS.Timeout | undefined;
@@ -152,7 +152,10 @@ export class RedisBuckets implements SharedBuckets {
       // Through setImmediate: when the event loop was busy past the bound, a reply that arrived
       // meanwhile is read (poll phase) before the timer's verdict, so a busy replica does not
       // mistake its own stall for Redis's.
-      timer = setTimeout(() => setImmediate(() => reject(new Timeout(`rate limits: no reply from Redis within ${this.timeoutMs} ms`))), this.timeoutMs);
+      timer = setTimeout(
+        () => setImmediate(() => reject(new Timeout(`rate limits: no reply from Redis within ${this.timeoutMs} ms`))),
+        this.timeoutMs,
+      );
     });
     const run = async (): Promise<unknown> => {
       try {

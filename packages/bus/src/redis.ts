@@ -133,7 +133,7 @@ class Link {
   /** Runs one command on the ready connection, with a bound on the reply. Throws at once when down. */
   async run<T>(fn: (c: RedisClientType) => Promise<T>, ms: number): Promise<T> {
     const c = this.client;
-    if (!c || !c.isReady || this.closed) throw new Error('redis bus: not connected');
+    if (!c?.isReady || this.closed) throw new Error('redis bus: not connected');
     let timer: NodeJS.Timeout | undefined;
     const bound = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new TimeoutError(`redis bus: no reply within ${ms} ms`)), ms);
@@ -166,7 +166,10 @@ class Link {
     this.settle(true);
     if (!c) return;
     if (graceMs > 0 && c.isReady) {
-      await Promise.race([c.close().catch((err: unknown) => this.log.debug({ err, role: this.role }, 'redis bus: close failed')), sleep(graceMs)]);
+      await Promise.race([
+        c.close().catch((err: unknown) => this.log.debug({ err, role: this.role }, 'redis bus: close failed')),
+        sleep(graceMs),
+      ]);
     }
     destroy(c, this.log, this.role);
   }

@@ -213,7 +213,14 @@ describe.runIf(redisUrl)('redis bus faults', () => {
     const raw = createClient({ url: redisUrl });
     await raw.connect();
     const key = 'paidrelay:bus:' + channel;
-    for (const [s, m] of [['1', 'a'], ['2', 'b'], ['1', 'a'], ['2', 'b'], ['3', 'c']]) await raw.xAdd(key, '*', { o: 'other', s, m });
+    for (const [s, m] of [
+      ['1', 'a'],
+      ['2', 'b'],
+      ['1', 'a'],
+      ['2', 'b'],
+      ['3', 'c'],
+    ])
+      await raw.xAdd(key, '*', { o: 'other', s, m });
     await raw.close();
     await until(() => onB.got.length >= 3);
     await sleep(300);

@@ -90,13 +90,19 @@ export const configSchema = z.object({
   MIN_POW_DIFFICULTY: int(0),
   AUTH_REQUIRED: bool.default(false),
   /** Kinds (comma separated) served only to their author and p-tagged pubkeys, authenticated with NIP-42 (empty: none). */
-  PRIVATE_KINDS: z.string().regex(/^[\d\s,]*$/, 'kinds, comma separated').default('4,1059'),
+  PRIVATE_KINDS: z
+    .string()
+    .regex(/^[\d\s,]*$/, 'kinds, comma separated')
+    .default('4,1059'),
   /** NIP-47 wallet traffic (23194-23197) only to filters naming the event by authors or #p. */
   PRIVATE_WALLET_TRAFFIC: bool.default(true),
   /** `members`: reads (of MEMBERS_ONLY_KINDS, or every kind) only for admitted, subscribed or allow-listed pubkeys. */
   READ_ACCESS: z.enum(['public', 'members']).default('public'),
   /** Kinds (comma separated) only members may read when READ_ACCESS=members (empty: every kind but NIP-47's). */
-  MEMBERS_ONLY_KINDS: z.string().regex(/^[\d\s,]*$/, 'kinds, comma separated').default(''),
+  MEMBERS_ONLY_KINDS: z
+    .string()
+    .regex(/^[\d\s,]*$/, 'kinds, comma separated')
+    .default(''),
   /** With READ_ACCESS=members, anyone authenticated still reads its own events and those p-tagged to it. */
   READ_OWN_ALWAYS: bool.default(true),
   /** Bytes queued to a slow reader before its connection is dropped. */
@@ -165,7 +171,10 @@ export const configSchema = z.object({
   INVOICES_PER_MINUTE_PER_IP: int(20, 1),
   RECONCILE_INTERVAL_SECONDS: int(30, 1),
   /** Name of the relay's lightning address (`<name>@<payments host>`, NIP-57 zaps). */
-  LNURL_NAME: z.string().regex(/^[a-z0-9._-]+$/).default('relay'),
+  LNURL_NAME: z
+    .string()
+    .regex(/^[a-z0-9._-]+$/)
+    .default('relay'),
 
   /** Largest batch one group-commit transaction takes. */
   WRITE_BATCH_MAX: int(500, 1),

@@ -11,7 +11,7 @@ export type FatalKind = 'uncaughtException' | 'unhandledRejection';
 
 function describe(reason: unknown): string {
   try {
-    return typeof reason === 'string' ? reason : JSON.stringify(reason) ?? String(reason);
+    return typeof reason === 'string' ? reason : (JSON.stringify(reason) ?? String(reason));
   } catch {
     return String(reason);
   }

@@ -80,7 +80,12 @@ async function benchBatch(db: Database, batchSize: number, total: number) {
     batches: batches.length,
     events,
     eventsPerSecond: Math.round(events / seconds),
-    batchMs: { p50: round(quantile(latencies, 0.5)), p90: round(quantile(latencies, 0.9)), p99: round(quantile(latencies, 0.99)), max: round(latencies[latencies.length - 1] ?? 0) },
+    batchMs: {
+      p50: round(quantile(latencies, 0.5)),
+      p90: round(quantile(latencies, 0.9)),
+      p99: round(quantile(latencies, 0.99)),
+      max: round(latencies[latencies.length - 1] ?? 0),
+    },
   };
 }
 

@@ -36,7 +36,9 @@ export async function addModeration(db: Db, e: Omit<ModerationEntry, 'createdAt'
   await sql`
     INSERT INTO moderation (list, value, reason, created_at, created_by)
     VALUES (${e.list}, ${e.value}, ${e.reason}, ${now}, ${e.createdBy})
-    ON CONFLICT (list, value) DO UPDATE SET reason = excluded.reason, created_at = excluded.created_at, created_by = excluded.created_by`.execute(db);
+    ON CONFLICT (list, value) DO UPDATE SET reason = excluded.reason, created_at = excluded.created_at, created_by = excluded.created_by`.execute(
+    db,
+  );
 }
 
 export async function removeModeration(db: Db, list: ModerationList, value: string): Promise<void> {
@@ -63,7 +65,9 @@ export async function relaySettings(db: Db): Promise<Record<string, string>> {
 }
 
 export async function recordAudit(db: Db, e: Omit<AuditEntry, 'id'>): Promise<void> {
-  await sql`INSERT INTO admin_audit (at, pubkey, method, params) VALUES (${e.at}, ${e.pubkey}, ${e.method}, ${JSON.stringify(e.params)}::jsonb)`.execute(db);
+  await sql`INSERT INTO admin_audit (at, pubkey, method, params) VALUES (${e.at}, ${e.pubkey}, ${e.method}, ${JSON.stringify(e.params)}::jsonb)`.execute(
+    db,
+  );
 }
 
 /** The newest audit rows first. */
@@ -135,7 +139,10 @@ export type RevenuePoint = { at: number; account: string; amountMsat: number };
  * [from, to), by account. `source` 'paid': only the rows of paid invoices and publication
  * debits (money received); 'grants': only the rows of admin grants (txid `grant:...`).
  */
-export async function revenueByBucket(db: Db, o: { from: number; to: number; bucketSeconds: number; source: 'paid' | 'grants' }): Promise<RevenuePoint[]> {
+export async function revenueByBucket(
+  db: Db,
+  o: { from: number; to: number; bucketSeconds: number; source: 'paid' | 'grants' },
+): Promise<RevenuePoint[]> {
   const grants = o.source === 'grants';
   const { rows } = await sql<{ at: number; account: string; s: number }>`
     SELECT (created_at / ${o.bucketSeconds}) * ${o.bucketSeconds} AS at, account, sum(amount_msat)::int8 AS s
@@ -244,7 +251,16 @@ export async function listInvoicesAdmin(db: Db, f: InvoiceFilter): Promise<{ inv
   return { invoices: rows.map(toAdminInvoice), total: Number(count.rows[0]?.n ?? 0) };
 }
 
-export type LedgerEntry = { id: number; txid: string; account: string; amountMsat: number; invoiceId: string | null; eventId: string | null; memo: string; createdAt: number };
+export type LedgerEntry = {
+  id: number;
+  txid: string;
+  account: string;
+  amountMsat: number;
+  invoiceId: string | null;
+  eventId: string | null;
+  memo: string;
+  createdAt: number;
+};
 
 /** One invoice and every ledger row that carries its id (its settlement), or undefined. */
 export async function invoiceWithLedger(db: Db, id: string): Promise<{ invoice: AdminInvoice; ledger: LedgerEntry[] } | undefined> {
@@ -252,8 +268,19 @@ export async function invoiceWithLedger(db: Db, id: string): Promise<{ invoice: 
     SELECT id, pubkey, product, amount_msat, status, created_at, expires_at, paid_at, event_id, bolt11, payment_hash, description
     FROM invoices WHERE id = ${id}`.execute(db);
   if (inv.rows.length === 0) return undefined;
-  const { rows } = await sql<{ id: number; txid: string; account: string; amount_msat: number; invoice_id: string | null; event_id: Uint8Array | null; memo: string; created_at: number }>`
-    SELECT id, txid, account, amount_msat, invoice_id, event_id, memo, created_at FROM ledger WHERE invoice_id = ${id} ORDER BY id`.execute(db);
+  const { rows } = await sql<{
+    id: number;
+    txid: string;
+    account: string;
+    amount_msat: number;
+    invoice_id: string | null;
+    event_id: Uint8Array | null;
+    memo: string;
+    created_at: number;
+  }>`
+    SELECT id, txid, account, amount_msat, invoice_id, event_id, memo, created_at FROM ledger WHERE invoice_id = ${id} ORDER BY id`.execute(
+    db,
+  );
   return {
     invoice: toAdminInvoice(inv.rows[0]),
     ledger: rows.map((r) => ({
@@ -294,7 +321,15 @@ export async function listMembers(
   if (o.admittedAt !== undefined) where.push(sql`a.admitted AND (a.admitted_until IS NULL OR a.admitted_until > ${o.admittedAt})`);
   const cond = sql.join(where, sql` AND `);
   const [{ rows }, count] = await Promise.all([
-    sql<{ pubkey: Uint8Array; admitted: boolean; admitted_until: number | null; balance_msat: number; created_at: number; updated_at: number; last: number | null }>`
+    sql<{
+      pubkey: Uint8Array;
+      admitted: boolean;
+      admitted_until: number | null;
+      balance_msat: number;
+      created_at: number;
+      updated_at: number;
+      last: number | null;
+    }>`
       SELECT a.pubkey, a.admitted, a.admitted_until, a.balance_msat, a.created_at, a.updated_at,
         (SELECT max(e.created_at) FROM events e WHERE e.pubkey = a.pubkey) AS last
       FROM accounts a WHERE ${cond} ORDER BY a.updated_at DESC, a.pubkey LIMIT ${o.limit} OFFSET ${o.offset}`.execute(db),
@@ -315,10 +350,7 @@ export async function listMembers(
 }
 
 export type GrantAccount = { pubkey: string; admitted: boolean; admittedUntil: number | null; balanceMsat: number };
-export type AdminGrant =
-  | { kind: 'admission' }
-  | { kind: 'extend'; seconds: number }
-  | { kind: 'credit'; amountMsat: number };
+export type AdminGrant = { kind: 'admission' } | { kind: 'extend'; seconds: number } | { kind: 'credit'; amountMsat: number };
 
 /**
  * An admin's grant, in the caller's transaction: the account is changed (admitted forever,
@@ -371,7 +403,12 @@ export async function adminGrant(
   }
   const r = rows[0];
   return {
-    account: { pubkey: g.pubkey, admitted: r.admitted, admittedUntil: r.admitted_until === null ? null : Number(r.admitted_until), balanceMsat: Number(r.balance_msat) },
+    account: {
+      pubkey: g.pubkey,
+      admitted: r.admitted,
+      admittedUntil: r.admitted_until === null ? null : Number(r.admitted_until),
+      balanceMsat: Number(r.balance_msat),
+    },
     ledger: { txid: g.txid, rows: written },
   };
 }
@@ -382,7 +419,9 @@ export async function listAuditPage(db: Db, o: { limit: number; before?: number;
   if (o.before !== undefined) where.push(sql`id < ${o.before}`);
   if (o.method) where.push(sql`method = ${o.method}`);
   const { rows } = await sql<{ id: number; at: number; pubkey: string; method: string; params: unknown }>`
-    SELECT id, at, pubkey, method, params FROM admin_audit WHERE ${sql.join(where, sql` AND `)} ORDER BY id DESC LIMIT ${o.limit}`.execute(db);
+    SELECT id, at, pubkey, method, params FROM admin_audit WHERE ${sql.join(where, sql` AND `)} ORDER BY id DESC LIMIT ${o.limit}`.execute(
+    db,
+  );
   return rows.map((r) => ({
     id: Number(r.id),
     at: Number(r.at),

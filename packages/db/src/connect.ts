@@ -116,7 +116,12 @@ function discardOnQueryTimeout(client: pg.PoolClient): void {
   };
 }
 
-function createPool(databaseUrl: string, max: number, limits: { statement?: number; query?: number; connect?: number }, report: (err: Error) => void): pg.Pool {
+function createPool(
+  databaseUrl: string,
+  max: number,
+  limits: { statement?: number; query?: number; connect?: number },
+  report: (err: Error) => void,
+): pg.Pool {
   const pool = new pg.Pool({
     connectionString: databaseUrl,
     max,
@@ -137,7 +142,11 @@ function createPool(databaseUrl: string, max: number, limits: { statement?: numb
 }
 
 /** One probe at a time, answered within `timeoutMs` (false when late), its answer kept `cacheMs`. */
-export function readinessProbe(probe: () => Promise<unknown>, timeoutMs = READY_TIMEOUT_MS, cacheMs = READY_CACHE_MS): () => Promise<boolean> {
+export function readinessProbe(
+  probe: () => Promise<unknown>,
+  timeoutMs = READY_TIMEOUT_MS,
+  cacheMs = READY_CACHE_MS,
+): () => Promise<boolean> {
   let ok = true;
   let checkedAt = 0;
   let inFlight: Promise<boolean> | undefined;
@@ -159,11 +168,14 @@ export function readinessProbe(probe: () => Promise<unknown>, timeoutMs = READY_
     const left = since + timeoutMs - Date.now();
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<boolean>((resolve) => {
-      timer = setTimeout(() => {
-        ok = false;
-        checkedAt = Date.now();
-        resolve(false);
-      }, Math.max(0, left));
+      timer = setTimeout(
+        () => {
+          ok = false;
+          checkedAt = Date.now();
+          resolve(false);
+        },
+        Math.max(0, left),
+      );
     });
     try {
       return await Promise.race([inFlight, late]);
@@ -199,7 +211,9 @@ function openPostgres(databaseUrl: string, opts: OpenDatabaseOptions): Database 
     async migrate() {
       // Its own connection, without statement or query limits: a migration, or waiting for
       // another replica's, may take longer than any query should.
-      const migrator = new Kysely<Schema>({ dialect: new PostgresDialect({ pool: createPool(databaseUrl, 1, { connect: limits.connect }, report) }) });
+      const migrator = new Kysely<Schema>({
+        dialect: new PostgresDialect({ pool: createPool(databaseUrl, 1, { connect: limits.connect }, report) }),
+      });
       try {
         // Several replicas may start at once: hold a session-level advisory lock on one connection
         // for the whole run (Kysely creates its bookkeeping tables before taking its own lock).

@@ -25,7 +25,15 @@
 import { createHash } from 'node:crypto';
 import { sql, type Kysely, type RawBuilder } from 'kysely';
 import type { Schema } from './schema.ts';
-import { deletionTargets as requestedDeletions, dTag as firstD, expirationOf, KIND_DELETION, kindClass, parseAddress, type KindClass } from '@paidrelay/nostr';
+import {
+  deletionTargets as requestedDeletions,
+  dTag as firstD,
+  expirationOf,
+  KIND_DELETION,
+  kindClass,
+  parseAddress,
+  type KindClass,
+} from '@paidrelay/nostr';
 import { atomically } from './transaction.ts';
 import type { Filter, NostrEvent, StoreItem, StoreOutcome } from './types.ts';
 
@@ -443,11 +451,7 @@ function restrictionCondition(r: KindRestriction): RawBuilder<unknown> | null {
  * (Equating t.created_at = e.created_at instead would make the planner misjudge the join size.)
  * There is one row per (event, name, value), so the join cannot produce duplicates.
  */
-function filterConditions(
-  f: QueryFilter,
-  now: number,
-  joinTag: boolean,
-): { conds: RawBuilder<unknown>[]; joined: boolean } | null {
+function filterConditions(f: QueryFilter, now: number, joinTag: boolean): { conds: RawBuilder<unknown>[]; joined: boolean } | null {
   const conds: RawBuilder<unknown>[] = [sql`(e.expires_at IS NULL OR e.expires_at > ${now})`];
   for (const r of f.restrict ?? []) {
     const c = restrictionCondition(r);

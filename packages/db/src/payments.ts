@@ -109,7 +109,7 @@ export function userAccount(pubkey: string): string {
  * pricing package's, which reads the same fields from the relay's cache.
  */
 function isAdmitted(account: AccountRow | undefined, now: number): boolean {
-  return account !== undefined && account.admitted && (account.admittedUntil === null || account.admittedUntil > now);
+  return account?.admitted === true && (account.admittedUntil === null || account.admittedUntil > now);
 }
 
 /** A random URL-safe invoice id: 22 characters of base64url (16 random bytes). */
@@ -661,8 +661,17 @@ export async function holdEvents(db: Kysely<Schema>, evs: HoldItem[], opts: Hold
     // Serialise holds of one pubkey, then of one address (each hashed to 2^32 keys), so the bounds
     // hold across replicas; every transaction takes its locks in the same order, so none deadlock.
     const perIp = opts.maxBytesPerIp !== undefined;
-    await lockAll(trx, HOLD_LOCK_NAMESPACE, todo.map((t) => buf(t.ev.pubkey).readInt32BE(0)));
-    if (perIp) await lockAll(trx, HOLD_IP_LOCK_NAMESPACE, todo.filter((t) => t.ip !== '').map((t) => addressLockKey(t.ip)));
+    await lockAll(
+      trx,
+      HOLD_LOCK_NAMESPACE,
+      todo.map((t) => buf(t.ev.pubkey).readInt32BE(0)),
+    );
+    if (perIp)
+      await lockAll(
+        trx,
+        HOLD_IP_LOCK_NAMESPACE,
+        todo.filter((t) => t.ip !== '').map((t) => addressLockKey(t.ip)),
+      );
     for (const t of todo) results[t.i] = await holdOne(trx, t.ev, t.bytes, t.ip, opts);
     return results;
   });
@@ -672,7 +681,9 @@ export async function holdEvents(db: Kysely<Schema>, evs: HoldItem[], opts: Hold
 async function lockAll(trx: Kysely<Schema>, namespace: number, keys: number[]): Promise<void> {
   const sorted = [...new Set(keys)].sort((a, b) => a - b);
   if (sorted.length === 0) return;
-  await sql`SELECT count(pg_advisory_xact_lock(${namespace}::int4, k)) FROM (SELECT k FROM unnest(${sorted}::int4[]) k ORDER BY k) s`.execute(trx);
+  await sql`SELECT count(pg_advisory_xact_lock(${namespace}::int4, k)) FROM (SELECT k FROM unnest(${sorted}::int4[]) k ORDER BY k) s`.execute(
+    trx,
+  );
 }
 
 function addressLockKey(ip: string): number {
@@ -724,18 +735,34 @@ async function holdOne(trx: Kysely<Schema>, ev: HoldItem, bytes: number, ip: str
   if (drop.length > 0) await trx.deleteFrom('held_events').where('event_id', 'in', drop).execute();
   await trx
     .insertInto('held_events')
-    .values({ event_id: id, pubkey: pk, kind: ev.kind, raw: ev.raw, amount_msat: ev.amountMsat, created_at: now, expires_at: expiresAt, ip, bytes })
+    .values({
+      event_id: id,
+      pubkey: pk,
+      kind: ev.kind,
+      raw: ev.raw,
+      amount_msat: ev.amountMsat,
+      created_at: now,
+      expires_at: expiresAt,
+      ip,
+      bytes,
+    })
     .execute();
   return 'held';
 }
-
 
 /**
  * Per-address bound: fresh keys are free, so one address could otherwise hold
  * `maxPerPubkey × keys` events. Adds to `drop` the address's oldest held events (never one
  * being paid for) until `bytes` more fit under `maxBytes`; false when they cannot.
  */
-async function makeRoomForAddress(trx: Kysely<Schema>, ip: string, bytes: number, maxBytes: number, now: number, drop: Uint8Array[]): Promise<boolean> {
+async function makeRoomForAddress(
+  trx: Kysely<Schema>,
+  ip: string,
+  bytes: number,
+  maxBytes: number,
+  now: number,
+  drop: Uint8Array[],
+): Promise<boolean> {
   if (bytes > maxBytes) return false;
   const rows = await trx
     .selectFrom('held_events as h')
@@ -799,7 +826,10 @@ export async function trimHeldEvents(db: Kysely<Schema>, maxTotalBytes: number, 
 export async function heldEventStats(db: Kysely<Schema>): Promise<HeldStats> {
   const r = await db
     .selectFrom('held_events')
-    .select((eb) => [eb.fn.countAll<number>().as('events'), eb.cast<number>(eb.fn.coalesce(eb.fn.sum<number>('bytes'), eb.lit(0)), 'int8').as('bytes')])
+    .select((eb) => [
+      eb.fn.countAll<number>().as('events'),
+      eb.cast<number>(eb.fn.coalesce(eb.fn.sum<number>('bytes'), eb.lit(0)), 'int8').as('bytes'),
+    ])
     .executeTakeFirstOrThrow();
   return { events: Number(r.events), bytes: Number(r.bytes) };
 }
@@ -814,9 +844,7 @@ export async function getHeldEvent(db: Kysely<Schema>, eventId: string, now: num
     .where('event_id', '=', buf(eventId))
     .where('expires_at', '>', now)
     .executeTakeFirst();
-  return (
-    r && { id: hex(r.event_id), pubkey: hex(r.pubkey), kind: r.kind, raw: r.raw, amountMsat: r.amount_msat, expiresAt: r.expires_at }
-  );
+  return r && { id: hex(r.event_id), pubkey: hex(r.pubkey), kind: r.kind, raw: r.raw, amountMsat: r.amount_msat, expiresAt: r.expires_at };
 }
 
 /**
@@ -844,7 +872,14 @@ export async function listHeldEvents(db: Kysely<Schema>, pubkey: string, now: nu
     )
     .orderBy('h.created_at')
     .execute();
-  return rows.map((r) => ({ id: hex(r.event_id), pubkey: hex(r.pubkey), kind: r.kind, raw: r.raw, amountMsat: r.amount_msat, expiresAt: r.expires_at }));
+  return rows.map((r) => ({
+    id: hex(r.event_id),
+    pubkey: hex(r.pubkey),
+    kind: r.kind,
+    raw: r.raw,
+    amountMsat: r.amount_msat,
+    expiresAt: r.expires_at,
+  }));
 }
 
 /** Removes held events (published by other means). Returns how many were removed. */

@@ -16,4 +16,3 @@ export type StoreOutcome =
   | { status: 'duplicate'; message: string }
   | { status: 'deleted'; message: string }
   | { status: 'stale'; message: string };
-

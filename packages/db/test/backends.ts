@@ -94,10 +94,7 @@ export function author(): Author {
 
 let counter = 0;
 
-export function mk(
-  who: Author,
-  opts: { kind?: number; created_at?: number; tags?: string[][]; content?: string } = {},
-): StoreItem {
+export function mk(who: Author, opts: { kind?: number; created_at?: number; tags?: string[][]; content?: string } = {}): StoreItem {
   const event = finalizeEvent(
     {
       kind: opts.kind ?? 1,

@@ -30,12 +30,8 @@ describe.each(backends)('database on $name', (backend) => {
     const { rows } = await sql<{ name: string }>`SELECT name FROM kysely_migration ORDER BY name`.execute(db.kysely);
     expect(rows.map((r) => r.name)).toEqual(Object.keys(migrations));
     const tables = await sql<{ table_name: string }>`
-      SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY table_name`.execute(
-      db.kysely,
-    );
-    expect(tables.rows.map((r) => r.table_name)).toEqual(
-      expect.arrayContaining(['deletions', 'event_tags', 'events', 'kysely_migration']),
-    );
+      SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY table_name`.execute(db.kysely);
+    expect(tables.rows.map((r) => r.table_name)).toEqual(expect.arrayContaining(['deletions', 'event_tags', 'events', 'kysely_migration']));
   });
 
   it('creates the indexes the queries rely on', async () => {
@@ -58,9 +54,7 @@ describe.each(backends)('database on $name', (backend) => {
   });
 
   it('returns bigint columns as JS numbers', async () => {
-    const { rows } = await sql<{ a: unknown; n: unknown }>`SELECT 1700000000123::int8 AS a, count(*) AS n FROM events`.execute(
-      db.kysely,
-    );
+    const { rows } = await sql<{ a: unknown; n: unknown }>`SELECT 1700000000123::int8 AS a, count(*) AS n FROM events`.execute(db.kysely);
     expect(rows[0]).toEqual({ a: 1700000000123, n: 0 });
     // The override is per pool: the process-wide pg parser is untouched.
     expect(pg.types.getTypeParser(20, 'text')('5')).toBe('5');
@@ -78,7 +72,7 @@ describe.each(backends)('database on $name', (backend) => {
 });
 
 describe('PGlite persistence', () => {
-  it('keeps data in ${dataDir}/pglite across reopen', async () => {
+  it('keeps data in <dataDir>/pglite across reopen', async () => {
     const dataDir = await mkdtemp(join(tmpdir(), 'paidrelay-db-persist-'));
     try {
       const first = await openDatabase({ dataDir: join(dataDir, 'nested', 'dir') });
@@ -102,9 +96,7 @@ describe('PGlite persistence', () => {
 describe.runIf(TEST_DATABASE_URL !== undefined)('Postgres migrations across replicas', () => {
   it('several replicas migrating a fresh database at once do not race', async () => {
     const { url, drop } = await createTestDatabase(TEST_DATABASE_URL as string);
-    const replicas = await Promise.all(
-      [1, 2, 3, 4].map(() => openDatabase({ databaseUrl: url, dataDir: tmpdir(), poolSize: 2 })),
-    );
+    const replicas = await Promise.all([1, 2, 3, 4].map(() => openDatabase({ databaseUrl: url, dataDir: tmpdir(), poolSize: 2 })));
     try {
       await Promise.all(replicas.map((r) => r.migrate()));
       const { rows } = await sql<{ n: number }>`SELECT count(*) AS n FROM kysely_migration`.execute(replicas[0].kysely);
@@ -151,7 +143,10 @@ describe.runIf(TEST_DATABASE_URL !== undefined)('Postgres connection faults', ()
       await expect(inTransaction).rejects.toThrow();
       expect(uncaught).toEqual([]);
       // The server's FATAL, then the socket closing: each reported once, whoever else saw it.
-      expect(errors.map((e) => e.message)).toEqual(['terminating connection due to administrator command', 'Connection terminated unexpectedly']);
+      expect(errors.map((e) => e.message)).toEqual([
+        'terminating connection due to administrator command',
+        'Connection terminated unexpectedly',
+      ]);
       // The pool carries on with a new connection.
       const { rows } = await sql<{ n: number }>`SELECT 2 AS n`.execute(db.kysely);
       expect(rows).toEqual([{ n: 2 }]);

@@ -40,8 +40,7 @@ describe.each(backends)('event store on $name', (backend) => {
   const store = (items: StoreItem[], now = NOW) => storeEvents(db.kysely, items, now);
   const query = (filters: Filter[], now = NOW) => queryEvents(db.kysely, filters, now);
   const count = (filters: Filter[], now = NOW) => countEvents(db.kysely, filters, now);
-  const tagRows = async () =>
-    Number((await sql<{ n: number }>`SELECT count(*) AS n FROM event_tags`.execute(db.kysely)).rows[0].n);
+  const tagRows = async () => Number((await sql<{ n: number }>`SELECT count(*) AS n FROM event_tags`.execute(db.kysely)).rows[0].n);
 
   describe('store', () => {
     it('stores events and returns the raw JSON unchanged', async () => {
@@ -136,10 +135,31 @@ describe.each(backends)('event store on $name', (backend) => {
       A = author();
       B = author();
       ev = {
-        a1: mk(A, { kind: 1, created_at: 100, tags: [['t', 'cats'], ['p', B.pubkey]] }),
+        a1: mk(A, {
+          kind: 1,
+          created_at: 100,
+          tags: [
+            ['t', 'cats'],
+            ['p', B.pubkey],
+          ],
+        }),
         a2: mk(A, { kind: 7, created_at: 200, tags: [['t', 'dogs']] }),
-        a3: mk(A, { kind: 1, created_at: 300, tags: [['t', 'cats'], ['t', 'dogs']] }),
-        b1: mk(B, { kind: 1, created_at: 150, tags: [['e', 'cd'.repeat(32)], ['p', A.pubkey]] }),
+        a3: mk(A, {
+          kind: 1,
+          created_at: 300,
+          tags: [
+            ['t', 'cats'],
+            ['t', 'dogs'],
+          ],
+        }),
+        b1: mk(B, {
+          kind: 1,
+          created_at: 150,
+          tags: [
+            ['e', 'cd'.repeat(32)],
+            ['p', A.pubkey],
+          ],
+        }),
         b2: mk(B, { kind: 42, created_at: 250, tags: [['t', 'birds']] }),
       };
       expect((await store(Object.values(ev))).every((o) => o.status === 'stored')).toBe(true);
@@ -328,7 +348,14 @@ describe.each(backends)('event store on $name', (backend) => {
   describe('addressable events', () => {
     it('are keyed by kind, pubkey and the first d tag', async () => {
       const a = author();
-      const x1 = mk(a, { kind: 30023, created_at: 100, tags: [['d', 'x'], ['d', 'ignored']] });
+      const x1 = mk(a, {
+        kind: 30023,
+        created_at: 100,
+        tags: [
+          ['d', 'x'],
+          ['d', 'ignored'],
+        ],
+      });
       const y1 = mk(a, { kind: 30023, created_at: 100, tags: [['d', 'y']] });
       const none = mk(a, { kind: 30023, created_at: 100, tags: [] });
       const empty = mk(a, { kind: 30023, created_at: 200, tags: [['d', '']] });
@@ -371,7 +398,11 @@ describe.each(backends)('event store on $name', (backend) => {
       const del = mk(alice, {
         kind: 5,
         created_at: 200,
-        tags: [['e', a1.event.id], ['e', b1.event.id], ['k', '1']],
+        tags: [
+          ['e', a1.event.id],
+          ['e', b1.event.id],
+          ['k', '1'],
+        ],
       });
       expect(await store([del])).toEqual([stored]);
       // The deletion request itself is kept and served.
@@ -488,10 +519,28 @@ describe.each(backends)('event store on $name', (backend) => {
   describe('NIP-40 expiration', () => {
     it('hides due events from queries and counts, and purgeExpired deletes them with their tags', async () => {
       const a = author();
-      const soon = mk(a, { created_at: 100, tags: [['expiration', String(NOW + 10)], ['t', 'exp']] });
-      const later = mk(a, { created_at: 110, tags: [['expiration', String(NOW + 1000)], ['t', 'exp']] });
+      const soon = mk(a, {
+        created_at: 100,
+        tags: [
+          ['expiration', String(NOW + 10)],
+          ['t', 'exp'],
+        ],
+      });
+      const later = mk(a, {
+        created_at: 110,
+        tags: [
+          ['expiration', String(NOW + 1000)],
+          ['t', 'exp'],
+        ],
+      });
       const never = mk(a, { created_at: 120, tags: [['t', 'exp']] });
-      const malformed = mk(a, { created_at: 130, tags: [['expiration', 'soon'], ['t', 'exp']] });
+      const malformed = mk(a, {
+        created_at: 130,
+        tags: [
+          ['expiration', 'soon'],
+          ['t', 'exp'],
+        ],
+      });
       expect(await store([soon, later, never, malformed])).toEqual([stored, stored, stored, stored]);
 
       expect(ids(await query([{ '#t': ['exp'], limit: 10 }], NOW))).toHaveLength(4);

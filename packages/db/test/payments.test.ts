@@ -57,7 +57,8 @@ describe.each(backends)('payments on $name', (backend) => {
     await opened?.cleanup();
   });
 
-  const truncate = () => sql`TRUNCATE ledger, invoices, accounts, held_events, events, event_tags, deletions RESTART IDENTITY`.execute(db.kysely);
+  const truncate = () =>
+    sql`TRUNCATE ledger, invoices, accounts, held_events, events, event_tags, deletions RESTART IDENTITY`.execute(db.kysely);
 
   beforeEach(async () => {
     await truncate();
@@ -177,7 +178,14 @@ describe.each(backends)('payments on $name', (backend) => {
       await expect(
         db.kysely
           .insertInto('accounts')
-          .values({ pubkey: Buffer.from(hex32(), 'hex'), admitted: false, admitted_until: null, balance_msat: -1, created_at: 0, updated_at: 0 })
+          .values({
+            pubkey: Buffer.from(hex32(), 'hex'),
+            admitted: false,
+            admitted_until: null,
+            balance_msat: -1,
+            created_at: 0,
+            updated_at: 0,
+          })
           .execute(),
       ).rejects.toThrow(/check constraint/);
     });
@@ -321,7 +329,10 @@ describe.each(backends)('payments on $name', (backend) => {
     it('subscription: from now, then extended from the current end; lapsed restarts from now', async () => {
       const pubkey = hex32();
       const sub = async (now: number) => {
-        const inv = await createInvoice(db.kysely, newInvoice({ pubkey, product: 'subscription', amountMsat: 3_000, createdAt: now, expiresAt: now + 600 }));
+        const inv = await createInvoice(
+          db.kysely,
+          newInvoice({ pubkey, product: 'subscription', amountMsat: 3_000, createdAt: now, expiresAt: now + 600 }),
+        );
         return (await settleInvoice(db.kysely, inv.paymentHash, { now, subscriptionPeriodSeconds: MONTH })).account;
       };
       expect(await sub(NOW)).toEqual({ pubkey, admitted: true, admittedUntil: NOW + MONTH, balanceMsat: 0 });
@@ -425,8 +436,12 @@ describe.each(backends)('payments on $name', (backend) => {
 
     it('settles many invoices of one pubkey concurrently without losing an update', async () => {
       const pubkey = hex32();
-      const invs = await Promise.all(Array.from({ length: 10 }, (_, i) => createInvoice(db.kysely, newInvoice({ pubkey, amountMsat: 1_000 + i }))));
-      const subs = await Promise.all(Array.from({ length: 5 }, () => createInvoice(db.kysely, newInvoice({ pubkey, product: 'subscription', amountMsat: 5 }))));
+      const invs = await Promise.all(
+        Array.from({ length: 10 }, (_, i) => createInvoice(db.kysely, newInvoice({ pubkey, amountMsat: 1_000 + i }))),
+      );
+      const subs = await Promise.all(
+        Array.from({ length: 5 }, () => createInvoice(db.kysely, newInvoice({ pubkey, product: 'subscription', amountMsat: 5 }))),
+      );
       await Promise.all([...invs, ...subs].flatMap((inv) => [settle(inv.paymentHash), settle(inv.paymentHash)]));
       expect(await getAccount(db.kysely, pubkey)).toEqual({
         pubkey,
@@ -636,7 +651,13 @@ describe.each(backends)('payments on $name', (backend) => {
 
     const heldBytesFrom = async (ip: string) =>
       Number(
-        (await db.kysely.selectFrom('held_events').select((eb) => eb.fn.coalesce(eb.fn.sum<number>('bytes'), eb.lit(0)).as('b')).where('ip', '=', ip).executeTakeFirstOrThrow()).b,
+        (
+          await db.kysely
+            .selectFrom('held_events')
+            .select((eb) => eb.fn.coalesce(eb.fn.sum<number>('bytes'), eb.lit(0)).as('b'))
+            .where('ip', '=', ip)
+            .executeTakeFirstOrThrow()
+        ).b,
       );
 
     it('bounds the bytes held per client address across fresh keys: oldest dropped, never one being paid', async () => {
@@ -676,7 +697,7 @@ describe.each(backends)('payments on $name', (backend) => {
       expect(await trimHeldEvents(db.kysely, 3000, NOW + 10)).toEqual({ deleted: 0, events: 4, bytes: 4000 });
     });
 
-    it('lists a pubkey\'s held events nothing is paying for, oldest first, and deletes them', async () => {
+    it("lists a pubkey's held events nothing is paying for, oldest first, and deletes them", async () => {
       const pubkey = hex32();
       const es = Array.from({ length: 3 }, () => ev(pubkey));
       for (let i = 0; i < es.length; i++) await holdEvent(db.kysely, es[i], { ...limits, now: NOW + i });
@@ -737,7 +758,10 @@ describe.each(backends)('payments on $name', (backend) => {
       const a = author();
       const e = mk(a, { created_at: NOW });
       await holdEvent(db.kysely, { id: e.event.id, pubkey: a.pubkey, kind: 1, raw: e.raw, amountMsat: 2_000 }, limits);
-      const inv = await createInvoice(db.kysely, newInvoice({ pubkey: a.pubkey, product: 'event', eventId: e.event.id, amountMsat: 2_000 }));
+      const inv = await createInvoice(
+        db.kysely,
+        newInvoice({ pubkey: a.pubkey, product: 'event', eventId: e.event.id, amountMsat: 2_000 }),
+      );
       const r = await db.kysely.transaction().execute(async (trx) => {
         const s = await settleInvoice(trx, inv.paymentHash, { now: NOW + 5, subscriptionPeriodSeconds: MONTH });
         expect(s.heldEvent).toEqual({ id: e.event.id, raw: e.raw });
@@ -838,7 +862,8 @@ describe.each(backends)('payments on $name', (backend) => {
                 expect(r.settled).toBe(i === 0);
               }
               if (op.product === 'credit') acc.balanceMsat += received;
-              else if (op.product === 'admission') Object.assign(acc, { admitted: true, admittedUntil: null, balanceMsat: acc.balanceMsat + op.extra });
+              else if (op.product === 'admission')
+                Object.assign(acc, { admitted: true, admittedUntil: null, balanceMsat: acc.balanceMsat + op.extra });
               else if (op.product === 'subscription') {
                 if (!(acc.admitted && acc.admittedUntil === null)) acc.admittedUntil = Math.max(now, acc.admittedUntil ?? 0) + MONTH;
                 acc.admitted = true;

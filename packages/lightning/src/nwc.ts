@@ -119,7 +119,10 @@ class NwcBackend implements LightningBackend {
     if (this.closed) throw new LightningError('CLOSED', 'the NWC backend is closed');
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new LightningError('TIMEOUT', `${what}: no answer from the wallet in ${this.timeoutMs} ms`)), this.timeoutMs);
+      timer = setTimeout(
+        () => reject(new LightningError('TIMEOUT', `${what}: no answer from the wallet in ${this.timeoutMs} ms`)),
+        this.timeoutMs,
+      );
     });
     try {
       return await Promise.race([fn(), timeout]);
@@ -261,7 +264,8 @@ export function mapLookup(tx: Nip47Transaction, hash: string, now = nowSeconds()
   else if (s === 'expired') state = 'expired';
   else if (s === 'failed') state = 'failed';
   else if (s === 'pending' || s === 'accepted') state = 'pending';
-  else if (settledAt !== undefined && preimage !== undefined) state = 'settled'; // older wallets: no `state`, a settled_at
+  else if (settledAt !== undefined && preimage !== undefined)
+    state = 'settled'; // older wallets: no `state`, a settled_at
   else state = typeof tx.expires_at === 'number' && tx.expires_at > 0 && tx.expires_at <= now ? 'expired' : 'pending';
   if (state === 'pending' && typeof tx.expires_at === 'number' && tx.expires_at > 0 && tx.expires_at <= now && s !== 'accepted') {
     state = 'expired';

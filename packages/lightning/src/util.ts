@@ -2,7 +2,9 @@ import { createHash } from 'node:crypto';
 import { isHex64 } from '@paidrelay/nostr';
 
 export function sha256Hex(data: string | Uint8Array): string {
-  return createHash('sha256').update(typeof data === 'string' ? Buffer.from(data, 'utf8') : data).digest('hex');
+  return createHash('sha256')
+    .update(typeof data === 'string' ? Buffer.from(data, 'utf8') : data)
+    .digest('hex');
 }
 
 /** sha256(preimage) == paymentHash, both hex. */

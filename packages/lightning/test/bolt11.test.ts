@@ -9,7 +9,10 @@ ecdh.setPrivateKey(Buffer.from(nodeSecret, 'hex'));
 const nodePubkey = ecdh.getPublicKey('hex', 'compressed');
 const hash = (s: string | Buffer) => createHash('sha256').update(s).digest('hex');
 
-function make(amountMsat: number, extra: { description?: string; descriptionHash?: string; network?: 'regtest' | 'testnet' | 'mainnet' } = {}) {
+function make(
+  amountMsat: number,
+  extra: { description?: string; descriptionHash?: string; network?: 'regtest' | 'testnet' | 'mainnet' } = {},
+) {
   const preimage = randomBytes(32);
   const paymentHash = hash(preimage);
   const bolt11 = createBolt11({

@@ -102,8 +102,12 @@ describe('dev Lightning network over NIP-47 (in-memory test relay)', () => {
     expect((await payer.getBalance()).balance).toBe(before - 21_000);
 
     // Both notification encodings went to the relay wallet's client.
-    const clientPubkey = getPublicKey(Buffer.from(new URL(net.relayWalletNwc.replace('nostr+walletconnect:', 'http:')).searchParams.get('secret')!, 'hex'));
-    const kinds = relay.received.filter((e) => e.tags.some((t) => t[0] === 'p' && t[1] === clientPubkey) && e.kind >= 23196).map((e) => e.kind);
+    const clientPubkey = getPublicKey(
+      Buffer.from(new URL(net.relayWalletNwc.replace('nostr+walletconnect:', 'http:')).searchParams.get('secret')!, 'hex'),
+    );
+    const kinds = relay.received
+      .filter((e) => e.tags.some((t) => t[0] === 'p' && t[1] === clientPubkey) && e.kind >= 23196)
+      .map((e) => e.kind);
     expect(kinds.sort()).toEqual([23196, 23197]);
     off();
   });
@@ -117,7 +121,7 @@ describe('dev Lightning network over NIP-47 (in-memory test relay)', () => {
     expect(await backend.lookupInvoice(inv.paymentHash)).toEqual({ state: 'expired', amountMsat: 5_000 });
   });
 
-  it('enforces each connection\'s methods and NIP-47 error codes', async () => {
+  it("enforces each connection's methods and NIP-47 error codes", async () => {
     const relayClient = new NWCClient({ nostrWalletConnectUrl: net.relayWalletNwc });
     try {
       const inv = await payer.makeInvoice({ amount: 1_000 });
@@ -218,7 +222,15 @@ describe('connectNwc refuses', () => {
     const keypair = new NWCWalletServiceKeyPair(serviceSecret, getPublicKey(Buffer.from(clientSecret, 'hex')));
     const unsub = await service.subscribe(keypair, {
       getInfo: async () => ({
-        result: { alias: 'payonly', color: '', pubkey: '', network: 'regtest', block_height: 0, block_hash: '', methods: ['pay_invoice', 'get_balance'] },
+        result: {
+          alias: 'payonly',
+          color: '',
+          pubkey: '',
+          network: 'regtest',
+          block_height: 0,
+          block_hash: '',
+          methods: ['pay_invoice', 'get_balance'],
+        },
         error: undefined,
       }),
     });

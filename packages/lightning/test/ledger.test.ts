@@ -45,7 +45,14 @@ describe('DevLedger', () => {
     expect(d.expiresAt).toBe(1_800_000_600);
     expect(sha(Buffer.from(inv.preimage, 'hex'))).toBe(inv.paymentHash);
     const tx = l.lookup('relay', { payment_hash: inv.paymentHash });
-    expect(tx).toMatchObject({ type: 'incoming', state: 'pending', amount: 21_000, preimage: '', settled_at: 0, expires_at: 1_800_000_600 });
+    expect(tx).toMatchObject({
+      type: 'incoming',
+      state: 'pending',
+      amount: 21_000,
+      preimage: '',
+      settled_at: 0,
+      expires_at: 1_800_000_600,
+    });
   });
 
   it('pays: debits the payer, credits the issuer, settles once, and keeps the total', async () => {
@@ -159,7 +166,10 @@ describe('DevLedger', () => {
     await l.payInvoice('payer', paid.bolt11);
     nowMs += 8 * 24 * 3600 * 1000;
     const later = await open();
-    await refused(Promise.resolve().then(() => later.lookup('relay', { payment_hash: stale.paymentHash })), 'NOT_FOUND');
+    await refused(
+      Promise.resolve().then(() => later.lookup('relay', { payment_hash: stale.paymentHash })),
+      'NOT_FOUND',
+    );
     expect(later.lookup('relay', { payment_hash: paid.paymentHash }).state).toBe('settled');
   });
 

@@ -106,8 +106,7 @@ export function checkFilter(x: unknown, limits: FilterLimits): FilterResult {
         if (!isTagFilterKey(key)) return UNSUPPORTED;
         const letter = key.charCodeAt(1);
         // NIP-01: #e and #p hold event ids / pubkeys and MUST be exact hex.
-        problem =
-          letter === 101 || letter === 112 ? checkHexList(key, v, maxValues) : checkStringList(key, v, maxValues);
+        problem = letter === 101 || letter === 112 ? checkHexList(key, v, maxValues) : checkStringList(key, v, maxValues);
         if (problem === undefined) out[key as `#${string}`] = v as string[];
       }
     }

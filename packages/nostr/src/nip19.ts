@@ -19,7 +19,10 @@ export function parsePubkey(input: string): string | undefined {
 /** A comma-separated list of pubkeys (hex or npub) from the config variable `name`; throws on an item that is neither. */
 export function parsePubkeyList(name: string, value: string): string[] {
   const out: string[] = [];
-  for (const item of value.split(',').map((x) => x.trim()).filter((x) => x.length > 0)) {
+  for (const item of value
+    .split(',')
+    .map((x) => x.trim())
+    .filter((x) => x.length > 0)) {
     const pk = parsePubkey(item);
     if (!pk) throw new Error(`${name}: "${item}" is not a hex pubkey or an npub`);
     out.push(pk);

@@ -79,7 +79,7 @@ export function upgradeRequestUrl(req: UpgradeRequestUrl, trustProxy: boolean): 
     const proto = firstValue(req.forwardedProto).toLowerCase();
     if (proto === 'https' || proto === 'wss') scheme = 'wss';
   }
-  const path = req.path && req.path.startsWith('/') ? req.path : '/';
+  const path = req.path?.startsWith('/') ? req.path : '/';
   return `${scheme}://${host}${path}`;
 }
 

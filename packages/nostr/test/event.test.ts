@@ -70,7 +70,13 @@ describe('serializeEvent / computeEventId', () => {
     ['nul inside', 'a\u0000b'],
   ];
   it.each(contents)('agrees with nostr-tools for %s content', (_name, content) => {
-    const ev = signed({ content, tags: [['t', content], ['p', PK, content]] });
+    const ev = signed({
+      content,
+      tags: [
+        ['t', content],
+        ['p', PK, content],
+      ],
+    });
     expect(serializeEvent(ev)).toBe(ntSerialize(ev));
     expect(computeEventId(ev)).toBe(getEventHash(ev));
     expect(computeEventId(ev)).toBe(ev.id);
@@ -100,7 +106,12 @@ describe('serializeEvent / computeEventId', () => {
 
 describe('checkEventShape', () => {
   it('accepts a well-formed event and returns it unchanged', () => {
-    const ev = signed({ tags: [['e', HEX64_A], ['t', '']] });
+    const ev = signed({
+      tags: [
+        ['e', HEX64_A],
+        ['t', ''],
+      ],
+    });
     const r = checkEventShape(ev, LIMITS);
     expect(r).toEqual({ ok: true, event: ev });
     if (r.ok) expect(r.event).toBe(ev);
@@ -164,7 +175,9 @@ describe('checkEventShape', () => {
   });
 
   it('rejects an own __proto__ key coming from JSON.parse', () => {
-    const x = JSON.parse(`{"id":"${HEX64_A}","pubkey":"${HEX64_B}","created_at":1,"kind":1,"tags":[],"content":"","sig":"${HEX128}","__proto__":{}}`);
+    const x = JSON.parse(
+      `{"id":"${HEX64_A}","pubkey":"${HEX64_B}","created_at":1,"kind":1,"tags":[],"content":"","sig":"${HEX128}","__proto__":{}}`,
+    );
     expect(checkEventShape(x, LIMITS)).toEqual({ ok: false, reason: 'invalid: unexpected event field "__proto__"', id: HEX64_A });
   });
 
@@ -178,7 +191,17 @@ describe('dTag / addressOf', () => {
   it('dTag returns the first d value or empty string', () => {
     expect(dTag(fake())).toBe('');
     expect(dTag(fake({ tags: [['d']] }))).toBe('');
-    expect(dTag(fake({ tags: [['e', HEX64_A], ['d', 'first'], ['d', 'second']] }))).toBe('first');
+    expect(
+      dTag(
+        fake({
+          tags: [
+            ['e', HEX64_A],
+            ['d', 'first'],
+            ['d', 'second'],
+          ],
+        }),
+      ),
+    ).toBe('first');
     expect(dTag(fake({ tags: [['D', 'upper']] }))).toBe('');
   });
 
@@ -197,7 +220,15 @@ describe('dTag / addressOf', () => {
 describe('eventToJson', () => {
   it('uses canonical key order and round-trips', () => {
     const ev = signed({ content: 'x"\n😀', tags: [['t', 'a']] });
-    const shuffled = { sig: ev.sig, content: ev.content, tags: ev.tags, kind: ev.kind, created_at: ev.created_at, pubkey: ev.pubkey, id: ev.id };
+    const shuffled = {
+      sig: ev.sig,
+      content: ev.content,
+      tags: ev.tags,
+      kind: ev.kind,
+      created_at: ev.created_at,
+      pubkey: ev.pubkey,
+      id: ev.id,
+    };
     const json = eventToJson(shuffled);
     expect(Object.keys(JSON.parse(json))).toEqual(['id', 'pubkey', 'created_at', 'kind', 'tags', 'content', 'sig']);
     expect(JSON.parse(json)).toEqual(ev);

@@ -90,13 +90,7 @@ describe('matchFilter', () => {
     pubkey: HEX64_B,
     kind: 7,
     created_at: 1000,
-    tags: [
-      ['e', HEX64_C, 'wss://r'],
-      ['t', 'nostr', 'zap'],
-      ['t', 'relay'],
-      ['p'],
-      ['subject', 'hi'],
-    ],
+    tags: [['e', HEX64_C, 'wss://r'], ['t', 'nostr', 'zap'], ['t', 'relay'], ['p'], ['subject', 'hi']],
   });
 
   it('empty filter matches everything', () => {

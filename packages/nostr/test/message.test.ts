@@ -53,7 +53,14 @@ describe('parseClientMessage: EVENT / AUTH', () => {
   });
 
   it('parses a valid AUTH', () => {
-    const auth = signed({ kind: 22242, tags: [['relay', 'wss://r'], ['challenge', 'c']], content: '' });
+    const auth = signed({
+      kind: 22242,
+      tags: [
+        ['relay', 'wss://r'],
+        ['challenge', 'c'],
+      ],
+      content: '',
+    });
     expect(parse(['AUTH', auth])).toEqual({ type: 'AUTH', event: auth });
   });
 
@@ -68,20 +75,31 @@ describe('parseClientMessage: EVENT / AUTH', () => {
       id: ev.id,
       reason: 'invalid: event sig must be 128 lowercase hex characters',
     });
-    expect(parse(['EVENT', ev, 'extra'])).toEqual({ type: 'EVENT_INVALID', id: ev.id, reason: 'invalid: EVENT message must be ["EVENT", <event>]' });
+    expect(parse(['EVENT', ev, 'extra'])).toEqual({
+      type: 'EVENT_INVALID',
+      id: ev.id,
+      reason: 'invalid: EVENT message must be ["EVENT", <event>]',
+    });
   });
 
   it('malformed event without an id gives EVENT_INVALID without id', () => {
     expect(parse(['EVENT'])).toEqual({ type: 'EVENT_INVALID', reason: 'invalid: EVENT message must be ["EVENT", <event>]' });
     expect(parse(['EVENT', 'x'])).toEqual({ type: 'EVENT_INVALID', reason: 'invalid: event must be a JSON object' });
-    expect(parse(['EVENT', { ...ev, id: 'nope' }])).toEqual({ type: 'EVENT_INVALID', reason: 'invalid: event id must be 64 lowercase hex characters' });
+    expect(parse(['EVENT', { ...ev, id: 'nope' }])).toEqual({
+      type: 'EVENT_INVALID',
+      reason: 'invalid: event id must be 64 lowercase hex characters',
+    });
     expect(parse(['EVENT', 'sub', ev])).toEqual({ type: 'EVENT_INVALID', reason: 'invalid: EVENT message must be ["EVENT", <event>]' });
   });
 
   it('AUTH failures are AUTH_INVALID', () => {
     expect(parse(['AUTH', 'challenge-string'])).toEqual({ type: 'AUTH_INVALID', reason: 'invalid: event must be a JSON object' });
     expect(parse(['AUTH'])).toEqual({ type: 'AUTH_INVALID', reason: 'invalid: AUTH message must be ["AUTH", <event>]' });
-    expect(parse(['AUTH', { ...ev, content: 1 }])).toEqual({ type: 'AUTH_INVALID', id: ev.id, reason: 'invalid: event content must be a string' });
+    expect(parse(['AUTH', { ...ev, content: 1 }])).toEqual({
+      type: 'AUTH_INVALID',
+      id: ev.id,
+      reason: 'invalid: event content must be a string',
+    });
   });
 
   it('shape limits apply to EVENT', () => {
@@ -98,21 +116,39 @@ describe('parseClientMessage: REQ / COUNT / CLOSE', () => {
     expect(parse([verb, 'sub1', { kinds: [1], limit: 9999 }, { authors: [HEX64_B], '#t': ['x'] }])).toEqual({
       type: verb,
       subId: 'sub1',
-      filters: [{ kinds: [1], limit: 500 }, { authors: [HEX64_B], '#t': ['x'], limit: 100 }],
+      filters: [
+        { kinds: [1], limit: 500 },
+        { authors: [HEX64_B], '#t': ['x'], limit: 100 },
+      ],
     });
   });
 
   it.each(['REQ', 'COUNT'] as const)('%s filter problems are SUB_INVALID', (verb) => {
     expect(parse([verb, 's'])).toEqual({ type: 'SUB_INVALID', verb, subId: 's', reason: `invalid: ${verb} needs at least one filter` });
-    expect(parse([verb, 's', {}, {}, {}, {}, {}, {}])).toEqual({ type: 'SUB_INVALID', verb, subId: 's', reason: 'invalid: too many filters (max 5)' });
-    expect(parse([verb, 's', { search: 'x' }])).toEqual({ type: 'SUB_INVALID', verb, subId: 's', reason: 'unsupported: filter contains unknown elements' });
+    expect(parse([verb, 's', {}, {}, {}, {}, {}, {}])).toEqual({
+      type: 'SUB_INVALID',
+      verb,
+      subId: 's',
+      reason: 'invalid: too many filters (max 5)',
+    });
+    expect(parse([verb, 's', { search: 'x' }])).toEqual({
+      type: 'SUB_INVALID',
+      verb,
+      subId: 's',
+      reason: 'unsupported: filter contains unknown elements',
+    });
     expect(parse([verb, 's', {}, { ids: ['abc'] }])).toEqual({
       type: 'SUB_INVALID',
       verb,
       subId: 's',
       reason: 'invalid: filter "ids" values must be 64-character lowercase hex',
     });
-    expect(parse([verb, 's', 'notafilter'])).toEqual({ type: 'SUB_INVALID', verb, subId: 's', reason: 'invalid: filter must be a JSON object' });
+    expect(parse([verb, 's', 'notafilter'])).toEqual({
+      type: 'SUB_INVALID',
+      verb,
+      subId: 's',
+      reason: 'invalid: filter must be a JSON object',
+    });
   });
 
   it.each(['REQ', 'COUNT', 'CLOSE'])('%s with a bad subscription id is NOTICE', (verb) => {
@@ -129,7 +165,10 @@ describe('parseClientMessage: REQ / COUNT / CLOSE', () => {
 
   it('CLOSE', () => {
     expect(parse(['CLOSE', 'sub1'])).toEqual({ type: 'CLOSE', subId: 'sub1' });
-    expect(parse(['CLOSE', 'sub1', 'x'])).toEqual({ type: 'NOTICE', reason: 'invalid: CLOSE message must be ["CLOSE", <subscription id>]' });
+    expect(parse(['CLOSE', 'sub1', 'x'])).toEqual({
+      type: 'NOTICE',
+      reason: 'invalid: CLOSE message must be ["CLOSE", <subscription id>]',
+    });
   });
 });
 

@@ -37,11 +37,23 @@ describe('NIP-42: the relay URL as the client reached it', () => {
 
   it('checkAuthEvent accepts a relay tag naming any one of the URLs given', () => {
     const opts = { challenge: 'c', now: 1_000_000, maxSkewSeconds: 600 };
-    const auth = (relay: string) => fake({ kind: 22242, created_at: 1_000_000, tags: [['relay', relay], ['challenge', 'c']] });
+    const auth = (relay: string) =>
+      fake({
+        kind: 22242,
+        created_at: 1_000_000,
+        tags: [
+          ['relay', relay],
+          ['challenge', 'c'],
+        ],
+      });
     const urls = ['ws://localhost:7777', 'ws://127.0.0.1:7777/'];
     expect(checkAuthEvent(auth('ws://127.0.0.1:7777'), { ...opts, relayUrl: urls })).toBeNull();
     expect(checkAuthEvent(auth('ws://LOCALHOST:7777/'), { ...opts, relayUrl: urls })).toBeNull();
-    expect(checkAuthEvent(auth('ws://127.0.0.2:7777'), { ...opts, relayUrl: urls })).toBe('invalid: auth event relay tag does not match this relay');
-    expect(checkAuthEvent(auth('ws://127.0.0.1:7777'), { ...opts, relayUrl: [] })).toBe('invalid: auth event relay tag does not match this relay');
+    expect(checkAuthEvent(auth('ws://127.0.0.2:7777'), { ...opts, relayUrl: urls })).toBe(
+      'invalid: auth event relay tag does not match this relay',
+    );
+    expect(checkAuthEvent(auth('ws://127.0.0.1:7777'), { ...opts, relayUrl: [] })).toBe(
+      'invalid: auth event relay tag does not match this relay',
+    );
   });
 });

@@ -42,7 +42,7 @@ describe('NIP-09 deletionTargets', () => {
     });
   });
 
-  it("drops addresses of other authors, regular kinds, and non-canonical spellings", () => {
+  it('drops addresses of other authors, regular kinds, and non-canonical spellings', () => {
     const ev = fake({
       kind: 5,
       pubkey: HEX64_B,
@@ -90,7 +90,16 @@ describe('NIP-13', () => {
 
   it('committedTarget reads the nonce tag third element', () => {
     expect(committedTarget(fake({ tags: [['nonce', '776797', '20']] }))).toBe(20);
-    expect(committedTarget(fake({ tags: [['t', 'x'], ['nonce', '1', '0']] }))).toBe(0);
+    expect(
+      committedTarget(
+        fake({
+          tags: [
+            ['t', 'x'],
+            ['nonce', '1', '0'],
+          ],
+        }),
+      ),
+    ).toBe(0);
     expect(committedTarget(fake({ tags: [['nonce', '1']] }))).toBeUndefined();
     expect(committedTarget(fake({ tags: [['nonce', '1', 'twenty']] }))).toBeUndefined();
     expect(committedTarget(fake({ tags: [['nonce', '1', '-5']] }))).toBeUndefined();
@@ -104,7 +113,16 @@ describe('NIP-13', () => {
 describe('NIP-40', () => {
   it('expirationOf reads the first expiration tag', () => {
     expect(expirationOf(fake({ tags: [['expiration', '1600000000']] }))).toBe(1600000000);
-    expect(expirationOf(fake({ tags: [['expiration', '5'], ['expiration', '9']] }))).toBe(5);
+    expect(
+      expirationOf(
+        fake({
+          tags: [
+            ['expiration', '5'],
+            ['expiration', '9'],
+          ],
+        }),
+      ),
+    ).toBe(5);
     expect(expirationOf(fake({ tags: [] }))).toBeUndefined();
     expect(expirationOf(fake({ tags: [['expiration']] }))).toBeUndefined();
     for (const bad of ['', 'abc', '-1', '1.5', '1e9', ' 1', '1 ', '0x10', '99999999999999999']) {
@@ -159,16 +177,40 @@ describe('NIP-42 checkAuthEvent', () => {
     expect(checkAuthEvent(auth({ tags: [['challenge'], ['relay', 'wss://relay.example.com']] }), opts)).toBe(
       'invalid: auth event has no challenge tag',
     );
-    expect(checkAuthEvent(auth({ tags: [['challenge', 'other'], ['relay', 'wss://relay.example.com']] }), opts)).toBe(
-      'invalid: auth event challenge does not match',
-    );
-    expect(checkAuthEvent(auth({ tags: [['challenge', 'CHAL-123'], ['relay', 'wss://relay.example.com']] }), opts)).toBe(
-      'invalid: auth event challenge does not match',
-    );
+    expect(
+      checkAuthEvent(
+        auth({
+          tags: [
+            ['challenge', 'other'],
+            ['relay', 'wss://relay.example.com'],
+          ],
+        }),
+        opts,
+      ),
+    ).toBe('invalid: auth event challenge does not match');
+    expect(
+      checkAuthEvent(
+        auth({
+          tags: [
+            ['challenge', 'CHAL-123'],
+            ['relay', 'wss://relay.example.com'],
+          ],
+        }),
+        opts,
+      ),
+    ).toBe('invalid: auth event challenge does not match');
     expect(checkAuthEvent(auth({ tags: [['challenge', 'chal-123']] }), opts)).toBe('invalid: auth event has no relay tag');
-    expect(checkAuthEvent(auth({ tags: [['challenge', 'chal-123'], ['relay', 'wss://evil.example.com']] }), opts)).toBe(
-      'invalid: auth event relay tag does not match this relay',
-    );
+    expect(
+      checkAuthEvent(
+        auth({
+          tags: [
+            ['challenge', 'chal-123'],
+            ['relay', 'wss://evil.example.com'],
+          ],
+        }),
+        opts,
+      ),
+    ).toBe('invalid: auth event relay tag does not match this relay');
     expect(checkAuthEvent(auth(), { ...opts, challenge: '' })).toBe('invalid: no challenge was issued');
   });
 

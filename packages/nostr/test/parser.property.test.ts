@@ -52,7 +52,9 @@ function assertEventShape(ev: unknown): void {
   expect(Number.isInteger(e.kind) && (e.kind as number) >= 0 && (e.kind as number) <= 65535).toBe(true);
   expect(Array.isArray(e.tags) && e.tags.length <= LIMITS.maxTags).toBe(true);
   for (const t of e.tags as unknown[]) {
-    expect(Array.isArray(t) && t.length > 0 && t.every((v) => typeof v === 'string' && [...v].length <= LIMITS.maxTagValueLength!)).toBe(true);
+    expect(Array.isArray(t) && t.length > 0 && t.every((v) => typeof v === 'string' && [...v].length <= LIMITS.maxTagValueLength!)).toBe(
+      true,
+    );
   }
   expect(typeof e.content === 'string' && [...e.content].length <= LIMITS.maxContentLength).toBe(true);
 }
@@ -211,7 +213,8 @@ function mutate(root: Json, muts: Mutation[]): Json {
         break;
       case 'insert':
         if (Array.isArray(parent)) parent.splice(key as number, 0, structuredClone(m.value));
-        else Object.defineProperty(parent, m.key, { value: structuredClone(m.value), enumerable: true, writable: true, configurable: true });
+        else
+          Object.defineProperty(parent, m.key, { value: structuredClone(m.value), enumerable: true, writable: true, configurable: true });
         break;
       case 'string':
         // Small edits to strings: truncate, extend, change case, or flip one character.
@@ -246,9 +249,15 @@ describe('parseClientMessage properties', () => {
 
   it('never throws on arbitrary JSON texts and values', () => {
     fc.assert(
-      fc.property(fc.oneof(fc.json(), fc.jsonValue().map((v) => JSON.stringify(v) ?? 'null')), (s) => {
-        check(s);
-      }),
+      fc.property(
+        fc.oneof(
+          fc.json(),
+          fc.jsonValue().map((v) => JSON.stringify(v) ?? 'null'),
+        ),
+        (s) => {
+          check(s);
+        },
+      ),
       { numRuns: 500 },
     );
   });
@@ -278,11 +287,16 @@ describe('parseClientMessage properties', () => {
 
   it('REQ/COUNT with a valid subscription id always answer REQ/COUNT or SUB_INVALID for that id', () => {
     fc.assert(
-      fc.property(fc.constantFrom('REQ', 'COUNT'), fc.string({ minLength: 1, maxLength: 64 }), fc.array(filterish, { maxLength: 6 }), (verb, subId, filters) => {
-        const m = check(JSON.stringify([verb, subId, ...filters]));
-        expect(m.type === verb || m.type === 'SUB_INVALID').toBe(true);
-        if (m.type === 'SUB_INVALID' || m.type === 'REQ' || m.type === 'COUNT') expect(m.subId).toBe(subId);
-      }),
+      fc.property(
+        fc.constantFrom('REQ', 'COUNT'),
+        fc.string({ minLength: 1, maxLength: 64 }),
+        fc.array(filterish, { maxLength: 6 }),
+        (verb, subId, filters) => {
+          const m = check(JSON.stringify([verb, subId, ...filters]));
+          expect(m.type === verb || m.type === 'SUB_INVALID').toBe(true);
+          if (m.type === 'SUB_INVALID' || m.type === 'REQ' || m.type === 'COUNT') expect(m.subId).toBe(subId);
+        },
+      ),
       { numRuns: 500 },
     );
   });
@@ -327,7 +341,12 @@ describe('parseClientMessage properties', () => {
   });
 
   it('deep mutations of valid REQ messages never throw', () => {
-    const base = ['REQ', 'sub', { kinds: [1, 30023], authors: ['f'.repeat(64)], '#t': ['x'], since: 10, until: 20, limit: 5 }, { ids: ['0'.repeat(64)] }];
+    const base = [
+      'REQ',
+      'sub',
+      { kinds: [1, 30023], authors: ['f'.repeat(64)], '#t': ['x'], since: 10, until: 20, limit: 5 },
+      { ids: ['0'.repeat(64)] },
+    ];
     fc.assert(
       fc.property(fc.array(mutation, { minLength: 1, maxLength: 5 }), (muts) => {
         check(JSON.stringify(mutate(base, muts)));

@@ -47,7 +47,12 @@ export class AccountCache {
   }
 
   put(row: AccountRow): void {
-    this.accounts.set(row.pubkey, { admitted: row.admitted, admittedUntil: row.admittedUntil, balanceMsat: row.balanceMsat, version: ++this.version });
+    this.accounts.set(row.pubkey, {
+      admitted: row.admitted,
+      admittedUntil: row.admittedUntil,
+      balanceMsat: row.balanceMsat,
+      version: ++this.version,
+    });
   }
 
   get(pubkey: string): Account | undefined {

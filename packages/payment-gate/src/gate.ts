@@ -132,13 +132,22 @@ export async function createPaymentGate(
     unpaidReason(ev: NostrEvent, json: string, balanceMsat: number) {
       const account = cache.get(ev.pubkey) ?? { admitted: true, admittedUntil: null, balanceMsat };
       const d = gate(pricing, ev, Buffer.byteLength(json), { ...account, balanceMsat }, nowSeconds());
-      return d.action === 'refuse' ? d.reason : `blocked: payment required: the balance was spent elsewhere: ${payUrl(pricing, ev.pubkey, ev.id)}`;
+      return d.action === 'refuse'
+        ? d.reason
+        : `blocked: payment required: the balance was spent elsewhere: ${payUrl(pricing, ev.pubkey, ev.id)}`;
     },
     isMember: memberCheck(pricing, cache),
     hold(ev: NostrEvent, json: string, network: string) {
       const bytes = Buffer.byteLength(json);
       if (bytes > config.HELD_EVENT_MAX_BYTES) return;
-      const item = { id: ev.id, pubkey: ev.pubkey, kind: ev.kind, raw: json, amountMsat: heldEventPrice(pricing, ev.kind, bytes), ip: network };
+      const item = {
+        id: ev.id,
+        pubkey: ev.pubkey,
+        kind: ev.kind,
+        raw: json,
+        amountMsat: heldEventPrice(pricing, ev.kind, bytes),
+        ip: network,
+      };
       if (!holds.add(item, bytes)) onHoldDropped();
     },
     async purge(at: number) {

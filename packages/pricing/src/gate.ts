@@ -50,7 +50,11 @@ export function gate(p: Pricing, ev: GateEvent, jsonBytes: number, account: Acco
   if (requiresAdmission(p) && !isAdmitted(account, now)) {
     const amount = p.admissionMsat > 0 ? p.admissionMsat : p.subscriptionMsat;
     const what = p.admissionMsat > 0 ? 'for admission' : `for ${Math.round(p.subscriptionPeriodSeconds / 86400)} days of writing`;
-    return { action: 'refuse', amountMsat: amount, reason: `blocked: payment required: ${formatSats(amount)} ${what}${orThisEvent}: ${url}` };
+    return {
+      action: 'refuse',
+      amountMsat: amount,
+      reason: `blocked: payment required: ${formatSats(amount)} ${what}${orThisEvent}: ${url}`,
+    };
   }
   const price = publicationPrice(p, ev.kind, jsonBytes);
   if (price > 0) {

@@ -117,11 +117,17 @@ function hasPublicationPrice(p: Pricing): boolean {
 export function productsOnSale(p: Pricing): { product: Product; label: string }[] {
   const out: { product: Product; label: string }[] = [];
   if (p.eventMsat > 0 || hasPublicationPrice(p)) {
-    out.push({ product: 'event', label: p.eventMsat > 0 ? `${formatSats(p.eventMsat)} for one held event` : 'one held event at its publication price' });
+    out.push({
+      product: 'event',
+      label: p.eventMsat > 0 ? `${formatSats(p.eventMsat)} for one held event` : 'one held event at its publication price',
+    });
   }
   if (p.admissionMsat > 0) out.push({ product: 'admission', label: `admission for ${formatSats(p.admissionMsat)}` });
   if (p.subscriptionMsat > 0) {
-    out.push({ product: 'subscription', label: `${Math.round(p.subscriptionPeriodSeconds / 86400)} days of writing for ${formatSats(p.subscriptionMsat)}` });
+    out.push({
+      product: 'subscription',
+      label: `${Math.round(p.subscriptionPeriodSeconds / 86400)} days of writing for ${formatSats(p.subscriptionMsat)}`,
+    });
   }
   if (hasPublicationPrice(p)) out.push({ product: 'credit', label: 'prepaid credit for publication prices' });
   return out;
@@ -130,7 +136,8 @@ export function productsOnSale(p: Pricing): { product: Product; label: string }[
 /** The 400 message for a product that is not on sale: what is, instead. */
 export function notOnSale(p: Pricing, product: string): string {
   const list = productsOnSale(p).filter((o) => o.product !== product);
-  const instead = list.length > 0 ? `; buy ${list.map((o) => `"${o.product}" (${o.label})`).join(' or ')} instead` : '; writing here is free';
+  const instead =
+    list.length > 0 ? `; buy ${list.map((o) => `"${o.product}" (${o.label})`).join(' or ')} instead` : '; writing here is free';
   return `this relay does not sell "${product}"${instead}`;
 }
 

@@ -2,11 +2,23 @@ import { describe, expect, it } from 'vitest';
 import { loadConfig } from '@paidrelay/config';
 import { npubEncode } from 'nostr-tools/nip19';
 import { getPublicKey } from 'nostr-tools/pure';
-import { formatSats, gate, isFreeByPolicy, isPaid, nwcPubkeys, nip11Payments, parsePubkey, payUrl, pricingFromConfig, publicationPrice } from '../src/index.ts';
+import {
+  formatSats,
+  gate,
+  isFreeByPolicy,
+  isPaid,
+  nwcPubkeys,
+  nip11Payments,
+  parsePubkey,
+  payUrl,
+  pricingFromConfig,
+  publicationPrice,
+} from '../src/index.ts';
 
 const pk = 'a'.repeat(64);
 const ev = (kind = 1, id = 'f'.repeat(64)) => ({ id, pubkey: pk, kind, tags: [] as string[][] });
-const pricing = (env: Record<string, string>) => pricingFromConfig(loadConfig({ PRICE_ADMISSION_MSAT: '0', PRICE_EVENT_MSAT: '0', ...env }));
+const pricing = (env: Record<string, string>) =>
+  pricingFromConfig(loadConfig({ PRICE_ADMISSION_MSAT: '0', PRICE_EVENT_MSAT: '0', ...env }));
 const NOW = 1_800_000_000;
 
 describe('pricing', () => {
@@ -91,7 +103,14 @@ describe('gate', () => {
   });
 
   it('formats amounts as sats, exactly', () => {
-    expect([1000, 21000, 2000, 1500, 1, 10_000_000].map(formatSats)).toEqual(['1 sat', '21 sats', '2 sats', '1.5 sats', '0.001 sats', '10,000 sats']);
+    expect([1000, 21000, 2000, 1500, 1, 10_000_000].map(formatSats)).toEqual([
+      '1 sat',
+      '21 sats',
+      '2 sats',
+      '1.5 sats',
+      '0.001 sats',
+      '10,000 sats',
+    ]);
   });
 
   it('pay-per-event only: every event has its own price', () => {
@@ -114,8 +133,23 @@ describe('free paths that are not free for everyone', () => {
     }),
     { relayPubkey: relayKey, walletPubkeys: ['f'.repeat(64)] },
   );
-  const zapRequest = JSON.stringify({ kind: 9734, id: '1'.repeat(64), pubkey: '2'.repeat(64), sig: '3'.repeat(128), tags: [], content: '', created_at: NOW });
-  const receipt = (pubkey: string, tags: string[][] = [['p', relayKey], ['bolt11', 'lnbcrt10n1xyz'], ['description', zapRequest]]) => ({
+  const zapRequest = JSON.stringify({
+    kind: 9734,
+    id: '1'.repeat(64),
+    pubkey: '2'.repeat(64),
+    sig: '3'.repeat(128),
+    tags: [],
+    content: '',
+    created_at: NOW,
+  });
+  const receipt = (
+    pubkey: string,
+    tags: string[][] = [
+      ['p', relayKey],
+      ['bolt11', 'lnbcrt10n1xyz'],
+      ['description', zapRequest],
+    ],
+  ) => ({
     id: '0'.repeat(64),
     pubkey,
     kind: 9735,
@@ -132,9 +166,38 @@ describe('free paths that are not free for everyone', () => {
     expect(isFreeByPolicy(p, receipt(pk), 2000)).toBe(false);
     expect(gate(p, receipt(pk), 2000, undefined, NOW).action).toBe('refuse');
     expect(isFreeByPolicy(p, receipt(relayKey), 16385)).toBe(false);
-    expect(isFreeByPolicy(p, receipt(relayKey, [['p', relayKey], ['bolt11', 'lnbc1']]), 500)).toBe(false);
-    expect(isFreeByPolicy(p, receipt(relayKey, [['p', relayKey], ['bolt11', 'lnbc1'], ['description', '{"kind":1}']]), 500)).toBe(false);
-    expect(isFreeByPolicy(p, receipt(relayKey, [['p', relayKey], ['bolt11', 'lnbc1'], ['description', 'not json']]), 500)).toBe(false);
+    expect(
+      isFreeByPolicy(
+        p,
+        receipt(relayKey, [
+          ['p', relayKey],
+          ['bolt11', 'lnbc1'],
+        ]),
+        500,
+      ),
+    ).toBe(false);
+    expect(
+      isFreeByPolicy(
+        p,
+        receipt(relayKey, [
+          ['p', relayKey],
+          ['bolt11', 'lnbc1'],
+          ['description', '{"kind":1}'],
+        ]),
+        500,
+      ),
+    ).toBe(false);
+    expect(
+      isFreeByPolicy(
+        p,
+        receipt(relayKey, [
+          ['p', relayKey],
+          ['bolt11', 'lnbc1'],
+          ['description', 'not json'],
+        ]),
+        500,
+      ),
+    ).toBe(false);
   });
 
   it('wallet traffic is free only for the wallets the relay uses', () => {

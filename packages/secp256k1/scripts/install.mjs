@@ -190,5 +190,5 @@ function main() {
 try {
   main();
 } catch (err) {
-  unavailable(`unexpected error: ${err && err.message ? err.message : err}`);
+  unavailable(`unexpected error: ${err?.message ? err.message : err}`);
 }

@@ -57,19 +57,11 @@ export interface NativeAddon {
 
 export const RECORD_LEN = 128;
 
-
 /** True when the item has well-formed lowercase hex id (32 B), pubkey (32 B), sig (64 B). */
 export function isWellFormed(item: unknown): item is SigItem {
   if (item === null || typeof item !== 'object') return false;
   const { id, pubkey, sig } = item as Record<string, unknown>;
-  return (
-    typeof id === 'string' &&
-    typeof pubkey === 'string' &&
-    typeof sig === 'string' &&
-    isHex64(id) &&
-    isHex64(pubkey) &&
-    isHex128(sig)
-  );
+  return typeof id === 'string' && typeof pubkey === 'string' && typeof sig === 'string' && isHex64(id) && isHex64(pubkey) && isHex128(sig);
 }
 
 // ---------------------------------------------------------------- native ---

@@ -49,10 +49,7 @@ function makeEvents(n: number): NostrEvent[] {
   const out: NostrEvent[] = [];
   for (let i = 0; i < n; i++) {
     out.push(
-      finalizeEvent(
-        { kind: 1, created_at: 1_700_000_000 + i, tags: [['t', `n${i}`]], content: `hello ${i} ✓` },
-        keys[i % keys.length],
-      ),
+      finalizeEvent({ kind: 1, created_at: 1_700_000_000 + i, tags: [['t', `n${i}`]], content: `hello ${i} ✓` }, keys[i % keys.length]),
     );
   }
   return out;
@@ -67,11 +64,31 @@ function flipHex(hex: string, pos: number): string {
 // Valid BIP-340 test vectors 0-4 (bitcoin/bips bip-0340/test-vectors.csv);
 // cross-checked against @noble/curves' schnorr.verify (vector 0 also re-signed).
 const VALID: Array<{ pub: string; msg: string; sig: string }> = [
-  { pub: 'f9308a019258c31049344f85f89d5229b531c845836f99b08601f113bce036f9', msg: '0000000000000000000000000000000000000000000000000000000000000000', sig: 'e907831f80848d1069a5371b402410364bdf1c5f8307b0084c55f1ce2dca821525f66a4a85ea8b71e482a74f382d2ce5ebeee8fdb2172f477df4900d310536c0' },
-  { pub: 'dff1d77f2a671c5f36183726db2341be58feae1da2deced843240f7b502ba659', msg: '243f6a8885a308d313198a2e03707344a4093822299f31d0082efa98ec4e6c89', sig: '6896bd60eeae296db48a229ff71dfe071bde413e6d43f917dc8dcf8c78de33418906d11ac976abccb20b091292bff4ea897efcb639ea871cfa95f6de339e4b0a' },
-  { pub: 'dd308afec5777e13121fa72b9cc1b7cc0139715309b086c960e18fd969774eb8', msg: '7e2d58d8b3bcdf1abadec7829054f90dda9805aab56c77333024b9d0a508b75c', sig: '5831aaeed7b44bb74e5eab94ba9d4294c49bcf2a60728d8b4c200f50dd313c1bab745879a5ad954a72c45a91c3a51d3c7adea98d82f8481e0e1e03674a6f3fb7' },
-  { pub: '25d1dff95105f5253c4022f628a996ad3a0d95fbf21d468a1b33f8c160d8f517', msg: 'ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff', sig: '7eb0509757e246f19449885651611cb965ecc1a187dd51b64fda1edc9637d5ec97582b9cb13db3933705b32ba982af5af25fd78881ebb32771fc5922efc66ea3' },
-  { pub: 'd69c3509bb99e412e68b0fe8544e72837dfa30746d8be2aa65975f29d22dc7b9', msg: '4df3c3f68fcc83b27e9d42c90431a72499f17875c81a599b566c9889b9696703', sig: '00000000000000000000003b78ce563f89a0ed9414f5aa28ad0d96d6795f9c6376afb1548af603b3eb45c9f8207dee1060cb71c04e80f593060b07d28308d7f4' },
+  {
+    pub: 'f9308a019258c31049344f85f89d5229b531c845836f99b08601f113bce036f9',
+    msg: '0000000000000000000000000000000000000000000000000000000000000000',
+    sig: 'e907831f80848d1069a5371b402410364bdf1c5f8307b0084c55f1ce2dca821525f66a4a85ea8b71e482a74f382d2ce5ebeee8fdb2172f477df4900d310536c0',
+  },
+  {
+    pub: 'dff1d77f2a671c5f36183726db2341be58feae1da2deced843240f7b502ba659',
+    msg: '243f6a8885a308d313198a2e03707344a4093822299f31d0082efa98ec4e6c89',
+    sig: '6896bd60eeae296db48a229ff71dfe071bde413e6d43f917dc8dcf8c78de33418906d11ac976abccb20b091292bff4ea897efcb639ea871cfa95f6de339e4b0a',
+  },
+  {
+    pub: 'dd308afec5777e13121fa72b9cc1b7cc0139715309b086c960e18fd969774eb8',
+    msg: '7e2d58d8b3bcdf1abadec7829054f90dda9805aab56c77333024b9d0a508b75c',
+    sig: '5831aaeed7b44bb74e5eab94ba9d4294c49bcf2a60728d8b4c200f50dd313c1bab745879a5ad954a72c45a91c3a51d3c7adea98d82f8481e0e1e03674a6f3fb7',
+  },
+  {
+    pub: '25d1dff95105f5253c4022f628a996ad3a0d95fbf21d468a1b33f8c160d8f517',
+    msg: 'ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff',
+    sig: '7eb0509757e246f19449885651611cb965ecc1a187dd51b64fda1edc9637d5ec97582b9cb13db3933705b32ba982af5af25fd78881ebb32771fc5922efc66ea3',
+  },
+  {
+    pub: 'd69c3509bb99e412e68b0fe8544e72837dfa30746d8be2aa65975f29d22dc7b9',
+    msg: '4df3c3f68fcc83b27e9d42c90431a72499f17875c81a599b566c9889b9696703',
+    sig: '00000000000000000000003b78ce563f89a0ed9414f5aa28ad0d96d6795f9c6376afb1548af603b3eb45c9f8207dee1060cb71c04e80f593060b07d28308d7f4',
+  },
 ];
 
 // Invalid edge cases built from vector 1 (the kinds BIP-340 vectors 5-14 cover).
@@ -99,19 +116,9 @@ const INVALID: Array<{ what: string; pub: string; msg: string; sig: string }> = 
   { what: 'all-zero signature', pub: V1.pub, msg: V1.msg, sig: '0'.repeat(128) },
   { what: 'all-zero public key', pub: '0'.repeat(64), msg: V1.msg, sig: V1.sig },
 ];
-const VECTORS = [
-  ...VALID.map((t) => ({ ...t, ok: true, what: 'valid' })),
-  ...INVALID.map((t) => ({ ...t, ok: false })),
-];
+const VECTORS = [...VALID.map((t) => ({ ...t, ok: true, what: 'valid' })), ...INVALID.map((t) => ({ ...t, ok: false }))];
 
-const MALFORMED: unknown[] = [
-  null,
-  undefined,
-  42,
-  'not-an-object',
-  {},
-  { id: 'ab', pubkey: 'cd', sig: 'ef' },
-];
+const MALFORMED: unknown[] = [null, undefined, 42, 'not-an-object', {}, { id: 'ab', pubkey: 'cd', sig: 'ef' }];
 
 function malformedVariants(good: SigItem): unknown[] {
   const out: unknown[] = [...MALFORMED];
@@ -178,7 +185,12 @@ for (const backend of BACKENDS) {
       // one at a time too (no cross-item state)
       for (const b of bad) expect(v.verifyBatch([b])).toEqual([false]);
       // a signature from another key / another event
-      expect(v.verifyBatch([{ ...e, sig: events[1].sig }, { ...e, pubkey: events[1].pubkey }])).toEqual([false, false]);
+      expect(
+        v.verifyBatch([
+          { ...e, sig: events[1].sig },
+          { ...e, pubkey: events[1].pubkey },
+        ]),
+      ).toEqual([false, false]);
     });
 
     it('returns false for malformed input without throwing', () => {
@@ -364,4 +376,3 @@ describe.skipIf(skipNative)('raw native addon', () => {
     expect(result).toBe(true);
   });
 });
-

@@ -140,11 +140,7 @@ let accountSeq = 0;
 // Products and prices
 
 function publicationPricesExist(p: Pricing): boolean {
-  return (
-    p.publication_msat > 0 ||
-    p.publication_per_kb_msat > 0 ||
-    Object.values(p.publication_kinds ?? {}).some((v) => v > 0)
-  );
+  return p.publication_msat > 0 || p.publication_per_kb_msat > 0 || Object.values(p.publication_kinds ?? {}).some((v) => v > 0);
 }
 
 function buildOffers(p: Pricing, heldEvent: HeldEventView | null): Offer[] {
@@ -408,9 +404,7 @@ function renderAccount(a: AccountView): void {
   const admitted = a.admitted && (a.admitted_until === null || a.admitted_until > now);
   const adm = $('account-admitted');
   adm.dataset.admitted = String(admitted);
-  adm.replaceChildren(
-    h('span', { class: `badge ${admitted ? 'ok' : 'no'}` }, admitted ? 'Admitted' : 'Not admitted'),
-  );
+  adm.replaceChildren(h('span', { class: `badge ${admitted ? 'ok' : 'no'}` }, admitted ? 'Admitted' : 'Not admitted'));
 
   const until = $('account-admitted-until');
   if (!a.admitted && a.admitted_until === null) until.textContent = '—';
@@ -615,7 +609,7 @@ function watch(id: string): void {
 
 async function poll(): Promise<void> {
   const cur = current;
-  if (!cur || cur.invoice.status !== 'pending') return;
+  if (cur?.invoice.status !== 'pending') return;
   try {
     const inv = await api.invoice(cur.invoice.id);
     if (current === cur) updateStatus(inv);
@@ -738,7 +732,7 @@ async function copyInvoice(): Promise<void> {
 }
 
 function openWallet(): void {
-  if (!current || current.invoice.status !== 'pending') return;
+  if (current?.invoice.status !== 'pending') return;
   const inv = current.invoice;
   try {
     initWallet(appName);

@@ -117,10 +117,12 @@ const short = (s: string) => createHash('sha256').update(s).digest('hex').slice(
  * Asset URLs carry a content hash (`?v=`), so the service may let browsers cache them for long.
  */
 export async function buildPayPage(opts: BuildPayPageOptions): Promise<PayPage> {
-  assets ??= (typeof __PAIDRELAY_BUNDLE__ !== 'undefined' && __PAIDRELAY_BUNDLE__ ? builtAssets() : bundlePayPageAssets()).catch((err: unknown) => {
-    assets = null;
-    throw err;
-  });
+  assets ??= (typeof __PAIDRELAY_BUNDLE__ !== 'undefined' && __PAIDRELAY_BUNDLE__ ? builtAssets() : bundlePayPageAssets()).catch(
+    (err: unknown) => {
+      assets = null;
+      throw err;
+    },
+  );
   const { js, css } = await assets;
   const base = normalizeBase(opts.basePath);
   const html = renderShell({

@@ -36,10 +36,7 @@ export interface WalletPayment {
 }
 
 /** Opens the Bitcoin Connect payment modal for this invoice. */
-export function payWithWallet(
-  bolt11: string,
-  handlers: { onPaid?: () => void; onCancelled?: () => void },
-): WalletPayment {
+export function payWithWallet(bolt11: string, handlers: { onPaid?: () => void; onCancelled?: () => void }): WalletPayment {
   const modal = launchPaymentModal({
     invoice: bolt11,
     onPaid: () => handlers.onPaid?.(),

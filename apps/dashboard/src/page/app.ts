@@ -242,7 +242,10 @@ function drawChart(name: string, el: HTMLElement, times: number[], series: Recor
           value: (_u: uPlot, v: number | null) => (v === null ? '–' : `${v.toLocaleString()} ${unit}`),
         })),
       ],
-      axes: [{ stroke: 'currentColor', grid: { stroke: '#8882' } }, { stroke: 'currentColor', grid: { stroke: '#8882' }, size: 56 }],
+      axes: [
+        { stroke: 'currentColor', grid: { stroke: '#8882' } },
+        { stroke: 'currentColor', grid: { stroke: '#8882' }, size: 56 },
+      ],
       scales: { y: { range: (_u, _min, max) => [0, Math.max(1, max * 1.1)] } },
       legend: { live: true },
       cursor: { drag: { x: false, y: false } },
@@ -303,13 +306,25 @@ async function loadInvoices(offset: number): Promise<void> {
   const f = formValues($('invoice-filter') as HTMLFormElement);
   const to = dayStart(f.to);
   const r = await rpc('listinvoices', [
-    { status: f.status || undefined, product: f.product || undefined, pubkey: f.pubkey || undefined, from: dayStart(f.from), to: to && to + 86_400, limit: PAGE, offset },
+    {
+      status: f.status || undefined,
+      product: f.product || undefined,
+      pubkey: f.pubkey || undefined,
+      from: dayStart(f.from),
+      to: to && to + 86_400,
+      limit: PAGE,
+      offset,
+    },
   ]);
   invOffset = offset;
   const body = $('invoices');
   body.textContent = '';
   for (const inv of r.invoices) {
-    const open = h('button', { type: 'button', class: 'link', 'data-testid': 'invoice-open', 'data-id': inv.id }, inv.id.slice(0, 10) + '…');
+    const open = h(
+      'button',
+      { type: 'button', class: 'link', 'data-testid': 'invoice-open', 'data-id': inv.id },
+      inv.id.slice(0, 10) + '…',
+    );
     open.addEventListener('click', () => openInvoice(inv.id).catch(fail));
     body.append(
       h(
@@ -335,7 +350,14 @@ async function openInvoice(id: string): Promise<void> {
   const el = $('invoice-detail');
   el.textContent = '';
   const rows = ledger.map((l: any) =>
-    h('tr', { 'data-testid': 'ledger-row' }, h('td', { 'data-label': 'Account' }, h('code', {}, l.account)), h('td', { class: 'num', 'data-label': 'Amount' }, sats(l.amountMsat)), h('td', { 'data-label': 'Txid' }, h('code', { class: 'small' }, l.txid)), h('td', { 'data-label': 'Memo' }, l.memo)),
+    h(
+      'tr',
+      { 'data-testid': 'ledger-row' },
+      h('td', { 'data-label': 'Account' }, h('code', {}, l.account)),
+      h('td', { class: 'num', 'data-label': 'Amount' }, sats(l.amountMsat)),
+      h('td', { 'data-label': 'Txid' }, h('code', { class: 'small' }, l.txid)),
+      h('td', { 'data-label': 'Memo' }, l.memo),
+    ),
   );
   el.append(
     h('h2', {}, `Invoice ${inv.id}`),
@@ -358,7 +380,16 @@ async function openInvoice(id: string): Promise<void> {
     ),
     h('h3', {}, 'Ledger rows'),
     ledger.length
-      ? h('table', { class: 'table', 'data-testid': 'ledger-table' }, h('thead', {}, h('tr', {}, h('th', {}, 'Account'), h('th', { class: 'num' }, 'Amount'), h('th', {}, 'Txid'), h('th', {}, 'Memo'))), h('tbody', {}, ...rows))
+      ? h(
+          'table',
+          { class: 'table', 'data-testid': 'ledger-table' },
+          h(
+            'thead',
+            {},
+            h('tr', {}, h('th', {}, 'Account'), h('th', { class: 'num' }, 'Amount'), h('th', {}, 'Txid'), h('th', {}, 'Memo')),
+          ),
+          h('tbody', {}, ...rows),
+        )
       : h('p', { class: 'muted' }, 'None: the invoice is not paid.'),
   );
   show(el, true);
@@ -414,7 +445,8 @@ async function grant(form: HTMLFormElement): Promise<void> {
         : ['grantcredit', { ...base, amount_msat: Math.round(amount * 1000) }];
   const r = await rpc(method, [params]);
   const a = r.account;
-  $('grant-result').textContent = `Done: ${shortKey(a.pubkey)} is ${a.admitted ? (a.admittedUntil === null ? 'admitted forever' : `admitted until ${when(a.admittedUntil)}`) : 'not admitted'}, balance ${sats(a.balanceMsat)}.`;
+  $('grant-result').textContent =
+    `Done: ${shortKey(a.pubkey)} is ${a.admitted ? (a.admittedUntil === null ? 'admitted forever' : `admitted until ${when(a.admittedUntil)}`) : 'not admitted'}, balance ${sats(a.balanceMsat)}.`;
   await loadMembers(memOffset);
 }
 
@@ -429,7 +461,13 @@ const MOD: ModList[] = [
   { list: 'allowedkinds', method: 'listallowedkinds', remove: 'disallowkind', value: (e) => String(e), label: (e) => `kind ${e}` },
   { list: 'blockedips', method: 'listblockedips', remove: 'unblockip', value: (e) => e.ip, label: (e) => e.ip },
 ];
-const ADD: Record<string, string> = { bannedpubkeys: 'banpubkey', allowedpubkeys: 'allowpubkey', bannedevents: 'banevent', allowedkinds: 'allowkind', blockedips: 'blockip' };
+const ADD: Record<string, string> = {
+  bannedpubkeys: 'banpubkey',
+  allowedpubkeys: 'allowpubkey',
+  bannedevents: 'banevent',
+  allowedkinds: 'allowkind',
+  blockedips: 'blockip',
+};
 
 async function loadModeration(): Promise<void> {
   const [reported, ...lists] = await Promise.all([rpc('listeventsneedingmoderation'), ...MOD.map((m) => rpc<any[]>(m.method))]);
@@ -438,8 +476,20 @@ async function loadModeration(): Promise<void> {
     ul.textContent = '';
     for (const e of lists[i]) {
       const rm = h('button', { type: 'button', class: 'ghost small', 'data-testid': `mod-remove-${m.list}` }, 'Remove');
-      rm.addEventListener('click', () => rpc(m.remove, [m.value(e)]).then(loadModeration).catch(fail));
-      ul.append(h('li', { 'data-testid': `mod-item-${m.list}`, 'data-value': m.value(e) }, h('code', { class: 'wrap-any' }, m.label(e)), e.reason ? h('span', { class: 'muted small' }, e.reason) : null, rm));
+      rm.addEventListener('click', () =>
+        rpc(m.remove, [m.value(e)])
+          .then(loadModeration)
+          .catch(fail),
+      );
+      ul.append(
+        h(
+          'li',
+          { 'data-testid': `mod-item-${m.list}`, 'data-value': m.value(e) },
+          h('code', { class: 'wrap-any' }, m.label(e)),
+          e.reason ? h('span', { class: 'muted small' }, e.reason) : null,
+          rm,
+        ),
+      );
     }
     if (lists[i].length === 0) ul.append(h('li', { class: 'muted small' }, 'None.'));
   });
@@ -489,7 +539,9 @@ async function saveInfo(form: HTMLFormElement): Promise<void> {
   if (f.description !== (info.description ?? '')) changes.push(['changerelaydescription', f.description]);
   if (f.icon && f.icon !== (info.icon ?? '')) changes.push(['changerelayicon', f.icon]);
   for (const [m, v] of changes) await rpc(m, [v]);
-  $('info-result').textContent = changes.length ? `Saved (${changes.map((c) => c[0].replace('changerelay', '')).join(', ')}).` : 'Nothing changed.';
+  $('info-result').textContent = changes.length
+    ? `Saved (${changes.map((c) => c[0].replace('changerelay', '')).join(', ')}).`
+    : 'Nothing changed.';
   await loadInfo();
 }
 
@@ -536,7 +588,8 @@ $('sign-out').addEventListener('click', () => location.reload());
 for (const t of TABS) $(`tab-${t}`).addEventListener('click', () => select(t));
 $('tab-overview').parentElement!.addEventListener('keydown', (e) => {
   const i = TABS.indexOf(current);
-  const next = e.key === 'ArrowRight' ? TABS[(i + 1) % TABS.length] : e.key === 'ArrowLeft' ? TABS[(i + TABS.length - 1) % TABS.length] : undefined;
+  const next =
+    e.key === 'ArrowRight' ? TABS[(i + 1) % TABS.length] : e.key === 'ArrowLeft' ? TABS[(i + TABS.length - 1) % TABS.length] : undefined;
   if (next) {
     select(next);
     $(`tab-${next}`).focus();

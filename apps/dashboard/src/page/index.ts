@@ -59,11 +59,18 @@ const short = (s: string) => createHash('sha256').update(s).digest('hex').slice(
 
 /** The page for one relay: its NIP-86 URL and name go into the shell. */
 export async function buildDashboardPage(o: { relayUrl: string; title: string }): Promise<DashboardPage> {
-  assets ??= (typeof __PAIDRELAY_BUNDLE__ !== 'undefined' && __PAIDRELAY_BUNDLE__ ? builtAssets() : bundleDashboardAssets()).catch((err: unknown) => {
-    assets = null;
-    throw err;
-  });
+  assets ??= (typeof __PAIDRELAY_BUNDLE__ !== 'undefined' && __PAIDRELAY_BUNDLE__ ? builtAssets() : bundleDashboardAssets()).catch(
+    (err: unknown) => {
+      assets = null;
+      throw err;
+    },
+  );
   const { js, css } = await assets;
-  const html = renderShell({ title: o.title, relayUrl: o.relayUrl, jsUrl: `/dashboard.js?v=${short(js)}`, cssUrl: `/dashboard.css?v=${short(css)}` });
+  const html = renderShell({
+    title: o.title,
+    relayUrl: o.relayUrl,
+    jsUrl: `/dashboard.js?v=${short(js)}`,
+    cssUrl: `/dashboard.css?v=${short(css)}`,
+  });
   return { html, js, css };
 }

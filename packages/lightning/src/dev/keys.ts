@@ -58,4 +58,3 @@ export async function loadOrCreateKeys(path: string, walletNames: readonly strin
   if (changed) await writeFileAtomic(path, JSON.stringify(keys, null, 1) + '\n', 0o600);
   return keys;
 }
-

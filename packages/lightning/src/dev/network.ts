@@ -165,7 +165,15 @@ export class DevLightningNetwork {
       // Requests older than this start are not ours to execute (see instrumentPool).
       const startedAt = nowSeconds();
       const nwc = `nostr+walletconnect://${keypair.walletPubkey}?relay=${encodeURIComponent(opts.relayUrl)}&secret=${k.clientSecret}`;
-      const w: RunningWallet = { name, spec: specs[name], keypair, service, pool: undefined as unknown as InstrumentedPool, nwc, connects: 0 };
+      const w: RunningWallet = {
+        name,
+        spec: specs[name],
+        keypair,
+        service,
+        pool: undefined as unknown as InstrumentedPool,
+        nwc,
+        connects: 0,
+      };
       w.pool = instrumentPool(service.pool, {
         log,
         since: () => startedAt - 10,
@@ -225,9 +233,7 @@ export class DevLightningNetwork {
     if (this.closed) return;
     this.log.info({ wallet: w.name }, 'reconnected to the relay; publishing the info event again');
     this.track(
-      this.publishInfo(w).catch((err: unknown) =>
-        this.log.warn({ wallet: w.name, err }, 'could not publish the info event again'),
-      ),
+      this.publishInfo(w).catch((err: unknown) => this.log.warn({ wallet: w.name, err }, 'could not publish the info event again')),
     );
   }
 
