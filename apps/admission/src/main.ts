@@ -1,6 +1,6 @@
 import { createBus } from '@paidrelay/bus';
-import { createLogger, installProcessHandlers, loadConfig, loadRelayKey } from '@paidrelay/config';
-import { openDatabase } from '@paidrelay/db';
+import { createLogger, installProcessHandlers, loadConfig, stopOnSignals, loadRelayKey } from '@paidrelay/config';
+import { databaseOptions, openDatabase } from '@paidrelay/db';
 import { connectNwc } from '@paidrelay/lightning';
 import { pricingFromConfig } from '@paidrelay/pricing';
 import { startAdmission } from './app.ts';
@@ -26,15 +26,7 @@ try {
   if (!config.NWC_URL && config.NODE_ENV === 'production') {
     throw new Error("NWC_URL is required in production: set it to your wallet's Nostr Wallet Connect string");
   }
-  const db = await openDatabase({
-    databaseUrl: config.DATABASE_URL,
-    dataDir: config.DATA_DIR,
-    poolSize: config.DATABASE_POOL_SIZE,
-    statementTimeoutMs: config.DATABASE_STATEMENT_TIMEOUT_MS,
-    queryTimeoutMs: config.DATABASE_QUERY_TIMEOUT_MS,
-    connectTimeoutMs: config.DATABASE_CONNECT_TIMEOUT_MS,
-    onPoolError: (err) => log.warn({ err: err.message }, 'database connection lost'),
-  });
+  const db = await openDatabase(databaseOptions(config, log));
   await db.migrate();
   const bus = await createBus({ redisUrl: config.REDIS_URL, logger: log });
   const relayUrl = config.RELAY_URL ?? `ws://localhost:${config.PORT}`;
@@ -60,17 +52,7 @@ try {
     await bus.close();
     await db.close();
   };
-  let stopping = false;
-  const stop = async () => {
-    if (stopping) return;
-    stopping = true;
-    await close();
-    // 0, unless a fatal error set process.exitCode meanwhile.
-    process.exit();
-  };
-  // `on`, not `once`: a wrapper (tsx, a shell) may repeat the signal while we drain.
-  process.on('SIGTERM', () => void stop());
-  process.on('SIGINT', () => void stop());
+  stopOnSignals(log, close);
 } catch (err) {
   log.fatal({ err }, 'admission service failed to start');
   process.exit(1);

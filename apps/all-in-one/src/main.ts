@@ -1,5 +1,5 @@
 import { join, resolve } from 'node:path';
-import { createLogger, installProcessHandlers, loadConfig } from '@paidrelay/config';
+import { createLogger, installProcessHandlers, loadConfig, stopOnSignals } from '@paidrelay/config';
 import { startDashboard } from '@paidrelay/dashboard';
 import { startAll, type Stack } from './stack.ts';
 
@@ -35,18 +35,7 @@ try {
     );
   }
   process.stdout.write(lines.join('\n') + '\n\n');
-  let stopping = false;
-  const stop = async (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    log.info({ signal }, 'shutting down');
-    await close();
-    // 0, unless a fatal error set process.exitCode meanwhile.
-    process.exit();
-  };
-  // `on`, not `once`: a wrapper (tsx, a shell) may repeat the signal while we drain.
-  process.on('SIGTERM', () => void stop('SIGTERM'));
-  process.on('SIGINT', () => void stop('SIGINT'));
+  stopOnSignals(log, close);
 } catch (err) {
   log.fatal({ err }, 'failed to start');
   process.exit(1);

@@ -1,6 +1,6 @@
 import { createBus, type Bus } from '@paidrelay/bus';
 import { loadRelayKey, type Config } from '@paidrelay/config';
-import { openDatabase, type Database } from '@paidrelay/db';
+import { databaseOptions, openDatabase, type Database } from '@paidrelay/db';
 import { startAdmission, type Admission } from '@paidrelay/admission';
 import { connectNwc, type LightningBackend } from '@paidrelay/lightning';
 import type { DevLightningNetwork } from '@paidrelay/lightning/dev';
@@ -33,15 +33,7 @@ export async function startAll(config: Config, log: Logger): Promise<Stack> {
       "NWC_URL is required in production: set it to your wallet's Nostr Wallet Connect string (the dev Lightning network is for development only)",
     );
   }
-  const db = await openDatabase({
-    databaseUrl: config.DATABASE_URL,
-    dataDir: config.DATA_DIR,
-    poolSize: config.DATABASE_POOL_SIZE,
-    statementTimeoutMs: config.DATABASE_STATEMENT_TIMEOUT_MS,
-    queryTimeoutMs: config.DATABASE_QUERY_TIMEOUT_MS,
-    connectTimeoutMs: config.DATABASE_CONNECT_TIMEOUT_MS,
-    onPoolError: (err) => log.warn({ err: err.message }, 'database connection lost'),
-  });
+  const db = await openDatabase(databaseOptions(config, log));
   await db.migrate();
   const bus = await createBus({ redisUrl: config.REDIS_URL, logger: log });
   const relayKey = loadRelayKey(config.RELAY_SECRET_KEY, config.DATA_DIR, config.NODE_ENV === 'production');

@@ -1,4 +1,4 @@
-import { createLogger, installProcessHandlers, loadConfig } from '@paidrelay/config';
+import { createLogger, installProcessHandlers, loadConfig, stopOnSignals } from '@paidrelay/config';
 import { startDashboard, type Dashboard } from './server.ts';
 
 /** The dashboard deployable: `node apps/dashboard/dist/main.js` (DASHBOARD_PORT, default 7779). */
@@ -9,9 +9,7 @@ installProcessHandlers(log, () => dashboard?.close() ?? Promise.resolve());
 try {
   dashboard = await startDashboard(config, log);
   process.stdout.write(`Dashboard:   ${dashboard.url} (relay ${dashboard.relayUrl})\n`);
-  const stop = () => void dashboard!.close().then(() => process.exit());
-  process.on('SIGTERM', stop);
-  process.on('SIGINT', stop);
+  stopOnSignals(log, () => dashboard!.close());
 } catch (err) {
   log.fatal({ err }, 'failed to start');
   process.exit(1);

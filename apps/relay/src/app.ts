@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { createBus, decodeEventMessage, EVENTS_CHANNEL, RecentIds, type Bus } from '@paidrelay/bus';
 import { loadRelayKey, type Config } from '@paidrelay/config';
-import { openDatabase, purgeExpired, type Database } from '@paidrelay/db';
+import { databaseOptions, openDatabase, purgeExpired, type Database } from '@paidrelay/db';
 import { encodeAuth, parsePubkeyList, upgradeRequestUrl, type NostrEvent, type ParseLimits } from '@paidrelay/nostr';
 import type { Logger } from 'pino';
 import { send, type Connection } from './connection.ts';
@@ -52,17 +52,7 @@ export async function startRelay(config: Config, log: Logger, opts: RelayOptions
   const metrics = createMetrics();
   const key = loadRelayKey(config.RELAY_SECRET_KEY, config.DATA_DIR, config.NODE_ENV === 'production');
   const instanceId = randomBytes(8).toString('hex');
-  const db =
-    opts.db ??
-    (await openDatabase({
-      databaseUrl: config.DATABASE_URL,
-      dataDir: config.DATA_DIR,
-      poolSize: config.DATABASE_POOL_SIZE,
-      statementTimeoutMs: config.DATABASE_STATEMENT_TIMEOUT_MS,
-      queryTimeoutMs: config.DATABASE_QUERY_TIMEOUT_MS,
-      connectTimeoutMs: config.DATABASE_CONNECT_TIMEOUT_MS,
-      onPoolError: (err) => log.warn({ err: err.message }, 'database connection lost'),
-    }));
+  const db = opts.db ?? (await openDatabase(databaseOptions(config, log)));
   if (!opts.db) await db.migrate();
   // Bounded: a replica starts without Redis and joins the bus when it comes.
   const bus = opts.bus ?? (await createBus({ redisUrl: config.REDIS_URL, logger: log }));

@@ -1,4 +1,4 @@
-import { createLogger, installProcessHandlers, loadConfig } from '@paidrelay/config';
+import { createLogger, installProcessHandlers, loadConfig, stopOnSignals } from '@paidrelay/config';
 import { startRelay, type Relay } from './app.ts';
 import { sellsAnything } from './sells.ts';
 
@@ -15,18 +15,7 @@ try {
   relay = sellsAnything(config) ? await (await import('./paid.ts')).startPaidRelay(config, log) : await startRelay(config, log);
   // A line a person can copy straight into a Nostr client.
   process.stdout.write(`\nRelay ready: ${relay.url}\n\n`);
-  let stopping = false;
-  const stop = async (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    log.info({ signal }, 'shutting down');
-    await close();
-    // 0, unless a fatal error set process.exitCode meanwhile.
-    process.exit();
-  };
-  // `on`, not `once`: a wrapper (tsx, a shell) may repeat the signal while we drain.
-  process.on('SIGTERM', () => void stop('SIGTERM'));
-  process.on('SIGINT', () => void stop('SIGINT'));
+  stopOnSignals(log, close);
 } catch (err) {
   log.fatal({ err }, 'relay failed to start');
   process.exit(1);

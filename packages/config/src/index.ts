@@ -1,4 +1,4 @@
 export { loadConfig, configSchema, type Config } from './config.ts';
 export { createLogger, type Logger } from './logger.ts';
 export { loadRelayKey, type RelayKey } from './relay-key.ts';
-export { installProcessHandlers, type FatalKind, type ProcessHandlerOptions } from './process.ts';
+export { installProcessHandlers, stopOnSignals, type FatalKind, type ProcessHandlerOptions } from './process.ts';

@@ -87,3 +87,21 @@ export function installProcessHandlers(
     process.off('unhandledRejection', onRejection);
   };
 }
+
+/**
+ * SIGTERM and SIGINT: `close()` once (stop accepting, finish the writes in flight), then exit
+ * with 0, unless a fatal error set process.exitCode meanwhile. `on`, not `once`: a wrapper
+ * (tsx, a shell) may repeat the signal while the process drains.
+ */
+export function stopOnSignals(log: Logger, close: () => Promise<unknown>): void {
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'shutting down');
+    await close();
+    process.exit();
+  };
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGINT', () => void stop('SIGINT'));
+}

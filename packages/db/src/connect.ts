@@ -61,6 +61,29 @@ function parseInt8(value: string): number {
 /** Arbitrary constant identifying this schema's migration lock (session-level advisory lock). */
 const MIGRATION_LOCK_KEY = '7305911843224571';
 
+/** The settings of the shared config that the database takes (structurally, so db does not depend on config). */
+export type DatabaseSettings = {
+  DATABASE_URL?: string;
+  DATA_DIR: string;
+  DATABASE_POOL_SIZE: number;
+  DATABASE_STATEMENT_TIMEOUT_MS: number;
+  DATABASE_QUERY_TIMEOUT_MS: number;
+  DATABASE_CONNECT_TIMEOUT_MS: number;
+};
+
+/** Every app opens its database the same way: from the shared settings, errors of lost connections logged. */
+export function databaseOptions(config: DatabaseSettings, log: { warn(obj: object, msg: string): void }): OpenDatabaseOptions {
+  return {
+    databaseUrl: config.DATABASE_URL,
+    dataDir: config.DATA_DIR,
+    poolSize: config.DATABASE_POOL_SIZE,
+    statementTimeoutMs: config.DATABASE_STATEMENT_TIMEOUT_MS,
+    queryTimeoutMs: config.DATABASE_QUERY_TIMEOUT_MS,
+    connectTimeoutMs: config.DATABASE_CONNECT_TIMEOUT_MS,
+    onPoolError: (err) => log.warn({ err }, 'database connection lost'),
+  };
+}
+
 export async function openDatabase(opts: OpenDatabaseOptions): Promise<Database> {
   if (opts.databaseUrl) return openPostgres(opts.databaseUrl, opts);
   return openPGlite(opts.dataDir);

@@ -1,4 +1,4 @@
-export { openDatabase, type Database, type OpenDatabaseOptions } from './connect.ts';
+export { databaseOptions, openDatabase, type Database, type DatabaseSettings, type OpenDatabaseOptions } from './connect.ts';
 export {
   storeEvents,
   queryEvents,
