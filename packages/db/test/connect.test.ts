@@ -160,12 +160,23 @@ describe.runIf(TEST_DATABASE_URL !== undefined)('Postgres connection faults', ()
 
   it('statement and query limits apply to queries, not to migrations (which may take long)', async () => {
     const { url, drop } = await createTestDatabase(TEST_DATABASE_URL as string);
-    const db = await openDatabase({ databaseUrl: url, dataDir: tmpdir(), poolSize: 2, statementTimeoutMs: 1, queryTimeoutMs: 2000 });
+    const db = await openDatabase({ databaseUrl: url, dataDir: tmpdir(), poolSize: 2, statementTimeoutMs: 200, queryTimeoutMs: 5000 });
     try {
-      await db.migrate(); // would be cancelled after 1 ms with the pool's limits
+      // Another replica holds the migration lock for 600 ms: migrate() waits for it, far longer
+      // than the pool's 200 ms statement limit, and must not be cancelled by it.
+      const other = new pg.Client({ connectionString: url });
+      await other.connect();
+      await other.query('SELECT pg_advisory_lock(7305911843224571::bigint)');
+      const release = setTimeout(() => void other.query('SELECT pg_advisory_unlock(7305911843224571::bigint)').then(() => other.end()), 600);
+      try {
+        await db.migrate();
+      } finally {
+        clearTimeout(release);
+        await other.end().catch(() => {});
+      }
       const { rows } = await sql<{ n: number }>`SELECT count(*) AS n FROM kysely_migration`.execute(db.kysely);
       expect(rows[0].n).toBe(Object.keys(migrations).length);
-      await expect(sql`SELECT pg_sleep(0.5)`.execute(db.kysely)).rejects.toMatchObject({ code: '57014' });
+      await expect(sql`SELECT pg_sleep(1)`.execute(db.kysely)).rejects.toMatchObject({ code: '57014' });
     } finally {
       await db.close();
       await drop();
