@@ -167,7 +167,10 @@ describe.runIf(TEST_DATABASE_URL !== undefined)('Postgres connection faults', ()
       const other = new pg.Client({ connectionString: url });
       await other.connect();
       await other.query('SELECT pg_advisory_lock(7305911843224571::bigint)');
-      const release = setTimeout(() => void other.query('SELECT pg_advisory_unlock(7305911843224571::bigint)').then(() => other.end()), 600);
+      const release = setTimeout(
+        () => void other.query('SELECT pg_advisory_unlock(7305911843224571::bigint)').then(() => other.end()),
+        600,
+      );
       try {
         await db.migrate();
       } finally {
