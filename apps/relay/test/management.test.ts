@@ -394,6 +394,8 @@ describe.each(backends())('NIP-86 management API on %s', (backend) => {
   });
 });
 
+if (process.env.CI && !process.env.TEST_REDIS_URL) throw new Error('CI must set TEST_REDIS_URL');
+
 describe.skipIf(!process.env.TEST_REDIS_URL).each(backends())('NIP-86 across two replicas over Redis on %s', (backend) => {
   const admin = newKey();
   const writer = newKey();
