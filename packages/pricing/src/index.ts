@@ -1,2 +1,3 @@
 export * from './pricing.ts';
 export * from './gate.ts';
+export * from './surge.ts';
