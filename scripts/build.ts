@@ -5,7 +5,7 @@
  *   apps/relay/dist/main.js              the relay (start:relay, the image's `relay`)
  *   apps/relay/dist/verify-worker.js     the signature worker thread the relay starts
  *   apps/admission/dist/main.js          the admission service alone (the image's `admission`)
- *   apps/admission/dist/page/pay.{js,css} the pay page's browser code, bundled once here
+ *   apps/admission/dist/page/pay.{js,css} the pay page's browser code (src/web), bundled once here
  *   apps/all-in-one/dist/main.js         relay + admission + dev Lightning (`pnpm start`)
  *   apps/dashboard/dist/main.js          the admin dashboard's server (the image's `dashboard`)
  *   apps/dashboard/dist/page/dashboard.{js,css} its page's browser code (uPlot, nostr-tools), bundled once here
@@ -35,7 +35,7 @@
  * the native verifier's build/Release/*.node, the verify worker, the built pay page) therefore
  * finds the same files whether it runs from source or from dist.
  */
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build, type BuildOptions, type Plugin } from 'esbuild';
@@ -92,23 +92,13 @@ async function bundle(app: string, entries: string[]): Promise<void> {
   await build(options);
 }
 
-async function buildPage(): Promise<void> {
-  const out = join(ROOT, 'apps', 'admission', 'dist', 'page');
-  await mkdir(out, { recursive: true });
-  // Imported when built, so an image that builds only some apps needs only their sources.
-  const { bundlePayPageAssets } = await import('../apps/admission/src/page/index.ts');
-  const { js, css } = await bundlePayPageAssets();
-  await writeFile(join(out, 'pay.js'), js);
-  await writeFile(join(out, 'pay.css'), css);
-}
-
-async function buildDashboardPage(): Promise<void> {
-  const out = join(ROOT, 'apps', 'dashboard', 'dist', 'page');
-  await mkdir(out, { recursive: true });
-  const { bundleDashboardAssets } = await import('../apps/dashboard/src/page/index.ts');
-  const { js, css } = await bundleDashboardAssets();
-  await writeFile(join(out, 'dashboard.js'), js);
-  await writeFile(join(out, 'dashboard.css'), css);
+/** The browser pages of the apps built, bundled once here (imported when built, so an image that builds only some apps needs only their sources). */
+async function buildPages(apps: string[]): Promise<void> {
+  const { writePage } = await import('../packages/page/src/index.ts');
+  const pages = [];
+  if (apps.includes('admission')) pages.push((await import('../apps/admission/src/web/index.ts')).PAY_PAGE);
+  if (apps.includes('dashboard')) pages.push((await import('../apps/dashboard/src/page/index.ts')).DASHBOARD_PAGE);
+  await Promise.all(pages.map(writePage));
 }
 
 const ENTRIES: Record<string, string[]> = {
@@ -124,9 +114,5 @@ if (apps.includes('all-in-one')) for (const needed of ['relay', 'admission', 'da
 
 const started = Date.now();
 for (const app of apps) await rm(join(ROOT, 'apps', app, 'dist'), { recursive: true, force: true });
-await Promise.all([
-  ...apps.map((app) => bundle(app, ENTRIES[app])),
-  ...(apps.includes('admission') ? [buildPage()] : []),
-  ...(apps.includes('dashboard') ? [buildDashboardPage()] : []),
-]);
+await Promise.all([...apps.map((app) => bundle(app, ENTRIES[app])), buildPages(apps)]);
 process.stdout.write(`built ${apps.map((a) => `apps/${a}/dist`).join(', ')} in ${Date.now() - started} ms\n`);

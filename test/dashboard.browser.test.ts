@@ -323,6 +323,56 @@ describe.skipIf(!haveBrowser)('admin dashboard in a browser, against the real st
     await ctx.close();
   }, 30_000);
 
+  it('Pricing: an admin changes prices in the page; NIP-11 and the pay page show them at once; the history has who, old and new', async () => {
+    const ctx = await signerContext(admin, { width: 1280, height: 900 });
+    const page = await open(ctx);
+    await signIn(page);
+    await page.getByTestId('tab-pricing').click();
+    // The prices seeded from this stack's environment on its first start.
+    await expect.poll(() => page.getByTestId('price-admission_msat').inputValue()).toBe('21');
+    expect(await page.getByTestId('price-event_msat').inputValue()).toBe('5');
+    await expect.poll(() => page.getByTestId('price-change').count()).toBe(1);
+    expect(await page.getByTestId('price-change').first().textContent()).toContain('the environment (first start)');
+
+    await page.getByTestId('price-admission_msat').fill('42');
+    await page.getByTestId('price-publication_kinds').fill('30023:9');
+    await page.getByTestId('prices-save').click();
+    await expect.poll(() => page.getByTestId('prices-result').textContent()).toBe('Saved (Admission (one time), by kind).');
+    await expect.poll(() => page.getByTestId('price-change').count()).toBe(2);
+    const latest = (await page.getByTestId('price-change').first().textContent()) ?? '';
+    expect(latest).toContain('Admission (one time): 21 sats → 42 sats');
+    expect(latest).toContain('by kind: none → 30023:9');
+    expect(latest).toContain(admin.npub.slice(0, 12));
+    expect(await page.getByTestId('price-admission_msat').inputValue()).toBe('42');
+
+    const doc = (await (
+      await fetch(t.relayUrl.replace(/^ws/, 'http'), { headers: { Accept: 'application/nostr+json' } })
+    ).json()) as Record<string, any>;
+    expect(doc.fees.admission).toEqual([{ amount: 42000, unit: 'msats' }]);
+    expect(doc.fees.publication).toContainEqual({ kinds: [30023], amount: 9000, unit: 'msats' });
+    const shot = join(shots, 'dashboard-pricing-desktop.png');
+    await page.screenshot({ path: shot, fullPage: true });
+    console.log(`dashboard screenshot (desktop, pricing): ${shot}`);
+    await ctx.close();
+
+    // The pay page (the admission service's origin: a context of its own) offers the new prices.
+    const payCtx = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    const pay = await payCtx.newPage();
+    pay.on('pageerror', (e) => pageErrors.push(e.message));
+    await pay.goto(t.paymentsUrl);
+    await pay.locator('[data-testid=products]:not([aria-busy])').waitFor();
+    expect(await pay.getByTestId('product-admission-price').textContent()).toBe('42 sats');
+    expect(await pay.getByTestId('price-admission').textContent()).toContain('42 sats');
+    expect(await pay.getByTestId('price-kind-30023').textContent()).toContain('9 sats');
+    const payShot = join(shots, 'paypage-after-price-change-desktop.png');
+    await pay.screenshot({ path: payShot, fullPage: true });
+    console.log(`pay page screenshot (desktop, after the price change): ${payShot}`);
+    await payCtx.close();
+    // And what the relay refuses with now.
+    const refused = await publish(sign(newKey().sk, { content: 'new prices' }));
+    expect(refused.reason).toMatch(/^blocked: payment required: 42 sats for admission or 5 sats for this event: /);
+  }, 60_000);
+
   it('a non-admin key sees only "not an admin": the relay answers 401', async () => {
     const ctx = await signerContext(outsider, { width: 1280, height: 900 });
     const page = await open(ctx);

@@ -124,6 +124,7 @@ describe('relay HTTP handlers (uWS): no throw or rejection escapes, aborted resp
       }),
       key: { pubkey: 'a'.repeat(64) },
       nip11: t.stack.relay.ctx.nip11,
+      bus: t.stack.relay.ctx.bus,
       relayUrl: 'ws://localhost',
       metrics: {
         registry: {

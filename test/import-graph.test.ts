@@ -8,12 +8,12 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { importGraph, ROOT } from '../scripts/import-graph.ts';
 
-const PAYMENT_CODE = [/^packages\/pricing\//, /^packages\/payment-gate\//, /^apps\/relay\/src\/paid\.ts$/];
+const PAYMENT_CODE = [/^packages\/pricing\//, /^packages\/payment-gate\//, /^apps\/relay\/src\/paid(-management)?\.ts$/];
 const DEV_LIGHTNING = /^packages\/lightning\/src\/dev\//;
 const matching = (files: string[], patterns: RegExp[]) => files.filter((f) => patterns.some((p) => p.test(f)));
 
 /** The relay's files that make up the core: all but its entry points' wiring. */
-const ENTRY_WIRING = new Set(['main.ts', 'paid.ts']);
+const ENTRY_WIRING = new Set(['main.ts', 'paid.ts', 'paid-management.ts']);
 const coreFiles = readdirSync(join(ROOT, 'apps/relay/src'))
   .filter((f) => f.endsWith('.ts') && !ENTRY_WIRING.has(f))
   .map((f) => `apps/relay/src/${f}`);

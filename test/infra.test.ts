@@ -11,6 +11,8 @@
  * - selectors, HPA target, Services, Ingress backends, probes, ports, env names, secret
  *   references, security settings and routing agree with each other, with the image and with
  *   the apps' sources and config schema;
+ * - the dashboard behind the Ingress: the real dashboard server, configured as its pod is, serves
+ *   a page whose assets reach the dashboard Service and whose NIP-86 calls reach the relay's;
  * - the Dockerfile (parsed by dockerfile-ast) and its ignore file (matched by
  *   @balena/dockerignore): pinned Debian base images, non-root USER, every COPY source exists in
  *   the context and is not ignored, no secrets, the entry point runs node on a file the image
@@ -23,11 +25,12 @@
 import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   checkBaseImages,
   checkContainerCommands,
   checkCopySources,
+  checkDashboard,
   checkEntrypoint,
   checkEnvAndSecrets,
   checkHealth,
@@ -52,9 +55,11 @@ import {
   checkShutdown,
   checkStringValues,
   checkWorkspaceCopied,
+  type DashboardPage,
   imageFacts,
   SECRET_KEYS,
   SECRET_NAME,
+  servedDashboard,
 } from './infra/checks.ts';
 import { Context, findIgnoreFile, parseDockerfile, parseIgnoreFile } from './infra/docker.ts';
 import { kubectlVersion, kustomize, named, type Obj, parseYamlFile, ROOT, schemaProblems } from './infra/k8s.ts';
@@ -88,9 +93,11 @@ const ctx = repo.withIgnore(ignoreFile);
 const docker = parseDockerfile(read(join(ROOT, DOCKERFILE)), DOCKERFILE);
 const image = imageFacts(docker, ctx);
 
+/** The HTTP servers of the apps (the paths each serves). */
 const sources = {
   relay: read(join(ROOT, 'apps/relay/src/http.ts')),
   admission: read(join(ROOT, 'apps/admission/src/app.ts')),
+  dashboard: read(join(ROOT, 'apps/dashboard/src/server.ts')),
 };
 
 /** The namespace a kustomization sets (the nearest one up its resources), undefined if none. */
@@ -204,18 +211,22 @@ describe.skipIf(!KUBECTL).each(renderDirs.map((dir) => ({ name: relative(ROOT, d
     it('each Service and PDB selects the pods of exactly one Deployment, Service ports reach container ports, PDBs allow evictions', () =>
       checkServicesAndPdbs(objs()));
     it('the relay HPA scales an existing Deployment on CPU, from at least 3 replicas, and owns its replica count', () => checkHpa(objs()));
-    it('probes use the paths and ports the apps serve', () => checkProbes(objs(), sources));
-    it('Prometheus scrape annotations point at /metrics on the container port', () => checkScrapeAnnotations(objs()));
+    it('probes use the paths and ports the apps serve', () => checkProbes(objs(), sources, image.env));
+    it('Prometheus scrapes /metrics on the container port of the apps that serve it, and only those', () =>
+      checkScrapeAnnotations(objs(), sources));
     it('containers keep the image entry point and start the right app of the image', () => checkContainerCommands(objs(), image));
     it('every env name is a config variable, and secrets come only from the documented Secret', () => checkEnvAndSecrets(objs()));
-    it('the configuration each pod sees is valid for production', () => checkProductionConfig(objs(), image.env));
-    it("pods run as the image's non-root user with a read-only root filesystem, DATA_DIR and /tmp on emptyDir volumes", () =>
+    it('the configuration each pod sees is valid for production, with ADMIN_PUBKEYS as the relay reads it', () =>
+      checkProductionConfig(objs(), image.env));
+    it("pods run as the image's non-root user with a read-only root filesystem and nothing writable mounted", () =>
       checkPodSecurity(objs(), image));
     it('every container has CPU and memory requests and limits, requests within limits', () => checkResources(objs()));
     it('shutdown drains: a preStop sleep shorter than the grace period, so the load balancer lets go first', () => checkShutdown(objs()));
     it('the Ingress sends the relay host to the relay and every public admission route to the admission service', () =>
       checkIngress(objs(), sources.admission));
     it('the image has a HEALTHCHECK on /healthz or every container is probed', () => checkHealth(docker, objs()));
+    it('the dashboard, configured as its pod is, serves a page that works behind the Ingress and calls the relay', async () =>
+      checkDashboard(objs(), image.env, await servedDashboard(objs(), image.env)));
   },
 );
 
@@ -234,7 +245,7 @@ describe('infra: Dockerfile', () => {
   it('has build and runtime stages on pinned Debian (glibc) Node images, not Alpine, the runtime copying from a build stage', () =>
     checkBaseImages(docker));
   it('builds the native verifier against libsecp256k1-dev and ships the runtime library', () => checkNativeVerifier(docker));
-  it('installs with pnpm 12 from the lockfile, the two apps, no devDependencies at run time', () =>
+  it('installs with pnpm 12 from the lockfile, the apps, no devDependencies at run time', () =>
     checkPnpmInstall(docker, read(join(ROOT, 'pnpm-lock.yaml'))));
   it('every COPY source exists in the build context and is not excluded by the ignore file', () => checkCopySources(docker, ctx));
   it('copies no secret and sets none', () => checkNoSecrets(docker, ctx));
@@ -242,7 +253,7 @@ describe('infra: Dockerfile', () => {
   it('copies the manifest and sources of every workspace package the apps need, and the verifier sources before the install', () =>
     checkWorkspaceCopied(docker, ctx));
   it('runs as a numeric non-root user with NODE_ENV=production, DATA_DIR writable', () => checkRuntimeUser(docker));
-  it('its entry point execs node on a file the image has (copied or built), for the relay (default) and the admission service', () =>
+  it('its entry point execs node on a file the image has (copied or built), for the relay (default), admission and dashboard', () =>
     checkEntrypoint(docker, ctx));
   it('the ignore file BuildKit uses is the one next to the Dockerfile', () => expect(ignoreFile?.path).toBe(`${DOCKERFILE}.dockerignore`));
 });
@@ -300,6 +311,11 @@ const mutate = (objs: Obj[], kind: string, name: string, f: (o: Obj) => void) =>
 const dockerWith = (edit: (text: string) => string) => parseDockerfile(edit(read(join(ROOT, DOCKERFILE))), DOCKERFILE);
 
 describe.skipIf(!KUBECTL)('infra: the checks can fail (broken manifests, rendered by kubectl)', () => {
+  let page: DashboardPage;
+  beforeAll(async () => {
+    page = await servedDashboard(render(BASE), image.env);
+  });
+
   it('an overlay images entry that matches no image (a silent no-op in kustomize) fails the overlay check', async () => {
     const dir = brokenK8s({ 'overlays/example/kustomization.yaml': replaceOnce('- name: ghcr.io/example/paidrelay', '- name: paidrelay') });
     const overlay = join(dir, 'overlays/example');
@@ -343,6 +359,7 @@ describe.skipIf(!KUBECTL)('infra: the checks can fail (broken manifests, rendere
       checkProbes(
         mutate(base, 'Deployment', 'paidrelay-relay', (d) => delete d.spec.template.spec.containers[0].startupProbe),
         sources,
+        image.env,
       ),
     ).toThrow(/relay startupProbe is missing/);
     expect(() => checkHpa(base.filter((o) => o.kind !== 'HorizontalPodAutoscaler'))).toThrow(/HorizontalPodAutoscalers/);
@@ -368,6 +385,71 @@ describe.skipIf(!KUBECTL)('infra: the checks can fail (broken manifests, rendere
         mutate(base, 'Deployment', 'paidrelay-admission', (d) => delete d.spec.template.spec.containers[0].livenessProbe),
       ),
     ).toThrow(/admission livenessProbe/);
+  });
+
+  it('the dashboard under a path of the relay host fails: its page and assets are at absolute paths, the relay owns them there', async () => {
+    const dir = brokenK8s({
+      'base/dashboard-ingress.yaml': (t) => replaceOnce('path: /', 'path: /admin')(t).replaceAll('admin.example.com', 'relay.example.com'),
+    });
+    const objs = await kustomize(join(dir, 'base'));
+    expect(() => checkDashboard(objs, image.env, page)).toThrow(
+      /relay\.example\.com\/\S*: expected 'paidrelay-relay' to be 'paidrelay-dashboard'/,
+    );
+  });
+
+  it('the dashboard page calling a relay URL the Ingress does not route, or one the relay does not accept for NIP-98', async () => {
+    const base = render(BASE);
+    const at = (relayUrl: string) => ({ ...page, html: page.html.replace(/data-relay-url="[^"]*"/, `data-relay-url="${relayUrl}"`) });
+    expect(() => checkDashboard(base, image.env, at('https://elsewhere.example.com/'))).toThrow(/TLS for elsewhere|NIP-86 calls/);
+    expect(() => checkDashboard(base, image.env, at('http://relay.example.com/'))).toThrow(/over TLS/);
+    expect(() => checkDashboard(base, image.env, at('https://relay.example.com/nip86'))).toThrow(/NIP-98/);
+    expect(() => checkDashboard(base, image.env, { ...page, csp: "default-src 'self'; connect-src 'self'" })).toThrow(/connect-src/);
+    // without RELAY_URL the dashboard falls back to http://localhost:<PORT>/, which no Ingress serves
+    const noRelayUrl = mutate(base, 'ConfigMap', 'paidrelay-config', (c) => delete c.data.RELAY_URL);
+    const fallback = await servedDashboard(noRelayUrl, image.env);
+    expect(() => checkDashboard(base, image.env, fallback)).toThrow(/over TLS/);
+  });
+
+  it('the dashboard given a secret, a /readyz it does not serve, scrape annotations, a port it does not listen on', () => {
+    const base = render(BASE);
+    const dash = (f: (d: Obj) => void) => mutate(base, 'Deployment', 'paidrelay-dashboard', f);
+    const secret = { name: 'DATABASE_URL', valueFrom: { secretKeyRef: { name: SECRET_NAME, key: 'DATABASE_URL' } } };
+    expect(() => checkEnvAndSecrets(dash((d) => (d.spec.template.spec.containers[0].env = [secret])))).toThrow(/the dashboard secrets/);
+    expect(() =>
+      checkProbes(
+        dash((d) => (d.spec.template.spec.containers[0].readinessProbe.httpGet.path = '/readyz')),
+        sources,
+        image.env,
+      ),
+    ).toThrow(/dashboard readinessProbe path/);
+    expect(() =>
+      checkScrapeAnnotations(
+        dash(
+          (d) =>
+            (d.spec.template.metadata.annotations = {
+              'prometheus.io/scrape': 'true',
+              'prometheus.io/port': '7779',
+              'prometheus.io/path': '/metrics',
+            }),
+        ),
+        sources,
+      ),
+    ).toThrow(/serves no \/metrics/);
+    const otherPort = mutate(base, 'ConfigMap', 'paidrelay-config', (c) => (c.data.DASHBOARD_PORT = '8080'));
+    expect(() => checkProbes(otherPort, sources, image.env)).toThrow(/dashboard startupProbe port = DASHBOARD_PORT/);
+  });
+
+  it('a /tmp emptyDir mounted again, a bad ADMIN_PUBKEYS entry, no ADMIN_PUBKEYS key', () => {
+    const base = render(BASE);
+    const withTmp = mutate(base, 'Deployment', 'paidrelay-relay', (d) => {
+      d.spec.template.spec.volumes = [{ name: 'tmp', emptyDir: {} }];
+      d.spec.template.spec.containers[0].volumeMounts = [{ name: 'tmp', mountPath: '/tmp' }];
+    });
+    expect(() => checkPodSecurity(withTmp, image)).toThrow(/relay: writable mounts/);
+    const badAdmin = mutate(base, 'ConfigMap', 'paidrelay-config', (c) => (c.data.ADMIN_PUBKEYS = 'npub1notakey'));
+    expect(() => checkProductionConfig(badAdmin, image.env)).toThrow(/ADMIN_PUBKEYS as the relay reads it/);
+    const noAdmin = mutate(base, 'ConfigMap', 'paidrelay-config', (c) => delete c.data.ADMIN_PUBKEYS);
+    expect(() => checkProductionConfig(noAdmin, image.env)).toThrow(/ADMIN_PUBKEYS in the ConfigMap/);
   });
 
   it('a schema type error (a string port) is reported', async () => {
@@ -425,6 +507,31 @@ describe('infra: the checks can fail (broken Dockerfile, ignore file, entry poin
     const noBranch = ctx.with({ 'infra/docker/entrypoint.sh': script.replace(/^\s*admission\)/m, '  admin)') });
     expect(() => checkEntrypoint(docker, noBranch)).toThrow(/runs no node|no case branch/);
     expect(() => checkEntrypoint(dockerWith(replaceOnce(/^CMD \["relay"\]$/m, 'CMD ["admission"]')), ctx)).toThrow(/the relay by default/);
+    const noDashboard = ctx.with({ 'infra/docker/entrypoint.sh': script.replace(/^\s*dashboard\)/m, '  dashbord)') });
+    expect(() => checkEntrypoint(docker, noDashboard)).toThrow(/dashboard.*runs no node/);
+  });
+
+  it('an image that builds, installs or copies no dashboard', () => {
+    expect(() =>
+      checkEntrypoint(dockerWith(replaceOnce('pnpm build relay admission dashboard', 'pnpm build relay admission')), ctx),
+    ).toThrow(/builds the dashboard/);
+    expect(() => checkEntrypoint(dockerWith(replaceOnce(/^COPY --from=build \/app\/apps\/dashboard\/dist .*$/m, '')), ctx)).toThrow(
+      /dashboard: stage deps runs a build/,
+    );
+    const onlyMain = 'COPY --from=build /app/apps/dashboard/dist/main.js /app/apps/dashboard/dist/main.js';
+    expect(() => checkEntrypoint(dockerWith(replaceOnce(/^COPY --from=build \/app\/apps\/dashboard\/dist .*$/m, onlyMain)), ctx)).toThrow(
+      /dashboard: dist\/page\/dashboard.js is built into the image/,
+    );
+    expect(() =>
+      checkPnpmInstall(
+        dockerWith((t) => t.replaceAll(' --filter "@paidrelay/dashboard..."', '')),
+        read(join(ROOT, 'pnpm-lock.yaml')),
+      ),
+    ).toThrow(/the apps and their dependencies/);
+    expect(() => checkWorkspaceCopied(dockerWith(replaceOnce(/^COPY apps\/dashboard\/src .*$/m, '')), ctx)).toThrow(
+      /apps\/dashboard\/src\/.* in the build stage/,
+    );
+    expect(() => checkRuntimeUser(dockerWith(replaceOnce('EXPOSE 7777 7778 7779', 'EXPOSE 7777 7778')))).toThrow(/EXPOSE the ports/);
   });
 
   it('a production build passes the entry point check, and fails it when the build stage does not build', () => {
@@ -451,11 +558,15 @@ case "$app" in
     cd /app/apps/admission
     exec node dist/main.js
     ;;
+  dashboard)
+    cd /app/apps/dashboard
+    exec node dist/main.js
+    ;;
   *) exec "$app" "$@" ;;
 esac
 `;
     const withoutBuild = Object.fromEntries(
-      ['package.json', 'apps/relay/package.json', 'apps/admission/package.json'].map((f) => {
+      ['package.json', 'apps/relay/package.json', 'apps/admission/package.json', 'apps/dashboard/package.json'].map((f) => {
         const pkg = JSON.parse(read(join(ROOT, f))) as Obj;
         const { build: _, ...scripts } = pkg.scripts ?? {};
         return [f, JSON.stringify({ ...pkg, scripts })];

@@ -330,9 +330,10 @@ describe.runIf(pgUrl && redisUrl)('a grant reaches every relay replica', () => {
     t = await startStack({ ...PRICES, REDIS_URL: redisUrl! }, { backend: 'postgres' });
     const config = t.stack.admission.ctx.config;
     // a second relay process's worth: its own cache and bus connection, same Postgres and Redis
+    // (and so the same stored prices, whatever its environment says)
     other = await startTestRelay(
       'postgres',
-      { REDIS_URL: redisUrl!, PRICE_ADMISSION_MSAT: '21000', PAYMENTS_URL: config.PAYMENTS_URL },
+      { ...PRICES, REDIS_URL: redisUrl!, PAYMENTS_URL: config.PAYMENTS_URL },
       { databaseUrl: config.DATABASE_URL },
     );
     payer = new NWCClient({ nostrWalletConnectUrl: t.payerNwc });
@@ -349,8 +350,11 @@ describe.runIf(pgUrl && redisUrl)('a grant reaches every relay replica', () => {
     const first = sign(k.sk, { content: 'not yet' });
     c.send(['EVENT', first]);
     expect((await c.ok(first.id))[2]).toBe(false);
+    // Admission, and credit for the publication price of kind 7 (500 msat).
     const r = await api(t, '/api/invoices', { json: { pubkey: k.pubkey, product: 'admission' } });
     await payer.payInvoice({ invoice: r.body.bolt11 });
+    const credit = await api(t, '/api/invoices', { json: { pubkey: k.pubkey, product: 'credit', amount_msat: 2000 } });
+    await payer.payInvoice({ invoice: credit.body.bolt11 });
     const paid = Date.now();
     await until(async () => {
       const ev = sign(k.sk, { kind: 7, content: String(Math.random()) });

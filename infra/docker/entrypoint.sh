@@ -2,6 +2,7 @@
 # Entry point of the paidrelay image: the first argument picks the app.
 #   relay      apps/relay/dist/main.js      (the relay, PORT, default 7777)
 #   admission  apps/admission/dist/main.js  (the admission service, ADMISSION_PORT, default 7778)
+#   dashboard  apps/dashboard/dist/main.js  (the admin dashboard, DASHBOARD_PORT, default 7779)
 #   anything else is run as a command (e.g. `sh`).
 # The apps run as JavaScript bundles (`pnpm build`, scripts/build.ts), each from its own package
 # folder, as `pnpm start` does there (a relative DATA_DIR or CONFIG_FILE means the same).
@@ -18,6 +19,10 @@ case "$app" in
     ;;
   admission)
     cd /app/apps/admission
+    exec node dist/main.js "$@"
+    ;;
+  dashboard)
+    cd /app/apps/dashboard
     exec node dist/main.js "$@"
     ;;
   *)

@@ -7,7 +7,10 @@ import type { NostrEvent } from './client.ts';
  * the flood's sending): opens the connections from their source addresses, keeps `window`
  * EVENTs outstanding on each, and sends the next one as soon as one is answered (an OK, or the
  * per-connection NOTICE `rate-limited:` that takes the place of an OK), cycling through the pool,
- * for `ms`. Answers are counted by kind and reason prefix.
+ * for `ms`. A flooder does not wait on a relay that stops answering: a connection that got no
+ * answer for 100 ms sends another window's worth. A connection the relay closes is opened again
+ * at once, from the same address (`closed_by_relay`, `reconnects`; an upgrade the relay refuses
+ * is retried after 100 ms). Answers are counted by kind and reason prefix.
  */
 export type FloodJob = { url: string; events: NostrEvent[]; addresses: string[]; window: number; ms: number };
 export type FloodCounts = {
@@ -18,6 +21,8 @@ export type FloodCounts = {
   duplicate: number;
   refused: number;
   notices: number;
+  closed_by_relay: number;
+  reconnects: number;
   refusals: Record<string, { count: number; example: string }>;
   seconds: number;
 };
@@ -49,11 +54,17 @@ async function flood(job: FloodJob): Promise<FloodCounts> {
     duplicate: 0,
     refused: 0,
     notices: 0,
+    closed_by_relay: 0,
+    reconnects: 0,
     refusals: {},
     seconds: 0,
   };
-  const socks = (await Promise.allSettled(job.addresses.map((a) => connect(job.url, a)))).flatMap((r) => {
-    if (r.status === 'fulfilled') return [r.value];
+  const addressOf: string[] = [];
+  const socks = (await Promise.allSettled(job.addresses.map((a) => connect(job.url, a)))).flatMap((r, i) => {
+    if (r.status === 'fulfilled') {
+      addressOf.push(job.addresses[i]);
+      return [r.value];
+    }
     c.connect_failed++;
     return [];
   });
@@ -61,20 +72,44 @@ async function flood(job: FloodJob): Promise<FloodCounts> {
   const frames = job.events.map((ev) => `["EVENT",${JSON.stringify(ev)}]`);
   let next = 0;
   let running = true;
+  const open = new Set<Ws>(socks);
   const tally = (msg: string) => {
     const colon = msg.indexOf(':');
     const prefix = colon > 0 ? msg.slice(0, colon) : msg || '(empty)';
     const e = (c.refusals[prefix] ??= { count: 0, example: msg.slice(0, 160) });
     e.count++;
   };
-  const t0 = performance.now();
-  for (const ws of socks) {
+  const reopen = (address: string) => {
+    if (!running) return;
+    connect(job.url, address).then(
+      (ws) => {
+        c.reconnects++;
+        drive(ws, address);
+      },
+      () => setTimeout(() => reopen(address), 100),
+    );
+  };
+  const drive = (ws: Ws, address: string) => {
+    open.add(ws);
+    ws.on('close', () => {
+      open.delete(ws);
+      if (!running) return;
+      c.closed_by_relay++;
+      reopen(address);
+    });
     const pump = () => {
       if (!running || ws.readyState !== 1) return;
       ws.send(frames[next++ % frames.length]);
       c.sent++;
     };
+    let answered = false;
+    const impatient = setInterval(() => {
+      if (!running || ws.readyState !== 1) return clearInterval(impatient);
+      if (!answered) for (let i = 0; i < job.window; i++) pump();
+      answered = false;
+    }, 100);
     ws.on('message', (data: Buffer) => {
+      answered = true;
       const text = data.toString();
       if (text.startsWith('["OK"')) {
         const m = JSON.parse(text) as [string, string, boolean, string];
@@ -92,12 +127,14 @@ async function flood(job: FloodJob): Promise<FloodCounts> {
       }
     });
     for (let i = 0; i < job.window; i++) pump();
-  }
+  };
+  const t0 = performance.now();
+  socks.forEach((ws, i) => drive(ws, addressOf[i]));
   await new Promise((r) => setTimeout(r, job.ms));
   running = false;
   c.seconds = (performance.now() - t0) / 1000;
   // Answers still on their way are not counted; the next phase starts after a pause.
-  for (const ws of socks) ws.terminate();
+  for (const ws of open) ws.terminate();
   return c;
 }
 

@@ -33,10 +33,11 @@ export type QueryTypeResult = {
 
 export type QueryResult = Record<'authors' | 'e_tag' | 'ids', QueryTypeResult> & { connections: number; inflight: number };
 
-type Planned = { filter: Filter; expected: number };
+/** One REQ (a single filter) and how many events the bench knows it must return. */
+export type Planned = { filter: Filter; expected: number };
 
 /** Deterministic pseudo-random numbers (mulberry32), so runs ask the same questions. */
-function rng(seed: number): () => number {
+export function rng(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;
@@ -80,10 +81,22 @@ function plan(opts: QueryOptions): Record<'authors' | 'e_tag' | 'ids', Planned[]
  */
 export async function runQuery(opts: QueryOptions): Promise<QueryResult> {
   const planned = plan(opts);
-  const clients = await connectMany(opts.url, opts.connections);
+  const results = await runPlanned(opts.url, planned, opts);
+  return { connections: opts.connections, inflight: opts.inflight, ...(results as Record<keyof typeof planned, QueryTypeResult>) };
+}
+
+export type RunLimits = { connections: number; inflight: number; capMs: number };
+
+/** Runs each named list of REQs in turn (in the order of `planned`) over one set of connections. */
+export async function runPlanned(
+  url: string,
+  planned: Record<string, Planned[]>,
+  limits: RunLimits,
+): Promise<Record<string, QueryTypeResult>> {
+  const clients = await connectMany(url, limits.connections);
   let subSeq = 0;
   try {
-    const runType = async (_name: string, queries: Planned[]): Promise<QueryTypeResult> => {
+    const runType = async (queries: Planned[]): Promise<QueryTypeResult> => {
       const eose = new Samples();
       const closedReasons = new ReasonTally();
       let next = 0;
@@ -92,7 +105,7 @@ export async function runQuery(opts: QueryOptions): Promise<QueryResult> {
       let wrong = 0;
       let closed = 0;
       const t0 = performance.now();
-      const deadline = t0 + opts.capMs;
+      const deadline = t0 + limits.capMs;
       const lane = async (ci: number) => {
         const client = clients[ci];
         while (next < queries.length && performance.now() < deadline && client.isOpen) {
@@ -109,10 +122,10 @@ export async function runQuery(opts: QueryOptions): Promise<QueryResult> {
           if (r.events !== q.expected) wrong++;
         }
       };
-      const lanes = Promise.all(clients.flatMap((_, ci) => Array.from({ length: opts.inflight }, () => lane(ci))));
+      const lanes = Promise.all(clients.flatMap((_, ci) => Array.from({ length: limits.inflight }, () => lane(ci))));
       // A REQ that never sees EOSE must not hold the bench up forever.
       let timer: NodeJS.Timeout | undefined;
-      await Promise.race([lanes, new Promise((r) => (timer = setTimeout(r, opts.capMs + 5000)))]);
+      await Promise.race([lanes, new Promise((r) => (timer = setTimeout(r, limits.capMs + 5000)))]);
       clearTimeout(timer);
       const elapsed = performance.now() - t0;
       return {
@@ -128,14 +141,9 @@ export async function runQuery(opts: QueryOptions): Promise<QueryResult> {
         closed_reasons: closedReasons.toJSON(),
       };
     };
-
-    return {
-      connections: opts.connections,
-      inflight: opts.inflight,
-      authors: await runType('authors', planned.authors),
-      e_tag: await runType('#e', planned.e_tag),
-      ids: await runType('ids', planned.ids),
-    };
+    const out: Record<string, QueryTypeResult> = {};
+    for (const [name, queries] of Object.entries(planned)) out[name] = await runType(queries);
+    return out;
   } finally {
     closeAll(clients);
   }

@@ -132,7 +132,16 @@ async function relaySettingNames(): Promise<string[]> {
 }
 
 /** `rateLimits`: keep the relay's default token buckets (the load phases send from one address: off unless set). */
-export type SpawnOptions = { databaseUrl?: string; redisUrl?: string; extraEnv?: Record<string, string>; rateLimits?: boolean };
+/** `repoRoot`: run the relay of another checkout of this repository (to compare two versions in one run). */
+/** `nodeArgs`: extra node flags for the relay (e.g. `--cpu-prof`, which NODE_OPTIONS does not take). */
+export type SpawnOptions = {
+  databaseUrl?: string;
+  redisUrl?: string;
+  extraEnv?: Record<string, string>;
+  rateLimits?: boolean;
+  repoRoot?: string;
+  nodeArgs?: string[];
+};
 
 /** Starts apps/relay/src/main.ts under tsx on a free 127.0.0.1 port and waits for GET /healthz. */
 export async function spawnRelay(opts: SpawnOptions): Promise<RelayProcess> {
@@ -157,7 +166,13 @@ export async function spawnRelay(opts: SpawnOptions): Promise<RelayProcess> {
     ...(opts.redisUrl ? { REDIS_URL: opts.redisUrl } : {}),
     ...opts.extraEnv,
   });
-  const child = spawn(process.execPath, ['--import', 'tsx', RELAY_MAIN], { cwd: REPO_ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const root = opts.repoRoot ?? REPO_ROOT;
+  const main = opts.repoRoot ? join(opts.repoRoot, 'apps/relay/src/main.ts') : RELAY_MAIN;
+  const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), '--import', 'tsx', main], {
+    cwd: root,
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   const logs: RelayLogSummary = { warn: 0, error: 0, fatal: 0, other: 0, samples: [] };
   const tail: string[] = [];
   watchOutput(child, logs, (line) => {

@@ -5,7 +5,10 @@
  */
 import { posix } from 'node:path';
 import { expect } from 'vitest';
-import { configSchema, loadConfig } from '@paidrelay/config';
+import { configSchema, createLogger, loadConfig } from '@paidrelay/config';
+import { normalizeHttpUrl } from '@paidrelay/nostr';
+import { startDashboard } from '../../apps/dashboard/src/server.ts';
+import { adminPubkeys } from '../../apps/relay/src/management.ts';
 import {
   appStart,
   type Context,
@@ -49,7 +52,20 @@ export const SECRET_KEYS = ['DATABASE_URL', 'RELAY_SECRET_KEY', 'NWC_URL'];
 const ENV_OUTSIDE_SCHEMA = new Set(['CONFIG_FILE', 'SECP256K1_BACKEND', 'NODE_OPTIONS']);
 const SCHEMA_KEYS = new Set(Object.keys(configSchema.shape));
 export const DEFAULTS = configSchema.parse({});
-export const APPS = ['relay', 'admission'] as const;
+/** The deployables of the image, each a Deployment `paidrelay-<app>` that runs `<image> <app>`. */
+export const APPS = ['relay', 'admission', 'dashboard'] as const;
+export type App = (typeof APPS)[number];
+/** The config variable of each app's port. */
+const PORT_VAR = { relay: 'PORT', admission: 'ADMISSION_PORT', dashboard: 'DASHBOARD_PORT' } as const;
+/** The keys of the Secret each app gets (the dashboard holds none: the admin's browser signs every call). */
+const APP_SECRETS: Record<App, string[]> = {
+  relay: ['DATABASE_URL', 'RELAY_SECRET_KEY'],
+  admission: ['DATABASE_URL', 'NWC_URL', 'RELAY_SECRET_KEY'],
+  dashboard: [],
+};
+/** The source text of each app's HTTP server: what paths it serves ('/healthz', '/readyz', '/metrics'). */
+export type Served = Record<App, string>;
+const serves = (source: string, path: string) => source.includes(`'${path}'`);
 
 const SECRET_PLACEHOLDERS: Record<string, string> = {
   DATABASE_URL: 'postgres://paidrelay:secret@postgres:5432/paidrelay',
@@ -96,7 +112,7 @@ export function containerEnv(objs: Obj[], c: Obj, imageEnv: Record<string, strin
 export function checkRenderedObjects(objs: Obj[]) {
   const counts: Record<string, number> = {};
   for (const o of objs) counts[o.kind] = (counts[o.kind] ?? 0) + 1;
-  expect(counts).toMatchObject({ Deployment: 2, Service: 2, HorizontalPodAutoscaler: 1, PodDisruptionBudget: 2, ConfigMap: 1, Ingress: 1 });
+  expect(counts).toMatchObject({ Deployment: 3, Service: 3, HorizontalPodAutoscaler: 1, PodDisruptionBudget: 2, ConfigMap: 1, Ingress: 2 });
   for (const app of APPS) appDeployment(objs, app);
   configMapOf(objs);
   const ids = objs.map(idOf);
@@ -227,27 +243,38 @@ export function checkHpa(objs: Obj[]) {
   expect(appDeployment(objs, 'admission').spec.replicas, 'admission replicas').toBeGreaterThanOrEqual(2);
 }
 
-/** Probes: startup and liveness on /healthz, readiness on /readyz, on the port the app listens on. */
-export function checkProbes(objs: Obj[], served: Record<(typeof APPS)[number], string>) {
-  const cm = configMapOf(objs);
-  const ports = { relay: Number(cm.data.PORT ?? DEFAULTS.PORT), admission: Number(cm.data.ADMISSION_PORT ?? DEFAULTS.ADMISSION_PORT) };
-  expect(ports).toEqual({ relay: DEFAULTS.PORT, admission: DEFAULTS.ADMISSION_PORT });
+/**
+ * Probes: startup and liveness on /healthz, readiness on /readyz where the app serves it (else
+ * /healthz), on the port the app listens on (its port variable, as the pod sees it).
+ */
+export function checkProbes(objs: Obj[], served: Served, imageEnv: Record<string, string>) {
   for (const app of APPS) {
-    for (const p of ["'/healthz'", "'/readyz'", "'/metrics'"]) expect(served[app], `the ${app} serves ${p}`).toContain(p);
+    expect(serves(served[app], '/healthz'), `the ${app} serves '/healthz'`).toBe(true);
     const c = appContainer(objs, app);
-    const probes = { startupProbe: '/healthz', livenessProbe: '/healthz', readinessProbe: '/readyz' };
+    const port = Number(containerEnv(objs, c, imageEnv)[PORT_VAR[app]] ?? DEFAULTS[PORT_VAR[app]]);
+    const probes = {
+      startupProbe: '/healthz',
+      livenessProbe: '/healthz',
+      readinessProbe: serves(served[app], '/readyz') ? '/readyz' : '/healthz',
+    };
     for (const [kind, path] of Object.entries(probes)) {
       const probe = must(c[kind] as Obj | undefined, `${c.name} ${kind}`);
       expect(probe.httpGet?.path, `${c.name} ${kind} path`).toBe(path);
-      expect(containerPort(c, probe.httpGet.port), `${c.name} ${kind} port`).toBe(ports[app]);
+      expect(containerPort(c, probe.httpGet.port), `${c.name} ${kind} port = ${PORT_VAR[app]}`).toBe(port);
     }
   }
 }
 
-export function checkScrapeAnnotations(objs: Obj[]) {
-  for (const d of deploymentsOf(objs)) {
+/** Prometheus scrapes /metrics of the apps that serve it, and only those. */
+export function checkScrapeAnnotations(objs: Obj[], served: Served) {
+  for (const app of APPS) {
+    const d = appDeployment(objs, app);
     const a = d.spec.template.metadata.annotations ?? {};
     const c = d.spec.template.spec.containers[0];
+    if (!serves(served[app], '/metrics')) {
+      expect(a['prometheus.io/scrape'], `${d.metadata.name}: the ${app} serves no /metrics to scrape`).not.toBe('true');
+      continue;
+    }
     expect(a['prometheus.io/scrape'], d.metadata.name).toBe('true');
     expect(a['prometheus.io/path'], d.metadata.name).toBe('/metrics');
     expect(containerPort(c, Number(a['prometheus.io/port'])), `${d.metadata.name} prometheus.io/port`).toBeDefined();
@@ -281,7 +308,7 @@ export function checkEnvAndSecrets(objs: Obj[]) {
       if (SECRET_KEYS.includes(e.name)) expect(e.valueFrom?.secretKeyRef, `${e.name} from the Secret`).toBeDefined();
     }
     const refs = (c.env ?? []).map((e: Obj) => [e.name, e.valueFrom?.secretKeyRef]).filter(([, r]: [string, Obj | undefined]) => r);
-    for (const [name, ref] of nonEmpty(refs, `${c.name} secretKeyRefs`) as [string, Obj][]) {
+    for (const [name, ref] of refs as [string, Obj][]) {
       expect(ref.name, `${name} secret`).toBe(SECRET_NAME);
       expect(ref.key, `${name} key`).toBe(name);
       expect(SECRET_KEYS).toContain(ref.key);
@@ -297,15 +324,21 @@ export function checkEnvAndSecrets(objs: Obj[]) {
       .filter((e: Obj) => e.valueFrom?.secretKeyRef)
       .map((e: Obj) => e.name)
       .sort();
-  expect(secretEnv(appContainer(objs, 'relay')), 'the relay secrets').toEqual(['DATABASE_URL', 'RELAY_SECRET_KEY']);
-  expect(secretEnv(appContainer(objs, 'admission')), 'the admission secrets').toEqual(['DATABASE_URL', 'NWC_URL', 'RELAY_SECRET_KEY']);
+  for (const app of APPS) expect(secretEnv(appContainer(objs, app)), `the ${app} secrets`).toEqual(APP_SECRETS[app]);
 }
 
-/** The configuration each pod sees (image ENV + ConfigMap + Secret) loads and is fit for production. */
+/** The configuration a pod of the app sees (image ENV + ConfigMap + Secret), as the app loads it. */
+export const podConfig = (objs: Obj[], app: App, imageEnv: Record<string, string>) =>
+  loadConfig(containerEnv(objs, appContainer(objs, app), imageEnv));
+
+/** The configuration each pod sees loads and is fit for production; ADMIN_PUBKEYS is there and the relay accepts it. */
 export function checkProductionConfig(objs: Obj[], imageEnv: Record<string, string>) {
+  expect(Object.keys(configMapOf(objs).data), 'ADMIN_PUBKEYS in the ConfigMap (who may manage the relay)').toContain('ADMIN_PUBKEYS');
   for (const app of APPS) {
-    const config = loadConfig(containerEnv(objs, appContainer(objs, app), imageEnv));
+    const config = podConfig(objs, app, imageEnv);
     expect(config.NODE_ENV, app).toBe('production');
+    // the dashboard needs only the relay URL its page calls: see checkDashboard
+    if (app === 'dashboard') continue;
     expect(config.TRUST_PROXY, app).toBe(true);
     expect(config.DATABASE_URL, app).toBeDefined();
     expect(config.RELAY_SECRET_KEY, `${app}: the same key on every replica`).toBeDefined();
@@ -314,10 +347,17 @@ export function checkProductionConfig(objs: Obj[], imageEnv: Record<string, stri
     expect(config.PAYMENTS_URL, app).toMatch(/^https:\/\//);
     expect(config.DATA_DIR, app).toMatch(/^\//);
     if (app === 'admission') expect(config.NWC_URL, 'admission needs NWC_URL in production').toBeDefined();
+    // the relay parses ADMIN_PUBKEYS at start and stops on a bad entry
+    if (app === 'relay') expect(() => adminPubkeys(config), 'ADMIN_PUBKEYS as the relay reads it').not.toThrow();
   }
 }
 
-/** Non-root (the image's numeric USER), read-only root filesystem, no capabilities, DATA_DIR and /tmp on emptyDir. */
+/**
+ * Non-root (the image's numeric USER), read-only root filesystem, no capabilities, and nothing
+ * writable mounted: the apps run built JavaScript and, with DATABASE_URL and RELAY_SECRET_KEY
+ * from the Secret, write no file. DATA_DIR is then unused, and must stay unwritable so that a pod
+ * given an empty DATABASE_URL fails instead of keeping an embedded database of its own.
+ */
 export function checkPodSecurity(objs: Obj[], image: Pick<ImageFacts, 'user' | 'env'>) {
   const uid = Number(must(image.user, 'the image USER').split(':')[0]);
   expect(Number.isInteger(uid) && uid > 0, `image USER ${image.user} is a non-root uid`).toBe(true);
@@ -334,12 +374,10 @@ export function checkPodSecurity(objs: Obj[], image: Pick<ImageFacts, 'user' | '
       expect(sc.capabilities?.drop, `${c.name} capabilities.drop`).toContain('ALL');
       expect(sc.privileged, `${c.name} privileged`).not.toBe(true);
       for (const m of c.volumeMounts ?? []) expect(volumes.has(m.name), `volume ${m.name}`).toBe(true);
-      const emptyDirAt = (path: string) =>
-        (c.volumeMounts ?? []).some((m: Obj) => m.mountPath === path && volumes.get(m.name)?.emptyDir !== undefined);
+      const writable = (c.volumeMounts ?? []).filter((m: Obj) => m.readOnly !== true).map((m: Obj) => m.mountPath);
+      expect(writable, `${c.name}: writable mounts (the apps write no file in production)`).toEqual([]);
       const env = containerEnv(objs, c, image.env);
-      expect(env.DATA_DIR, `${c.name} DATA_DIR`).toBeDefined();
-      expect(emptyDirAt(env.DATA_DIR), `${c.name}: DATA_DIR ${env.DATA_DIR} on an emptyDir`).toBe(true);
-      expect(emptyDirAt('/tmp'), `${c.name}: /tmp on an emptyDir (the root filesystem is read-only)`).toBe(true);
+      expect(env.DATA_DIR, `${c.name} DATA_DIR`).toMatch(/^\//);
     }
   }
 }
@@ -373,18 +411,29 @@ export function checkShutdown(objs: Obj[]) {
   expect(appDeployment(objs, 'relay').spec.template.spec.terminationGracePeriodSeconds, 'relay grace period').toBeGreaterThanOrEqual(30);
 }
 
+/** The name of the Service that selects the Deployment's pods. */
+const serviceName = (objs: Obj[], d: Obj): string =>
+  must(
+    ofKind(objs, 'Service').find((s) => matchesLabels(s.spec.selector, d.spec.template.metadata.labels)),
+    `Service of ${d.metadata.name}`,
+  ).metadata.name;
+
 export function checkIngress(objs: Obj[], admissionApp: string) {
   const ingresses = nonEmpty(ofKind(objs, 'Ingress'), 'Ingresses');
   const services = ofKind(objs, 'Service');
   const cm = configMapOf(objs);
+  const longLived = new Set(['relay', 'admission'].map((app) => serviceName(objs, appDeployment(objs, app))));
   for (const ing of ingresses) {
     expect(ing.spec.ingressClassName, `${ing.metadata.name} ingressClassName`).toBeDefined();
     const a = ing.metadata.annotations ?? {};
-    // WebSocket connections idle far longer than nginx's default 60 s
-    expect(Number(a['nginx.ingress.kubernetes.io/proxy-read-timeout']), 'proxy-read-timeout').toBeGreaterThanOrEqual(3600);
-    expect(Number(a['nginx.ingress.kubernetes.io/proxy-send-timeout']), 'proxy-send-timeout').toBeGreaterThanOrEqual(3600);
-    // Server-Sent Events for invoice status
-    expect(a['nginx.ingress.kubernetes.io/proxy-buffering'], 'proxy-buffering').toBe('off');
+    const backends = (ing.spec.rules ?? []).flatMap((r: Obj) => (r.http?.paths ?? []).map((p: Obj) => p.backend.service.name));
+    if (backends.some((b: string) => longLived.has(b))) {
+      // WebSocket connections idle far longer than nginx's default 60 s
+      expect(Number(a['nginx.ingress.kubernetes.io/proxy-read-timeout']), 'proxy-read-timeout').toBeGreaterThanOrEqual(3600);
+      expect(Number(a['nginx.ingress.kubernetes.io/proxy-send-timeout']), 'proxy-send-timeout').toBeGreaterThanOrEqual(3600);
+      // Server-Sent Events for invoice status
+      expect(a['nginx.ingress.kubernetes.io/proxy-buffering'], 'proxy-buffering').toBe('off');
+    }
     for (const rule of nonEmpty(ing.spec.rules as Obj[], `${ing.metadata.name} rules`)) {
       for (const p of nonEmpty(rule.http?.paths as Obj[], `${ing.metadata.name} ${rule.host} paths`)) {
         expect(['Prefix', 'Exact']).toContain(p.pathType);
@@ -397,11 +446,6 @@ export function checkIngress(objs: Obj[], admissionApp: string) {
       }
     }
   }
-  const serviceOf = (d: Obj) =>
-    must(
-      services.find((s) => matchesLabels(s.spec.selector, d.spec.template.metadata.labels)),
-      `Service of ${d.metadata.name}`,
-    ).metadata.name;
   const relayUrl = new URL(cm.data.RELAY_URL);
   const paymentsUrl = new URL(cm.data.PAYMENTS_URL);
   const tlsHosts = ingresses.flatMap((i) => (i.spec.tls ?? []).flatMap((t: Obj) => t.hosts));
@@ -409,12 +453,12 @@ export function checkIngress(objs: Obj[], admissionApp: string) {
   expect(tlsHosts, 'TLS hosts').toContain(paymentsUrl.hostname);
 
   // the relay: WebSocket and NIP-11 on "/"
-  const relaySvc = serviceOf(appDeployment(objs, 'relay'));
+  const relaySvc = serviceName(objs, appDeployment(objs, 'relay'));
   for (const path of ['/', '/some/client/path'])
     expect(route(ingresses, relayUrl.hostname, path)?.service, `${relayUrl.hostname}${path}`).toBe(relaySvc);
 
   // the admission service: every route its router declares (from the source), at the payments origin
-  const admissionSvc = serviceOf(appDeployment(objs, 'admission'));
+  const admissionSvc = serviceName(objs, appDeployment(objs, 'admission'));
   const declared = [...admissionApp.matchAll(/\.on\('(?:GET|POST)', '([^']+)'/g)].map((m) => m[1]);
   expect(declared.length, 'routes declared by apps/admission/src/app.ts').toBeGreaterThan(5);
   const internal = new Set(['/healthz', '/readyz', '/metrics']);
@@ -432,6 +476,72 @@ export function checkIngress(objs: Obj[], admissionApp: string) {
   ];
   for (const path of publicPaths)
     expect(route(ingresses, paymentsUrl.hostname, path)?.service, `${paymentsUrl.hostname}${path}`).toBe(admissionSvc);
+}
+
+/** What the dashboard serves when configured as its pod is. */
+export type DashboardPage = { html: string; csp: string; healthz: number };
+
+/** Starts the real dashboard server with its pod's configuration (on a free local port) and reads its page. */
+export async function servedDashboard(objs: Obj[], imageEnv: Record<string, string>): Promise<DashboardPage> {
+  const config = { ...podConfig(objs, 'dashboard', imageEnv), HOST: '127.0.0.1' };
+  const dashboard = await startDashboard(config, createLogger('silent', 'dashboard'), { port: 0 });
+  try {
+    const get = (path: string) => fetch(new URL(path, dashboard.url), { signal: AbortSignal.timeout(10_000) });
+    const page = await get('/');
+    expect(page.status, 'the dashboard page').toBe(200);
+    return { html: await page.text(), csp: page.headers.get('content-security-policy') ?? '', healthz: (await get('/healthz')).status };
+  } finally {
+    await dashboard.close();
+  }
+}
+
+const unescapeHtml = (s: string) =>
+  s.replace(/&(amp|lt|gt|quot|#39);/g, (_, e) => ({ amp: '&', lt: '<', gt: '>', quot: '"', '#39': "'" })[e as string]!);
+
+/**
+ * Behind the Ingress, the dashboard works: on each host the Ingress gives it, the page and the
+ * script and stylesheet it loads (absolute paths) reach the dashboard Service, over TLS; the
+ * relay URL the page calls is https, reaches the relay Service, is the URL the relay's NIP-98
+ * check accepts (RELAY_URL), and the page's Content-Security-Policy lets it connect there.
+ */
+export function checkDashboard(objs: Obj[], imageEnv: Record<string, string>, page: DashboardPage) {
+  const ingresses = nonEmpty(ofKind(objs, 'Ingress'), 'Ingresses');
+  const dashboardSvc = serviceName(objs, appDeployment(objs, 'dashboard'));
+  const relaySvc = serviceName(objs, appDeployment(objs, 'relay'));
+  const tlsHosts = ingresses.flatMap((i) => (i.spec.tls ?? []).flatMap((t: Obj) => t.hosts));
+  expect(page.healthz, 'the dashboard answers its probes (/healthz)').toBe(200);
+
+  const assets = [...page.html.matchAll(/<(?:script|link)\b[^>]*\s(?:src|href)="([^"]+)"/g)]
+    .map((m) => unescapeHtml(m[1]))
+    .filter((u) => !u.startsWith('data:'));
+  expect(assets.length, 'the script and stylesheet of the page').toBeGreaterThanOrEqual(2);
+  const hosts = [
+    ...new Set(
+      ingresses.flatMap((i) =>
+        (i.spec.rules ?? [])
+          .filter((r: Obj) => (r.http?.paths ?? []).some((p: Obj) => p.backend.service.name === dashboardSvc))
+          .map((r: Obj) => r.host as string),
+      ),
+    ),
+  ];
+  for (const host of nonEmpty(hosts, `Ingress hosts of ${dashboardSvc}`)) {
+    expect(host, 'the dashboard has a host name').toBeDefined();
+    expect(tlsHosts, `TLS for the dashboard host ${host}`).toContain(host);
+    for (const path of ['/', ...assets]) {
+      const u = new URL(path, `https://${host}/`);
+      expect(u.host, `${path}: the page loads it from its own host`).toBe(host);
+      expect(route(ingresses, host, u.pathname)?.service, `${host}${u.pathname}`).toBe(dashboardSvc);
+    }
+  }
+
+  const calls = new URL(unescapeHtml(must(/data-relay-url="([^"]*)"/.exec(page.html)?.[1], 'the relay URL of the page')));
+  expect(calls.protocol, `the page calls ${calls.href} over TLS`).toBe('https:');
+  expect(tlsHosts, `TLS for ${calls.hostname}`).toContain(calls.hostname);
+  expect(route(ingresses, calls.hostname, calls.pathname)?.service, `the page's NIP-86 calls to ${calls.href}`).toBe(relaySvc);
+  const relayUrl = must(podConfig(objs, 'relay', imageEnv).RELAY_URL, 'the relay RELAY_URL');
+  expect(normalizeHttpUrl(calls.href), `NIP-98: the relay accepts only u = RELAY_URL (${relayUrl})`).toBe(normalizeHttpUrl(relayUrl));
+  const connect = /(?:^|;)\s*connect-src ([^;]*)/.exec(page.csp)?.[1].split(/\s+/) ?? [];
+  expect(connect, `the page's CSP connect-src allows ${calls.origin}`).toContain(calls.origin);
 }
 
 /** An overlay's images entries, namespace and patches each change the rendering of its base. */
@@ -471,6 +581,12 @@ export function checkOverlayTakesEffect(kustomization: Obj, objs: Obj[], base: O
 // The Dockerfile and the ignore file
 // ==========================================================================================
 
+/** What each app's bundle reads beside it at run time, relative to its folder (scripts/build.ts). */
+const BUILT_BESIDE: Record<App, string[]> = {
+  relay: ['dist/verify-worker.js'],
+  admission: ['dist/page/pay.js', 'dist/page/pay.css'],
+  dashboard: ['dist/page/dashboard.js', 'dist/page/dashboard.css'],
+};
 const BUILD_RUN = /\b(pnpm|npm|yarn)\b[^&|;]*(?<![-\w])(build|deploy)(?![-\w])|(?<![-\w])(tsc|esbuild)(?![-\w])/;
 /** The stages before the final one that the final stage copies from (directly or not). */
 export const buildStages = (m: DockerModel): Stage[] => m.stages.filter((s) => s !== m.final);
@@ -508,7 +624,7 @@ export function checkNativeVerifier(m: DockerModel) {
   expect(build, 'the build fails if the native verifier was not built').toMatch(/test -f \S*secp256k1_verify\.node/);
 }
 
-/** pnpm 12 (the lockfile's), every install from the lockfile, only the two apps' dependency trees, no devDependencies at run time. */
+/** pnpm 12 (the lockfile's), every install from the lockfile, only the apps' dependency trees, no devDependencies at run time. */
 export function checkPnpmInstall(m: DockerModel, lockfile: string) {
   expect(lockfile, 'pnpm-lock.yaml').toMatch(/^lockfileVersion: '9\.0'/m);
   const build = buildStages(m).flatMap(runTexts);
@@ -530,8 +646,8 @@ export function checkPnpmInstall(m: DockerModel, lockfile: string) {
     expect(i, 'pnpm install from the lockfile').toMatch(/--frozen-lockfile/);
     const filters = [...i.matchAll(/--filter[= ]"?([^"\s]+)"?/g)].map((x) => x[1]);
     if (filters.length)
-      expect(filters, 'a filtered install has the two apps and their dependencies').toEqual(
-        expect.arrayContaining(['@paidrelay/admission...', '@paidrelay/relay...']),
+      expect(filters, 'a filtered install has the apps and their dependencies').toEqual(
+        expect.arrayContaining(APPS.map((app) => `@paidrelay/${app}...`)),
       );
   }
   // no devDependencies in what the final stage runs: installed with --prod, or pruned / deployed with --prod
@@ -689,8 +805,6 @@ export function checkRuntimeUser(m: DockerModel) {
   expect(Number(user.split(':')[0]), 'USER is not root').not.toBe(0);
   const env = stageEnv(m.final);
   expect(env.NODE_ENV, 'ENV NODE_ENV').toBe('production');
-  expect(Number(env.PORT ?? DEFAULTS.PORT)).toBe(DEFAULTS.PORT);
-  expect(Number(env.ADMISSION_PORT ?? DEFAULTS.ADMISSION_PORT)).toBe(DEFAULTS.ADMISSION_PORT);
   const dataDir = must(env.DATA_DIR, 'ENV DATA_DIR');
   const uid = user.split(':')[0];
   const owned =
@@ -703,7 +817,8 @@ export function checkRuntimeUser(m: DockerModel) {
   const exposed = instructionsOf(m.final, 'EXPOSE')
     .flatMap(words)
     .map((p) => Number(p.split('/')[0]));
-  expect(exposed.sort(), 'EXPOSE the two ports').toEqual([DEFAULTS.PORT, DEFAULTS.ADMISSION_PORT].sort());
+  expect(exposed.sort(), 'EXPOSE the ports of the apps').toEqual(APPS.map((app) => DEFAULTS[PORT_VAR[app]]).sort());
+  for (const app of APPS) expect(Number(env[PORT_VAR[app]] ?? DEFAULTS[PORT_VAR[app]]), PORT_VAR[app]).toBe(DEFAULTS[PORT_VAR[app]]);
 }
 
 /**
@@ -749,6 +864,20 @@ export function checkEntrypoint(m: DockerModel, ctx: Context) {
       expect(origin.path, `${app}: node runs JavaScript`).toMatch(/\.[mc]?js$/);
       const runs = runTexts(origin.stage).join('\n');
       expect(runs, `${app}: stage ${origin.stage.name ?? origin.stage.index} runs a build`).toMatch(BUILD_RUN);
+      // `pnpm build <app>...` builds only the apps it names (scripts/build.ts)
+      for (const b of runs.matchAll(/\bpnpm (?:run )?build((?:[ \t]+[a-z][\w-]*)*)/g)) {
+        const named = b[1].trim().split(/\s+/).filter(Boolean);
+        if (named.length) expect(named, `${app}: \`pnpm build ${named.join(' ')}\` builds the ${app}`).toContain(app);
+      }
+      // and what the bundle reads beside it at run time is built into the image too
+      const appDir = file.slice(0, file.indexOf(`/apps/${app}/`) + `/apps/${app}`.length);
+      for (const f of BUILT_BESIDE[app]) {
+        const o = originOf(m, m.final, posix.join(appDir, f), ctx);
+        expect(
+          o.kind === 'stage' && o.stage !== m.final && BUILD_RUN.test(runTexts(o.stage).join('\n')),
+          `${app}: ${f} is built into the image`,
+        ).toBe(true);
+      }
       const { dir, rest, pkg } = packageOf(origin.stage, origin.path);
       expect(dir, `${app}: the built file belongs to apps/${app}`).toBe(`apps/${app}`);
       const root = JSON.parse(ctx.read('package.json')) as Obj;

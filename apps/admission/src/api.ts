@@ -1,8 +1,10 @@
 import type { ServerResponse } from 'node:http';
-import { createInvoice, getAccount, getHeldEvent, getInvoice } from '@paidrelay/db';
-import { notOnSale, parsePubkey, productsOnSale, type Product } from '@paidrelay/pricing';
+import { createInvoice, getAccount, getHeldEvent, getInvoice, type HeldEvent } from '@paidrelay/db';
+import { pricesJson, settingsOfPrices } from '@paidrelay/payment-gate';
+import { heldEventPrice, notOnSale, parsePubkey, productsOnSale, type Product } from '@paidrelay/pricing';
 import { isHex64 } from '@paidrelay/nostr';
 import { z } from 'zod';
+import type { CreateInvoiceBody, HeldEventView, PricingView } from './api-types.ts';
 import { accountJson, invoiceJson, now, type AdmissionContext } from './context.ts';
 import { error, HttpError, json, readJson, type Req } from './http.ts';
 import type { InvoiceStreams } from './sse.ts';
@@ -16,7 +18,7 @@ const invoiceRequest = z.object({
   product: z.enum(['admission', 'subscription', 'credit', 'event']),
   amount_msat: z.number().int().positive().optional(),
   event_id: z.string().refine(isHex64, 'event_id must be 64 lowercase hex characters').optional(),
-});
+}) satisfies z.ZodType<CreateInvoiceBody>;
 
 /** Invoices created per client IP in the current minute. */
 export class InvoiceRateLimit {
@@ -35,17 +37,12 @@ export class InvoiceRateLimit {
   }
 }
 
-export function pricingJson(ctx: AdmissionContext) {
+/** The prices as they are now (an admin may have changed them a moment ago). */
+export function pricingJson(ctx: AdmissionContext): PricingView {
   const p = ctx.pricing;
   const host = new URL(ctx.config.PAYMENTS_URL).host;
   return {
-    admission_msat: p.admissionMsat,
-    subscription_msat: p.subscriptionMsat,
-    subscription_period_seconds: p.subscriptionPeriodSeconds,
-    publication_msat: p.publicationMsat,
-    publication_kinds: Object.fromEntries([...p.publicationKinds].map(([k, v]) => [String(k), v])),
-    publication_per_kb_msat: p.publicationPerKbMsat,
-    event_msat: p.eventMsat,
+    ...pricesJson(settingsOfPrices(p)),
     products: productsOnSale(p),
     credit: { min_msat: CREDIT_MIN_MSAT, max_msat: CREDIT_MAX_MSAT },
     relay_url: ctx.relayUrl,
@@ -65,6 +62,11 @@ async function heldEventSoon(ctx: AdmissionContext, eventId: string, waitMs = 15
     if (held || Date.now() >= until) return held;
     await new Promise((r) => setTimeout(r, 100));
   }
+}
+
+/** A held event's price at the prices of now (not those of its refusal: an admin may have changed them). */
+function heldPrice(ctx: AdmissionContext, held: HeldEvent): number {
+  return heldEventPrice(ctx.pricing, held.kind, Buffer.byteLength(held.raw));
 }
 
 /** What one invoice for this product costs, or a 4xx. */
@@ -95,8 +97,9 @@ async function priceFor(
       if (!body.event_id) throw new HttpError(400, 'event_id is required for product "event"');
       const held = await heldEventSoon(ctx, body.event_id);
       if (!held || held.pubkey !== pubkey) throw new HttpError(404, 'no held event with this id for this pubkey (it may have expired)');
-      if (held.amountMsat <= 0) throw new HttpError(400, notOnSale(p, 'event'));
-      return { amount: held.amountMsat, eventId: held.id, what: 'publishing one event' };
+      const amount = heldPrice(ctx, held);
+      if (amount <= 0) throw new HttpError(400, notOnSale(p, 'event'));
+      return { amount, eventId: held.id, what: 'publishing one event' };
     }
   }
 }
@@ -163,11 +166,6 @@ export async function getAccountRoute(ctx: AdmissionContext, req: Req, res: Serv
 }
 
 /**
- * A held (refused) event, for the pay page. Its content preview is shown only to whoever also
- * names its author (`?pubkey=<hex or npub>`, as the pay URL does); anyone else gets the same 404
- * as for an unknown id, so an event id alone reveals neither the content nor the existence.
- */
-/**
  * A held event as the pay page shows it: what it is and what publishing it costs, never its
  * content. The short pay URL names the event alone, so anyone who has the id may ask; a refused
  * event's text is its author's business. With `?pubkey=`, a pubkey that is not the author's is
@@ -183,5 +181,12 @@ export async function getHeldRoute(ctx: AdmissionContext, req: Req, res: ServerR
   if (!held || (pubkey !== undefined && held.pubkey !== pubkey)) {
     return error(res, 404, 'no held event with this id (it may have expired or been published)');
   }
-  json(res, 200, { id: held.id, pubkey: held.pubkey, kind: held.kind, amount_msat: held.amountMsat, expires_at: held.expiresAt });
+  const view: HeldEventView = {
+    id: held.id,
+    pubkey: held.pubkey,
+    kind: held.kind,
+    amount_msat: heldPrice(ctx, held),
+    expires_at: held.expiresAt,
+  };
+  json(res, 200, view);
 }

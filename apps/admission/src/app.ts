@@ -1,26 +1,28 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { gzipSync } from 'node:zlib';
 import type { AddressInfo } from 'node:net';
-import type { Bus } from '@paidrelay/bus';
+import { busReadiness, type Bus } from '@paidrelay/bus';
 import type { Config, RelayKey } from '@paidrelay/config';
 import type { Database } from '@paidrelay/db';
 import type { LightningBackend } from '@paidrelay/lightning';
+import { LivePrices } from '@paidrelay/payment-gate';
 import type { Pricing } from '@paidrelay/pricing';
+import { sendAsset } from '@paidrelay/page';
 import type { Logger } from 'pino';
 import { Counter, Registry, collectDefaultMetrics } from 'prom-client';
 import { getAccountRoute, getHeldRoute, getInvoiceRoute, invoiceEvents, InvoiceRateLimit, postInvoice, pricingJson } from './api.ts';
 import type { AdmissionContext } from './context.ts';
-import { clientIp, corsPreflight, error, HttpError, json, Router, send, type Req } from './http.ts';
+import { clientIp, CORS, corsPreflight, error, HttpError, json, Router, send, type Req } from './http.ts';
 import { lnurlCallback, lnurlPay } from './lnurl.ts';
-import { buildPayPage } from './page/index.ts';
 import { publishRelayProfile } from './profile.ts';
 import { InvoiceStreams } from './sse.ts';
 import { watchPayments } from './watch.ts';
+import { buildPayPage } from './web/index.ts';
 
 export type AdmissionDeps = {
   db: Database;
   bus: Bus;
   lightning: LightningBackend;
+  /** The config's pricing: its prices seed the stored ones on a first start; the service then follows those. */
   pricing: Pricing;
   relayKey: RelayKey;
   relayUrl: string;
@@ -35,22 +37,16 @@ export type Admission = {
   close(): Promise<void>;
 };
 
-/** Page assets are named by content hash, so browsers may keep them; gzip when accepted. */
-function sendAsset(req: IncomingMessage, res: ServerResponse, plain: string, gz: Buffer, type: string): void {
-  const headers = { 'Cache-Control': 'public, max-age=31536000, immutable', Vary: 'Accept-Encoding' };
-  if (/\bgzip\b/.test(String(req.headers['accept-encoding'] ?? ''))) send(res, 200, gz, type, { ...headers, 'Content-Encoding': 'gzip' });
-  else send(res, 200, plain, type, headers);
-}
-
 /** The payments service: JSON API, pay page, LNURL-pay with zaps, payment watching. */
 export async function startAdmission(config: Config, log: Logger, deps: AdmissionDeps, port = config.ADMISSION_PORT): Promise<Admission> {
   const paymentsUrl = new URL(config.PAYMENTS_URL);
-  const ctx: AdmissionContext = { config, log, ...deps, origin: paymentsUrl.origin };
+  // Invoices, /api/pricing and settlement read the prices as they are now (admins change them).
+  const prices = await LivePrices.start(deps.db, deps.bus, log, deps.pricing);
+  const ctx: AdmissionContext = { config, log, ...deps, pricing: prices.pricing, origin: paymentsUrl.origin };
   const limiter = new InvoiceRateLimit(config.INVOICES_PER_MINUTE_PER_IP);
   const streams = new InvoiceStreams(ctx);
   const basePath = paymentsUrl.pathname.replace(/\/$/, '') || '/pay';
   const page = await buildPayPage({ title: config.RELAY_NAME, basePath });
-  const assets = { js: gzipSync(page.js), css: gzipSync(page.css) };
 
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
@@ -75,13 +71,14 @@ export async function startAdmission(config: Config, log: Logger, deps: Admissio
     .on('GET', basePath + '/e/:event_id', (_req, res) =>
       send(res, 200, page.html, 'text/html; charset=utf-8', { 'Cache-Control': 'no-cache' }),
     )
-    .on('GET', basePath + '/pay.js', (req, res) => sendAsset(req, res, page.js, assets.js, 'text/javascript; charset=utf-8'))
-    .on('GET', basePath + '/pay.css', (req, res) => sendAsset(req, res, page.css, assets.css, 'text/css; charset=utf-8'))
+    .on('GET', basePath + '/pay.js', (req, res) => sendAsset(req, res, page.js, CORS))
+    .on('GET', basePath + '/pay.css', (req, res) => sendAsset(req, res, page.css, CORS))
     .on('GET', '/healthz', (_req, res) => send(res, 200, 'ok\n', 'text/plain'))
     // db.isReady(): one probe in flight at most, false after 2 s (a silent database), cached 1 s.
+    // The bus is reported too, but only the database makes the service unready.
     .on('GET', '/readyz', async (_req, res) => {
-      if (await ctx.db.isReady()) send(res, 200, 'ready\n', 'text/plain');
-      else send(res, 503, 'database unreachable\n', 'text/plain');
+      if (await ctx.db.isReady()) send(res, 200, `ready\n${busReadiness(ctx.bus)}`, 'text/plain');
+      else send(res, 503, `database unreachable\n${busReadiness(ctx.bus)}`, 'text/plain');
     })
     .on('GET', '/metrics', async (_req, res) => send(res, 200, await registry.metrics(), registry.contentType));
 
@@ -112,14 +109,14 @@ export async function startAdmission(config: Config, log: Logger, deps: Admissio
   // Nothing a client sends may escape the handler: a throw or a rejection is a 4xx/500 and a
   // log line, never an uncaught exception (which would end the process).
   const server: Server = createServer((rawReq, res) => {
-    res.on('error', (err) => log.warn({ err: err.message }, 'response error'));
+    res.on('error', (err) => log.warn({ err }, 'response error'));
     handle(rawReq, res).catch((err: unknown) => {
       try {
         if (err instanceof HttpError) return error(res, err.status, err.message);
-        log.error({ err: (err as Error)?.message ?? String(err), path: String(rawReq.url).slice(0, 200) }, 'request failed');
+        log.error({ err, path: String(rawReq.url).slice(0, 200) }, 'request failed');
         error(res, 500, 'internal error, try again');
       } catch (e) {
-        log.warn({ err: (e as Error)?.message }, 'could not answer a failed request');
+        log.warn({ err: e }, 'could not answer a failed request');
         res.destroy();
       }
     });
@@ -156,6 +153,7 @@ export async function startAdmission(config: Config, log: Logger, deps: Admissio
     reconcile: watcher.reconcile,
     async close() {
       watcher.stop();
+      prices.close();
       streams.close();
       server.closeAllConnections();
       await new Promise<void>((r) => server.close(() => r()));

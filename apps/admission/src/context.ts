@@ -5,6 +5,7 @@ import type { Database, InvoiceRow, AccountRow } from '@paidrelay/db';
 import type { LightningBackend } from '@paidrelay/lightning';
 import { isAdmitted, type Pricing } from '@paidrelay/pricing';
 import type { Logger } from 'pino';
+import type { AccountView, InvoiceView } from './api-types.ts';
 
 /** What every part of the admission service shares. */
 export type AdmissionContext = {
@@ -25,7 +26,7 @@ export type AdmissionContext = {
 export const now = nowSeconds;
 
 /** An invoice as the API shows it. */
-export function invoiceJson(inv: InvoiceRow, at = now()) {
+export function invoiceJson(inv: InvoiceRow, at = now()): InvoiceView {
   const status = inv.status === 'pending' && inv.expiresAt <= at ? 'expired' : inv.status;
   return {
     id: inv.id,
@@ -42,14 +43,11 @@ export function invoiceJson(inv: InvoiceRow, at = now()) {
   };
 }
 
-export type InvoiceJson = ReturnType<typeof invoiceJson>;
-
 /** An account as the API shows it; `admitted` is whether it may write now. */
-export function accountJson(pubkey: string, a: AccountRow | undefined, at = now()) {
-  const acc = a ? { admitted: a.admitted, admittedUntil: a.admittedUntil, balanceMsat: a.balanceMsat } : undefined;
+export function accountJson(pubkey: string, a: AccountRow | undefined, at = now()): AccountView {
   return {
     pubkey,
-    admitted: isAdmitted(acc, at),
+    admitted: isAdmitted(a, at),
     admitted_until: a?.admitted ? a.admittedUntil : null,
     balance_msat: a?.balanceMsat ?? 0,
   };

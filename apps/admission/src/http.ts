@@ -46,7 +46,7 @@ export function decodeParam(raw: string): string {
   }
 }
 
-const CORS: Record<string, string> = {
+export const CORS: Record<string, string> = {
   'Access-Control-Allow-Origin': '*',
   'Access-Control-Allow-Headers': 'Content-Type, Authorization',
   'Access-Control-Allow-Methods': 'GET, POST, OPTIONS',

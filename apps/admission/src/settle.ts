@@ -1,17 +1,8 @@
 import { ACCOUNTS_CHANNEL, encodeEventMessage, EVENTS_CHANNEL, INVOICES_CHANNEL } from '@paidrelay/bus';
-import {
-  deleteHeldEvents,
-  getInvoiceByHash,
-  listHeldEvents,
-  setZapReceipt,
-  settleInvoice,
-  storeEvents,
-  type AccountRow,
-  type Schema,
-} from '@paidrelay/db';
-import { gate } from '@paidrelay/pricing';
+import { getInvoiceByHash, setZapReceipt, settleInvoice, storeEvents } from '@paidrelay/db';
+import { releaseHeldEvents } from '@paidrelay/payment-gate';
 import { eventToJson, type NostrEvent } from '@paidrelay/nostr';
-import { sql, type Kysely } from 'kysely';
+import { sql } from 'kysely';
 import { invoiceJson, now, type AdmissionContext } from './context.ts';
 import { zapReceipt } from './zap.ts';
 
@@ -55,7 +46,7 @@ export async function settle(ctx: AdmissionContext, paymentHash: string, amountM
       await setZapReceipt(trx, r.invoice.id, receipt.id);
       published.push(raw);
     }
-    if (r.account) published.push(...(await releaseHeld(ctx, trx, r.account, at)));
+    if (r.account) published.push(...(await releaseHeldEvents(trx, ctx.pricing, r.account, at)));
     return { ...r, published };
   });
   if (!result.settled) return false;
@@ -67,29 +58,4 @@ export async function settle(ctx: AdmissionContext, paymentHash: string, amountM
   ctx.bus.publish(INVOICES_CHANNEL, JSON.stringify(invoiceJson(result.invoice)));
   for (const raw of result.published) ctx.bus.publish(EVENTS_CHANNEL, encodeEventMessage(ADMISSION_SENDER, raw));
   return true;
-}
-
-/**
- * After a grant, the pubkey's refused writes that the gate now accepts for free are published
- * (the person paid admission from the pay link of a refused post and expects to see it).
- * Ones that would cost a publication price stay held: the person can pay for them or re-post.
- */
-async function releaseHeld(ctx: AdmissionContext, trx: Kysely<Schema>, account: AccountRow, at: number): Promise<string[]> {
-  const acc = { admitted: account.admitted, admittedUntil: account.admittedUntil, balanceMsat: account.balanceMsat };
-  const released: { id: string; raw: string }[] = [];
-  for (const held of await listHeldEvents(trx, account.pubkey, at)) {
-    const ev = JSON.parse(held.raw) as NostrEvent;
-    if (gate(ctx.pricing, ev, Buffer.byteLength(held.raw), acc, at).action === 'accept') released.push(held);
-  }
-  if (released.length === 0) return [];
-  const outcomes = await storeEvents(
-    trx,
-    released.map((h) => ({ event: JSON.parse(h.raw) as NostrEvent, raw: h.raw })),
-    at,
-  );
-  await deleteHeldEvents(
-    trx,
-    released.map((h) => h.id),
-  );
-  return released.filter((_, i) => outcomes[i].status === 'stored').map((h) => h.raw);
 }

@@ -1,6 +1,7 @@
 import type { ServerResponse } from 'node:http';
 import { INVOICES_CHANNEL } from '@paidrelay/bus';
-import type { InvoiceJson, AdmissionContext } from './context.ts';
+import type { InvoiceView } from './api-types.ts';
+import type { AdmissionContext } from './context.ts';
 
 /**
  * Live invoice status for pay pages (Server-Sent Events). Status changes arrive on the bus,
@@ -13,7 +14,7 @@ export class InvoiceStreams {
   constructor(ctx: AdmissionContext) {
     void ctx.bus.subscribe(INVOICES_CHANNEL, (msg) => {
       try {
-        const inv = JSON.parse(msg) as InvoiceJson;
+        const inv = JSON.parse(msg) as InvoiceView;
         for (const res of this.streams.get(inv.id) ?? []) this.push(res, inv);
       } catch (err) {
         ctx.log.warn({ err }, 'invoice stream: bad bus message');
@@ -25,7 +26,7 @@ export class InvoiceStreams {
     this.heartbeat.unref();
   }
 
-  open(res: ServerResponse, inv: InvoiceJson, refresh: () => Promise<InvoiceJson | undefined>): void {
+  open(res: ServerResponse, inv: InvoiceView, refresh: () => Promise<InvoiceView | undefined>): void {
     res.writeHead(200, {
       'Content-Type': 'text/event-stream',
       'Cache-Control': 'no-store',
@@ -49,7 +50,7 @@ export class InvoiceStreams {
     });
   }
 
-  private push(res: ServerResponse, inv: InvoiceJson): void {
+  private push(res: ServerResponse, inv: InvoiceView): void {
     res.write(`event: status\ndata: ${JSON.stringify(inv)}\n\n`);
     if (inv.status !== 'pending') res.end();
   }

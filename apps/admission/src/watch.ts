@@ -34,7 +34,7 @@ export async function watchPayments(ctx: AdmissionContext): Promise<{ reconcile:
 async function reconcileOnce(ctx: AdmissionContext): Promise<void> {
   let pending: Awaited<ReturnType<typeof listPendingInvoices>>;
   try {
-    pending = await listPendingInvoices(ctx.db.kysely, now());
+    pending = await listPendingInvoices(ctx.db.kysely);
   } catch (err) {
     ctx.log.warn({ err }, 'reconciler: cannot list pending invoices');
     return;
@@ -50,5 +50,9 @@ async function reconcileOnce(ctx: AdmissionContext): Promise<void> {
     }
   }
   // Past their expiry and not paid according to the wallet: mark them expired.
-  if (expired) await expireInvoices(ctx.db.kysely, now()).catch(() => {});
+  if (expired) {
+    await expireInvoices(ctx.db.kysely, now()).catch((err: unknown) =>
+      ctx.log.warn({ err }, 'reconciler: cannot mark invoices expired; the next run will'),
+    );
+  }
 }

@@ -1,2 +1,2 @@
 export { startDashboard, dashboardRelayUrl, type Dashboard, type DashboardOptions } from './server.ts';
-export { bundleDashboardAssets, buildDashboardPage } from './page/index.ts';
+export { buildDashboardPage, DASHBOARD_PAGE } from './page/index.ts';

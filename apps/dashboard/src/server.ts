@@ -1,6 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Config } from '@paidrelay/config';
+import { sendAsset } from '@paidrelay/page';
 import type { Logger } from 'pino';
 import { buildDashboardPage } from './page/index.ts';
 
@@ -55,10 +56,8 @@ export async function startDashboard(config: Config, log: Logger, opts: Dashboar
     if (req.method !== 'GET' && req.method !== 'HEAD') return send(405, 'text/plain', 'method not allowed\n', { Allow: 'GET, HEAD' });
     if (path === '/' || path === '/index.html')
       return send(200, 'text/html; charset=utf-8', page.html, { 'Content-Security-Policy': csp, 'Cache-Control': 'no-cache' });
-    if (path === '/dashboard.js')
-      return send(200, 'text/javascript; charset=utf-8', page.js, { 'Cache-Control': 'public, max-age=31536000, immutable' });
-    if (path === '/dashboard.css')
-      return send(200, 'text/css; charset=utf-8', page.css, { 'Cache-Control': 'public, max-age=31536000, immutable' });
+    if (path === '/dashboard.js') return sendAsset(req, res, page.js, SECURITY);
+    if (path === '/dashboard.css') return sendAsset(req, res, page.css, SECURITY);
     if (path === '/healthz') return send(200, 'text/plain', 'ok\n');
     send(404, 'text/plain', 'not found\n');
   });

@@ -1,4 +1,5 @@
 import { encodeAuth, type NostrEvent } from '@paidrelay/nostr';
+import type { LimitFunction } from 'p-limit';
 import type { WebSocket } from './uws.ts';
 import type { TokenBucket } from './limits.ts';
 import type { ReadFilter } from './read-policy.ts';
@@ -34,7 +35,12 @@ export type Connection = {
   bucket: TokenBucket;
   /** Messages refused in a row by `bucket`: one NOTICE per run, and a connection that keeps on is closed. */
   overLimit: number;
-  queries: number;
+  /** EVENTs refused in a row by the address's bucket (before parsing): a connection that keeps on is closed. */
+  addressRefused: number;
+  /** How many of those refusals get an OK (a person's pace always does; a flood's are dropped unanswered). */
+  refusalAnswers: TokenBucket;
+  /** Runs this connection's stored-event queries, a few at a time (query.ts). */
+  querySlots: LimitFunction;
 };
 
 const outbox = new Map<Connection, string[]>();

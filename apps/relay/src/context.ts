@@ -11,6 +11,7 @@ import type { ReadPolicy } from './read-policy.ts';
 import type { RelayKey } from '@paidrelay/config';
 import type { PaymentGate } from './gate.ts';
 import type { Nip11Hook } from './hooks.ts';
+import type { ManagementMethod } from './management.ts';
 import type { RateLimiter } from './rate-limit.ts';
 import type { GroupCommitWriter } from './store.ts';
 import type { VerifyPool } from './verify.ts';
@@ -43,4 +44,6 @@ export type RelayContext = {
   nip11: readonly Nip11Hook[];
   /** NIP-86 moderation state (bans, allow-lists, kinds, addresses, relay texts), kept current by the bus. */
   moderation: Moderation;
+  /** NIP-86 methods handed in as hooks (RelayHooks.management), besides the core's own. */
+  management?: Readonly<Record<string, ManagementMethod>>;
 };

@@ -3,12 +3,16 @@ import type { Config, RelayKey } from '@paidrelay/config';
 import type { Database } from '@paidrelay/db';
 import type { Logger } from 'pino';
 import type { PaymentGate } from './gate.ts';
+import type { ManagementMethod } from './management.ts';
 import type { Metrics } from './metrics.ts';
 import type { WritePolicy } from './policy.ts';
 import type { Membership, ReadPolicy } from './read-policy.ts';
 
-/** A change to the NIP-11 document, applied each time it is rendered (khatru's OverwriteRelayInformation). */
-export type Nip11Hook = (doc: Record<string, unknown>) => Record<string, unknown>;
+/**
+ * A change to the NIP-11 document (khatru's OverwriteRelayInformation). The document is
+ * rendered again when moderation changes, or when a hook's `version` (if it has one) does.
+ */
+export type Nip11Hook = ((doc: Record<string, unknown>) => Record<string, unknown>) & { version?: () => number };
 
 /**
  * What an entry point adds to the relay core, as plain functions and lists of them (khatru's
@@ -30,6 +34,8 @@ export type RelayHooks = {
   purge?: ((now: number) => Promise<number>)[];
   /** Run on close, after the sockets and the writer are done, before the bus and the database close. */
   onClose?: (() => void | Promise<void>)[];
+  /** More NIP-86 methods by name (the payment side's prices and grants); a name given twice is an error. */
+  management?: Record<string, ManagementMethod>;
 };
 
 /** The core's services that hooks may need, built before them (the payment gate reads accounts, follows the allow-list...). */
@@ -59,6 +65,7 @@ export async function resolveHooks(
     nip11: [] as Nip11Hook[],
     purge: [] as ((now: number) => Promise<number>)[],
     onClose: [] as (() => void | Promise<void>)[],
+    management: {} as Record<string, ManagementMethod>,
     gate: undefined as PaymentGate | undefined,
     membership: undefined as Membership | undefined,
   };
@@ -69,6 +76,10 @@ export async function resolveHooks(
     out.nip11.push(...(h.nip11 ?? []));
     out.purge.push(...(h.purge ?? []));
     out.onClose.push(...(h.onClose ?? []));
+    for (const [name, method] of Object.entries(h.management ?? {})) {
+      if (Object.hasOwn(out.management, name)) throw new Error(`two management methods named ${name} given to the relay`);
+      out.management[name] = method;
+    }
     if (h.gate) {
       if (out.gate) throw new Error('two payment gates given to the relay');
       out.gate = h.gate;

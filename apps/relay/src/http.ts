@@ -1,3 +1,4 @@
+import { busReadiness } from '@paidrelay/bus';
 import type { HttpRequest, HttpResponse, TemplatedApp } from './uws.ts';
 import type { RelayContext } from './context.ts';
 import { managementRoute } from './management.ts';
@@ -64,14 +65,16 @@ function later(ctx: RelayContext, res: HttpResponse, work: () => Promise<[status
 
 /** HTTP on the relay's own port: NIP-11, NIP-86 management, Prometheus metrics, liveness and readiness. */
 export function httpRoutes(app: TemplatedApp, ctx: RelayContext, state: { ready: () => Promise<boolean> }): void {
-  // NIP-11 is rendered again whenever an admin's change (NIP-86) reaches this replica.
+  // NIP-11 is rendered again whenever an admin's change (NIP-86) reaches this replica: of the
+  // moderation state, or of what a hook renders (prices). Each version only grows: their sum tells.
   let infoVersion = -1;
   let info = '';
   let name = ctx.config.RELAY_NAME;
   // (A context built by hand, as in the HTTP fuzz test, may come without moderation.)
   const moderation = ctx.moderation as RelayContext['moderation'] | undefined;
   const currentInfo = (): string => {
-    const version = moderation?.version ?? 0;
+    let version = moderation?.version ?? 0;
+    for (const hook of ctx.nip11 ?? []) version += hook.version?.() ?? 0;
     if (infoVersion !== version) {
       infoVersion = version;
       const config = moderation ? moderation.infoConfig(ctx.config) : ctx.config;
@@ -104,7 +107,9 @@ export function httpRoutes(app: TemplatedApp, ctx: RelayContext, state: { ready:
     '/readyz',
     safe(ctx, (res) =>
       later(ctx, res, async () =>
-        (await state.ready()) ? ['200 OK', 'text/plain', 'ready\n'] : ['503 Service Unavailable', 'text/plain', 'not ready\n'],
+        (await state.ready())
+          ? ['200 OK', 'text/plain', `ready\n${busReadiness(ctx.bus)}`]
+          : ['503 Service Unavailable', 'text/plain', `not ready\n${busReadiness(ctx.bus)}`],
       ),
     ),
   );

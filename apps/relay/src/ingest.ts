@@ -20,11 +20,27 @@ import { deliver } from './fanout.ts';
 import { networkKey } from './limits.ts';
 import { runPolicies } from './policy.ts';
 import { closeSub, handleCount, handleReq } from './query.ts';
-import { limitRead } from './rate-limit.ts';
+import { limitRead, type Verdict } from './rate-limit.ts';
 
 // fatal: invalid UTF-8 (possible in a binary frame; uWS closes text frames that are not UTF-8)
 // is refused with a NOTICE instead of being turned into U+FFFD and parsed.
 const utf8 = new TextDecoder('utf-8', { fatal: true });
+/** A frame that is an EVENT, told from its first characters (whitespace allowed, as JSON allows it). */
+const EVENT_FRAME = /^\s*\[\s*"EVENT"\s*,/;
+/**
+ * The event's id as the frame spells it, found without parsing: for the OK of a refusal decided
+ * before parsing. Only a key can be followed by `:`, and a quote inside a JSON string is escaped,
+ * so this is the `id` of an object in the frame (a valid event has no other).
+ */
+const RAW_ID = /"id"\s*:\s*"([0-9a-f]{64})"/;
+/**
+ * EVENTs refused by the address's bucket that get an answer, per connection: someone behind a
+ * flooded address (a NAT, an exit node) writing at a person's pace is always told `rate-limited:`;
+ * a flood past this burst gets no answer (a client waiting for its OKs stops; one that does not
+ * is closed after a burst's worth in a row).
+ */
+export const REFUSAL_ANSWERS_PER_SECOND = 1;
+export const REFUSAL_ANSWERS_BURST = 10;
 
 /**
  * First stage: one client message in, dispatched by verb. Never throws. `data` is the frame as
@@ -40,9 +56,7 @@ export function ingest(ctx: RelayContext, conn: Connection, data: ArrayBuffer | 
     if (conn.overLimit++ === 0) {
       send(conn, encodeNotice(reason('rate-limited', `slow down: at most ${ctx.config.MAX_MESSAGES_PER_SECOND} messages per second`)));
     } else if (conn.overLimit === ctx.config.MAX_MESSAGES_PER_SECOND * 2 + 1) {
-      ctx.metrics.messages.inc({ type: 'flood-closed' });
-      // After the outbox has been written (the NOTICE goes first).
-      setImmediate(() => !conn.closed && conn.ws?.end(1008, 'rate-limited: too many messages, slow down'));
+      closeFlooding(ctx, conn, 'rate-limited: too many messages, slow down');
     }
     return;
   }
@@ -61,11 +75,20 @@ export function ingest(ctx: RelayContext, conn: Connection, data: ArrayBuffer | 
     send(conn, encodeNotice(reason('invalid', 'message is not valid UTF-8 text')));
     return;
   }
+  // The address's EVENT bucket before anything is parsed: a flood from one address costs this
+  // thread a look at the frame's text and an answer per message, nothing more.
+  const limiter = ctx.rateLimiter?.eventsPerIp && EVENT_FRAME.test(text) ? ctx.rateLimiter : undefined;
+  const byAddress = limiter?.eventFromAddress(conn.ip);
+  if (typeof byAddress === 'string') {
+    refuseUnparsed(ctx, conn, text, byAddress);
+    return;
+  }
+  if (limiter && byAddress === undefined) conn.addressRefused = 0;
   const msg = parseClientMessage(text, ctx.limits);
   ctx.metrics.messages.inc({ type: msg.type });
   switch (msg.type) {
     case 'EVENT':
-      guard(ctx, handleEvent(ctx, conn, msg.event), () =>
+      guard(ctx, handleEvent(ctx, conn, msg.event, byAddress), () =>
         send(conn, encodeOk(msg.event.id, false, reason('error', 'could not process the event, try again'))),
       );
       return;
@@ -127,7 +150,7 @@ export function ingest(ctx: RelayContext, conn: Connection, data: ArrayBuffer | 
  */
 function guard(ctx: RelayContext, p: Promise<void>, answer: () => void): void {
   p.catch((err: unknown) => {
-    ctx.log.error({ err: (err as Error)?.message ?? String(err) }, 'message handler failed');
+    ctx.log.error({ err }, 'message handler failed');
     try {
       answer();
     } catch {
@@ -148,25 +171,66 @@ function nulTagValue(filters: Filter[]): string | undefined {
   return undefined;
 }
 
+/** Closed after what was queued for it (a NOTICE, OKs) has been written: refusing a flood costs too. */
+function closeFlooding(ctx: RelayContext, conn: Connection, why: string): void {
+  ctx.metrics.messages.inc({ type: 'flood-closed' });
+  setImmediate(() => !conn.closed && conn.ws?.end(1008, why));
+}
+
+/**
+ * An EVENT refused by its address's bucket, from the frame's text alone: OK false with the
+ * frame's id (a NOTICE when it has none), within the connection's answers for such refusals;
+ * past them, dropped unanswered. A connection that sends a burst's worth in a row without
+ * heeding the `retry in` is closed.
+ */
+function refuseUnparsed(ctx: RelayContext, conn: Connection, text: string, why: string): void {
+  ctx.metrics.events.inc({ result: 'refused', reason: 'rate-limited' });
+  if (conn.refusalAnswers.take()) {
+    const id = RAW_ID.exec(text)?.[1];
+    send(conn, id ? encodeOk(id, false, why) : encodeNotice(why));
+  }
+  countAddressRefusal(ctx, conn);
+}
+
+/** One more EVENT refused in a row by the address's bucket (decided at once or after waiting for Redis). */
+function countAddressRefusal(ctx: RelayContext, conn: Connection): void {
+  if (++conn.addressRefused === ctx.config.RATE_EVENTS_BURST_PER_IP + 1) {
+    send(conn, encodeNotice(reason('rate-limited', 'too many EVENTs from this address, slow down')));
+    closeFlooding(ctx, conn, 'rate-limited: too many EVENTs from this address');
+  }
+}
+
 function refuse(ctx: RelayContext, conn: Connection, id: string, why: string): void {
   ctx.metrics.events.inc({ result: 'refused', reason: why.slice(0, why.indexOf(':')) });
   // auth-required: the client also gets a fresh AUTH challenge to act on (NIP-42).
   sendRefusal(conn, encodeOk(id, false, why), why);
 }
 
-/** EVENT: id, signature, policies, store (group commit), OK, fan-out. */
-async function handleEvent(ctx: RelayContext, conn: Connection, ev: NostrEvent): Promise<void> {
-  // Shared token buckets: the address before any verification work, the author after the signature.
-  const byAddress = ctx.rateLimiter && (await ctx.rateLimiter.eventFromAddress(conn.ip));
-  if (byAddress) return refuse(ctx, conn, ev.id, byAddress);
+/**
+ * EVENT: the cheap checks first (the address's bucket, taken in `ingest`; the id; whether the gate
+ * would refuse it), then the signature, the author's bucket, policies, gate, store (group
+ * commit), OK, fan-out.
+ */
+async function handleEvent(ctx: RelayContext, conn: Connection, ev: NostrEvent, byAddress?: Promise<Verdict>): Promise<void> {
+  if (byAddress) {
+    const why = await byAddress;
+    if (why) {
+      refuse(ctx, conn, ev.id, why);
+      return countAddressRefusal(ctx, conn);
+    }
+    conn.addressRefused = 0;
+  }
   if (!hasValidId(ev)) return refuse(ctx, conn, ev.id, reason('invalid', 'event id does not match the event'));
+  const json = eventToJson(ev);
+  const unpaid = await overUnpaidBudget(ctx, conn, ev, json);
+  if (unpaid) return refuse(ctx, conn, ev.id, unpaid);
   if (!(await ctx.verifier.verify(ev))) return refuse(ctx, conn, ev.id, reason('invalid', 'signature is invalid'));
+  // The author's bucket after the signature: nobody can spend another key's.
   const byPubkey = ctx.rateLimiter && (await ctx.rateLimiter.eventFromPubkey(ev.pubkey));
   if (byPubkey) return refuse(ctx, conn, ev.id, byPubkey);
   const why = runPolicies(ctx.policies, ev, { now: nowSeconds(), authed: conn.authed, ip: conn.ip });
   if (why !== undefined) return refuse(ctx, conn, ev.id, why);
 
-  const json = eventToJson(ev);
   let charge: number | undefined;
   let settle: ((committed: boolean) => void) | undefined;
   if (ctx.gate) {
@@ -207,6 +271,20 @@ async function handleEvent(ctx: RelayContext, conn: Connection, ev: NostrEvent):
   } else {
     refuse(ctx, conn, ev.id, reason(outcome.status === 'deleted' ? 'blocked' : 'duplicate', outcome.message));
   }
+}
+
+/**
+ * An event the gate would refuse (from its cache, before any signature work) is verified, and
+ * then held, only within its address's budget of unpaid events: past it, the refusal is
+ * `rate-limited:` and costs no verification, so a free flood costs the workers and the held-event
+ * writes no more than that budget. A reservation the look made is given back at once: the gate
+ * decides again once the signature is known, so a forged event reserves nothing.
+ */
+async function overUnpaidBudget(ctx: RelayContext, conn: Connection, ev: NostrEvent, json: string): Promise<Verdict> {
+  const look = ctx.gate?.check(ev, json);
+  if (look?.action === 'debit') look.settle(false);
+  if (look?.action !== 'refuse') return undefined;
+  return ctx.rateLimiter?.unpaidFromAddress(conn.ip);
 }
 
 /** Local subscribers now, other replicas through the bus. */

@@ -1,9 +1,7 @@
-import { createHash, randomBytes } from 'node:crypto';
-import { ACCOUNTS_CHANNEL } from '@paidrelay/bus';
+import { createHash } from 'node:crypto';
 import type { Config } from '@paidrelay/config';
 import {
   addModeration,
-  adminGrant,
   adminTransaction,
   deleteEventsById,
   heldEventStats,
@@ -15,8 +13,6 @@ import {
   listModeration,
   revenueByBucket,
   storedEventCount,
-  type AdminGrant,
-  type GrantAccount,
   recordAudit,
   removeModeration,
   reportedEvents,
@@ -68,7 +64,7 @@ class RpcError extends Error {
   }
 }
 const unauthorized = (why: string) => new RpcError('401 Unauthorized', why);
-const badRequest = (why: string) => new RpcError('400 Bad Request', why);
+export const badRequest = (why: string) => new RpcError('400 Bad Request', why);
 
 /** Admin pubkeys from ADMIN_PUBKEYS (hex or npub); a bad entry stops the start. */
 export function adminPubkeys(config: Config): ReadonlySet<string> {
@@ -84,6 +80,8 @@ export function adminPubkeys(config: Config): ReadonlySet<string> {
 }
 
 type Call = { actor: string; at: number; ctx: RelayContext; trx: Transaction<Schema> };
+/** One NIP-86 method; entry points add their own through the hooks (RelayHooks.management). */
+export type ManagementMethod = Method;
 type Method = {
   /** The params as the method uses them, or a thrown RpcError. */
   parse(params: unknown[]): unknown[];
@@ -91,17 +89,17 @@ type Method = {
   /** Changes state: audited, and every replica reloads (its moderation state, unless `reload` is false). */
   change: boolean;
   reload?: false;
-  /** After the commit: announce what changed (the result is what the client gets). */
+  /** After the commit: announce what changed (the result, or what it resolves to, is what the client gets). */
   after?(ctx: RelayContext, result: unknown): unknown;
 };
 
-const text = (x: unknown, what: string, max = 1000): string => {
+export const text = (x: unknown, what: string, max = 1000): string => {
   if (x === undefined || x === null) return '';
   if (typeof x !== 'string') throw badRequest(`${what} must be a string`);
   if (x.length > max) throw badRequest(`${what} is longer than ${max} characters`);
   return x;
 };
-const pubkeyParam = (x: unknown): string => {
+export const pubkeyParam = (x: unknown): string => {
   const pk = typeof x === 'string' ? parsePubkey(x) : undefined;
   if (!pk) throw badRequest('params[0] must be a 32-byte hex public key');
   return pk;
@@ -152,7 +150,11 @@ function setting(key: string, check: (x: unknown) => string): Method {
 
 const METHODS: Record<string, Method> = {
   // "the names of all the other supported methods"
-  supportedmethods: { parse: none, run: async () => Object.keys(METHODS).filter((m) => m !== 'supportedmethods'), change: false },
+  supportedmethods: {
+    parse: none,
+    run: async ({ ctx }) => [...Object.keys(METHODS), ...Object.keys(ctx.management ?? {})].filter((m) => m !== 'supportedmethods'),
+    change: false,
+  },
 
   banpubkey: { parse: withReason(pubkeyParam), run: add('banned_pubkey'), change: true },
   unbanpubkey: { parse: withReason(pubkeyParam), run: remove('banned_pubkey'), change: true },
@@ -236,11 +238,10 @@ const METHODS: Record<string, Method> = {
     return s;
   }),
 
-  // Our extension for the dashboard (apps/dashboard): admin data and grants. See adminMethods below.
+  // Our extension for the dashboard (apps/dashboard): admin data. See adminMethods below. The
+  // payment side adds prices and grants (apps/relay/src/paid-management.ts).
   ...adminMethods(),
 };
-
-export const SUPPORTED_METHODS = Object.keys(METHODS);
 
 /** What the handler needs of the request; uWS's request object is only valid during the route call. */
 type RequestHead = {
@@ -293,7 +294,8 @@ export async function handleRpc(ctx: RelayContext, admins: ReadonlySet<string>, 
   const { method: name, params = [] } = rpc as { method?: unknown; params?: unknown };
   if (typeof name !== 'string') throw badRequest('method must be a string');
   if (!Array.isArray(params)) throw badRequest('params must be an array');
-  const method = Object.hasOwn(METHODS, name) ? METHODS[name] : undefined;
+  const added = ctx.management ?? {};
+  const method = Object.hasOwn(METHODS, name) ? METHODS[name] : Object.hasOwn(added, name) ? added[name] : undefined;
   if (!method) throw badRequest(`unsupported method: ${name.slice(0, 64)}`);
   const args = method.parse(params);
 
@@ -382,16 +384,17 @@ export function managementRoute(ctx: RelayContext): (res: HttpResponse, req: Htt
 
 // ---------------------------------------------------------------------------------------------
 // The dashboard's methods (our extension of NIP-86; names are not in the NIP). Each takes one
-// params object, `[{...}]`, every field optional unless said.
+// params object, `[{...}]`, every field optional unless said. Grants and prices are the
+// payment side's (paid-management.ts).
 
-const int = (x: unknown, what: string, def: number, min: number, max: number): number => {
+export const int = (x: unknown, what: string, def: number, min: number, max: number): number => {
   if (x === undefined || x === null) return def;
   const n = typeof x === 'string' && /^-?\d+$/.test(x) ? Number(x) : x;
   if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < min || n > max)
     throw badRequest(`${what} must be an integer from ${min} to ${max}`);
   return n;
 };
-const options = (p: unknown[]): Record<string, unknown> => {
+export const options = (p: unknown[]): Record<string, unknown> => {
   const o = p[0] ?? {};
   if (typeof o !== 'object' || o === null || Array.isArray(o)) throw badRequest('params[0] must be an object of options');
   return o as Record<string, unknown>;
@@ -498,42 +501,6 @@ function dense(times: number[], points: { at: number; key: string; value: number
     (out[p.key] ??= times.map(() => 0))[i] += p.value;
   }
   return out;
-}
-
-type GrantArgs = { pubkey: string; reason: string } & AdminGrant;
-
-/**
- * A grant, after the commit: every replica's account cache (the payment gate's) learns the
- * account over the bus (ACCOUNTS_CHANNEL, as settlement does), within a second.
- */
-function announceGrant(ctx: RelayContext, result: unknown): unknown {
-  ctx.bus.publish(ACCOUNTS_CHANNEL, JSON.stringify((result as { account: GrantAccount }).account));
-  return result;
-}
-
-function grant(parse: (o: Record<string, unknown>) => AdminGrant): Method {
-  return {
-    parse: (p) => {
-      const o = options(p);
-      return [{ pubkey: pubkeyParam(o.pubkey), reason: text(o.reason, 'reason'), ...parse(o) } satisfies GrantArgs];
-    },
-    run: async ({ trx, ctx, actor, at }, [args]) => {
-      const g = args as GrantArgs;
-      const c = ctx.config;
-      // What the grant is worth at the relay's prices: admission's price, or the subscription
-      // price per period pro rata; a credit is its amount.
-      const valueMsat =
-        g.kind === 'admission'
-          ? c.PRICE_ADMISSION_MSAT
-          : g.kind === 'extend'
-            ? Math.round((c.PRICE_SUBSCRIPTION_MSAT * g.seconds) / Math.max(1, c.SUBSCRIPTION_PERIOD_SECONDS))
-            : 0;
-      return adminGrant(trx, { ...g, admin: actor, valueMsat, now: at, txid: `grant:${randomBytes(12).toString('base64url')}` });
-    },
-    change: true,
-    reload: false,
-    after: announceGrant,
-  };
 }
 
 function adminMethods(): Record<string, Method> {
@@ -671,22 +638,6 @@ function adminMethods(): Record<string, Method> {
       },
       change: false,
     },
-
-    /** grantadmission [{pubkey, reason?}]: admitted forever. */
-    grantadmission: grant(() => ({ kind: 'admission' })),
-    /** extendadmission [{pubkey, seconds (or days), reason?}]: admitted until max(now, end) + seconds. */
-    extendadmission: grant((o) => {
-      const seconds =
-        o.days !== undefined ? int(o.days, 'days', 0, 1, 36_500) * 86_400 : int(o.seconds, 'seconds', 0, 1, 100 * 365 * 86_400);
-      if (seconds === 0) throw badRequest('seconds (or days) is required');
-      return { kind: 'extend', seconds };
-    }),
-    /** grantcredit [{pubkey, amount_msat, reason?}]: added to the prepaid balance. */
-    grantcredit: grant((o) => {
-      const amountMsat = int(o.amount_msat, 'amount_msat', 0, 1, 21e14);
-      if (amountMsat === 0) throw badRequest('amount_msat is required');
-      return { kind: 'credit', amountMsat };
-    }),
 
     /** listauditlog [{limit? (50, ≤500), before? (an id: older rows), method?}] */
     listauditlog: {

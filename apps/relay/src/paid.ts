@@ -1,44 +1,36 @@
 import type { Bus } from '@paidrelay/bus';
 import { loadRelayKey, type Config } from '@paidrelay/config';
 import type { Database } from '@paidrelay/db';
-import { createMembership, createPaymentGate, livePricing, paymentInfo } from '@paidrelay/payment-gate';
-import { isPaid, payUrl, pricingFromConfig, type Pricing } from '@paidrelay/pricing';
+import { createPaymentGate, LivePrices, paymentInfo } from '@paidrelay/payment-gate';
+import { payUrl, pricingFromConfig, type Pricing } from '@paidrelay/pricing';
 import type { Logger } from 'pino';
 import { Counter, Gauge } from 'prom-client';
 import { startRelay, type Relay } from './app.ts';
 import type { PaymentGate } from './gate.ts';
 import type { HookSource, RelayCore, RelayHooks } from './hooks.ts';
+import { paidManagementMethods } from './paid-management.ts';
 
 export type PaidRelayOptions = {
   /** Share a database and a bus with other services of this process (they are not closed with the relay). */
   db?: Database;
   bus?: Bus;
-  /** Prices, when not the ones of the config (the all-in-one waives its dev wallets' NIP-47 traffic). */
+  /** Pricing, when not the config's (the all-in-one waives its dev wallets' NIP-47 traffic); its prices seed the stored ones. */
   pricing?: Pricing;
   /** More hooks, after the payment gate's. */
   hooks?: HookSource[];
 };
 
 /**
- * The payment side as relay hooks: the gate (when any write costs money), the membership check
- * for members-only reads, the NIP-11 payment fields, the held-event purge and close. The gate
- * sees the moderation's allow-list (ALLOWED_PUBKEYS and the admins') as its `allowed`.
+ * The payment side as relay hooks: the gate, the membership check for members-only reads, the
+ * NIP-11 payment fields, the held-event purge, the NIP-86 methods of prices and grants, and
+ * close. Prices are the stored ones, live (an admin may change them at any time, so the gate
+ * is there even while everything is free: it then accepts every write). The gate sees the
+ * moderation's allow-list (ALLOWED_PUBKEYS and the admins') as its `allowed`.
  */
 export function paymentHooks(config: Config, base: Pricing): (core: RelayCore) => Promise<RelayHooks> {
   return async (core) => {
-    const pricing = livePricing(base, core.allowedPubkeys);
-    const paid = isPaid(pricing);
-    const members = config.READ_ACCESS === 'members';
-    if (!paid && !members) return {};
-    const membership = (isMember: (pubkey: string, now: number) => boolean) => ({
-      isMember,
-      payUrl: (pubkey: string) => payUrl(pricing, pubkey),
-      paymentsUrl: pricing.paymentsUrl,
-    });
-    if (!paid) {
-      const m = await createMembership(pricing, core.db, core.bus, core.log);
-      return { membership: membership(m.isMember), onClose: [m.close] };
-    }
+    const prices = await LivePrices.start(core.db, core.bus, core.log, base, { allowed: core.allowedPubkeys });
+    const pricing = prices.pricing;
     const registers = [core.metrics.registry];
     const heldEvents = new Gauge({ name: 'relay_held_events', help: 'Refused events held for payment (all replicas)', registers });
     const heldBytes = new Gauge({
@@ -60,19 +52,22 @@ export function paymentHooks(config: Config, base: Pricing): (core: RelayCore) =
     });
     // The core's view of a gate (gate.ts): the package's object has that shape, checked here.
     const gate: PaymentGate = impl;
+    const membership = { isMember: impl.isMember, payUrl: (pubkey: string) => payUrl(pricing, pubkey), paymentsUrl: pricing.paymentsUrl };
     return {
       gate,
-      ...(members ? { membership: membership(impl.isMember) } : {}),
-      nip11: [paymentInfo(pricing)],
+      ...(config.READ_ACCESS === 'members' ? { membership } : {}),
+      nip11: [paymentInfo(pricing, () => prices.version)],
       purge: [impl.purge],
-      onClose: [impl.close],
+      management: paidManagementMethods(prices),
+      onClose: [impl.close, () => prices.close()],
     };
   };
 }
 
 /**
- * The relay deployable's wiring: the core with the payment gate's hooks, from the config's
- * prices (or `opts.pricing`). main.ts loads this module only when something is for sale.
+ * The relay deployable's wiring: the core with the payment gate's hooks, from the stored prices
+ * (seeded from the config's, or `opts.pricing`'s). main.ts loads this module only when
+ * something may be for sale (sells.ts).
  */
 export async function startPaidRelay(config: Config, log: Logger, opts: PaidRelayOptions = {}): Promise<Relay> {
   const pricing =

@@ -1,21 +1,14 @@
 import { countEvents, queryEvents } from '@paidrelay/db';
 import { encodeClosed, encodeCount, encodeEose, encodeEvent, nowSeconds, reason, type Filter } from '@paidrelay/nostr';
+import pLimit from 'p-limit';
 import { send, sendRefusal, type Connection, type Subscription } from './connection.ts';
 import type { RelayContext } from './context.ts';
 import { applyReadPolicies, type PolicedRead } from './read-policy.ts';
 
-/** Stored-event queries one connection may have running at once; more wait their turn. */
+/** Stored-event queries one connection may have running at once; more wait their turn, in order. */
 const QUERIES_PER_CONNECTION = 4;
 
-async function withQuerySlot<T>(conn: Connection, fn: () => Promise<T>): Promise<T> {
-  while (conn.queries >= QUERIES_PER_CONNECTION) await new Promise((r) => setTimeout(r, 5));
-  conn.queries++;
-  try {
-    return await fn();
-  } finally {
-    conn.queries--;
-  }
-}
+export const newQuerySlots = () => pLimit(QUERIES_PER_CONNECTION);
 
 /**
  * REQ: the subscription goes live first (matches wait in its backlog), then the stored
@@ -40,7 +33,7 @@ export async function handleReq(ctx: RelayContext, conn: Connection, subId: stri
   let stored: string[];
   const end = ctx.metrics.queryDuration.startTimer({ type: 'req' });
   try {
-    stored = narrowed.length === 0 ? [] : await withQuerySlot(conn, () => queryEvents(ctx.db.kysely, narrowed, nowSeconds()));
+    stored = narrowed.length === 0 ? [] : await conn.querySlots(() => ctx.db.read((db) => queryEvents(db, narrowed, nowSeconds())));
   } catch (err) {
     ctx.log.warn({ err }, 'query failed');
     if (conn.subs.get(subId) === sub) {
@@ -98,7 +91,7 @@ export async function handleCount(ctx: RelayContext, conn: Connection, subId: st
   const narrowed = read.filters.map((p) => p.filter);
   const end = ctx.metrics.queryDuration.startTimer({ type: 'count' });
   try {
-    const n = narrowed.length === 0 ? 0 : await withQuerySlot(conn, () => countEvents(ctx.db.kysely, narrowed, nowSeconds()));
+    const n = narrowed.length === 0 ? 0 : await conn.querySlots(() => ctx.db.read((db) => countEvents(db, narrowed, nowSeconds())));
     send(conn, encodeCount(subId, n));
   } catch (err) {
     ctx.log.warn({ err }, 'count failed');

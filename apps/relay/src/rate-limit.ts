@@ -117,9 +117,17 @@ export class Limit {
     this.leaseSize = Math.max(1, Math.ceil(spec.burst / 10));
   }
 
+  /** The refusals by seconds to wait, made once each (a flood is refused with the same few). */
+  private refusals = new Map<number, string>();
+
   refusal(waitMs: number): string {
     const s = Math.max(1, Math.ceil(waitMs / 1000));
-    return reason('rate-limited', `at most ${this.spec.rate} ${this.spec.unit}, retry in ${s} s`);
+    let text = this.refusals.get(s);
+    if (text === undefined) {
+      text = reason('rate-limited', `at most ${this.spec.rate} ${this.spec.unit}, retry in ${s} s`);
+      if (this.refusals.size < 64) this.refusals.set(s, text);
+    }
+    return text;
   }
 
   /** Takes one token for `key`: at once in nearly every case, a promise only while a burst waits for Redis. */
@@ -241,10 +249,11 @@ function remember<V>(map: Map<string, V>, key: string, v: V): void {
   map.set(key, v);
 }
 
-/** The relay's limits: EVENTs per pubkey and per address, REQ/COUNT per address. */
+/** The relay's limits: EVENTs per pubkey and per address, unpaid EVENTs and REQ/COUNT per address. */
 export class RateLimiter {
   readonly eventsPerPubkey?: Limit;
   readonly eventsPerIp?: Limit;
+  readonly unpaidPerIp?: Limit;
   readonly reqsPerIp?: Limit;
   private sweeper: NodeJS.Timeout;
 
@@ -262,26 +271,46 @@ export class RateLimiter {
       'events per second per pubkey',
     );
     this.eventsPerIp = limit('ev-ip', config.RATE_EVENTS_PER_IP, config.RATE_EVENTS_BURST_PER_IP, 'events per second per address');
+    this.unpaidPerIp = limit(
+      'unpaid-ip',
+      config.RATE_UNPAID_EVENTS_PER_IP,
+      config.RATE_UNPAID_EVENTS_BURST_PER_IP,
+      'unpaid events per second per address',
+    );
     this.reqsPerIp = limit('req-ip', config.RATE_REQS_PER_IP, config.RATE_REQS_BURST_PER_IP, 'REQ or COUNT per second per address');
     this.sweeper = setInterval(() => {
       this.eventsPerPubkey?.sweep();
       this.eventsPerIp?.sweep();
+      this.unpaidPerIp?.sweep();
       this.reqsPerIp?.sweep();
     }, SWEEP_MS);
     this.sweeper.unref();
   }
 
   get enabled(): boolean {
-    return !!(this.eventsPerPubkey || this.eventsPerIp || this.reqsPerIp);
+    return !!(this.eventsPerPubkey || this.eventsPerIp || this.unpaidPerIp || this.reqsPerIp);
   }
+
+  /** Client address to its network, remembered (asked for every EVENT of a flood). */
+  private networks = new Map<string, string>();
 
   private address(ip: string): string {
-    return networkKey(ip, this.config.RATE_V6_PREFIX, this.config.RATE_V4_PREFIX);
+    let key = this.networks.get(ip);
+    if (key === undefined) {
+      key = networkKey(ip, this.config.RATE_V6_PREFIX, this.config.RATE_V4_PREFIX);
+      remember(this.networks, ip, key);
+    }
+    return key;
   }
 
-  /** Before any verification: the sender's address. */
+  /** Before the message is parsed: the sender's address. */
   eventFromAddress(ip: string): Verdict | Promise<Verdict> {
     return this.eventsPerIp?.take(this.address(ip));
+  }
+
+  /** An event the payment gate refuses, before its signature is verified (it is held once verified). */
+  unpaidFromAddress(ip: string): Verdict | Promise<Verdict> {
+    return this.unpaidPerIp?.take(this.address(ip));
   }
 
   /** After the signature check: the author. */
@@ -301,7 +330,9 @@ export class RateLimiter {
 
 /** The relay's limiter: buckets in Redis when REDIS_URL is set (connecting in the background), else per process. */
 export function createRateLimiter(config: Config, log: Logger): RateLimiter {
-  const on = config.RATE_EVENTS_PER_PUBKEY > 0 || config.RATE_EVENTS_PER_IP > 0 || config.RATE_REQS_PER_IP > 0;
+  const on = [config.RATE_EVENTS_PER_PUBKEY, config.RATE_EVENTS_PER_IP, config.RATE_UNPAID_EVENTS_PER_IP, config.RATE_REQS_PER_IP].some(
+    (r) => r > 0,
+  );
   const store = on && config.REDIS_URL ? new RedisBuckets(config.REDIS_URL, log, { timeoutMs: config.RATE_REDIS_TIMEOUT_MS }) : undefined;
   return new RateLimiter(config, store);
 }

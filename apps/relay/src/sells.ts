@@ -1,13 +1,14 @@
 import type { Config } from '@paidrelay/config';
 
 /**
- * Whether the config may sell anything (a price set, or members-only reads), read from the
- * config alone, so that main.ts decides without loading any payment code. When it says yes,
- * paid.ts still decides from the parsed prices (a `PRICE_PUBLICATION_KINDS` of zeros sells
- * nothing and gets no gate).
+ * Whether this relay may sell anything (a price set, members-only reads, or admins, who can
+ * set prices at run time through NIP-86), read from the config alone, so that main.ts decides
+ * without loading any payment code. With none of these the relay is open and loads no payment
+ * code (it does not read the stored prices either).
  */
 export function sellsAnything(config: Config): boolean {
   return (
+    config.ADMIN_PUBKEYS.trim() !== '' ||
     config.PRICE_ADMISSION_MSAT > 0 ||
     config.PRICE_SUBSCRIPTION_MSAT > 0 ||
     config.PRICE_PUBLICATION_MSAT > 0 ||

@@ -47,13 +47,16 @@ export class VerifyPool {
   backend = 'unknown';
 
   private constructor(
+    private readonly onError: (err: Error) => void,
     private readonly onBatch?: (size: number) => void,
-    private readonly onError: (err: Error) => void = () => {},
   ) {}
 
-  /** `onError` hears of a worker that crashed (its batch is answered `error:`, and it is replaced). */
-  static async start(threads: number, onBatch?: (size: number) => void, onError?: (err: Error) => void): Promise<VerifyPool> {
-    const pool = new VerifyPool(onBatch, onError);
+  /**
+   * `onError` hears of every worker that crashed or exited (its batch is answered `error:`, and
+   * it is replaced) and of a replacement that could not start (tried again every second).
+   */
+  static async start(threads: number, onError: (err: Error) => void, onBatch?: (size: number) => void): Promise<VerifyPool> {
+    const pool = new VerifyPool(onError, onBatch);
     const n = threads > 0 ? threads : Math.max(1, availableParallelism() - 1);
     await Promise.all(Array.from({ length: n }, () => pool.spawn()));
     return pool;

@@ -1,9 +1,12 @@
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import WebSocket from 'ws';
+import { ACCOUNTS_CHANNEL } from '@paidrelay/bus';
 import { loadConfig, createLogger } from '@paidrelay/config';
+import { createInvoice, getAccount, settleInvoice } from '@paidrelay/db';
 import { finalizeEvent, generateSecretKey, getEventHash, getPublicKey, type EventTemplate } from 'nostr-tools/pure';
 import { powDifficulty, type NostrEvent } from '@paidrelay/nostr';
 import { Relay as NostrRelay, useWebSocketImplementation } from 'nostr-tools/relay';
@@ -67,6 +70,7 @@ export async function startTestRelay(
     // Bursts from one loopback address are what these tests do; rate-limit.test.ts sets the buckets.
     RATE_EVENTS_PER_PUBKEY: '0',
     RATE_EVENTS_PER_IP: '0',
+    RATE_UNPAID_EVENTS_PER_IP: '0',
     RATE_REQS_PER_IP: '0',
     ...(databaseUrl ? { DATABASE_URL: databaseUrl } : {}),
     ...env,
@@ -82,6 +86,31 @@ export async function startTestRelay(
       await db?.drop();
     },
   });
+}
+
+/**
+ * A settled purchase (`credit` or `admission`, `msat`) written the way a paid invoice writes
+ * it, then told to the relay's account cache over the bus.
+ */
+export async function buy(relay: TestRelay, pubkey: string, product: 'credit' | 'admission', msat: number): Promise<void> {
+  const db = relay.ctx.db.kysely;
+  const now = Math.floor(Date.now() / 1000);
+  const paymentHash = randomBytes(32).toString('hex');
+  await createInvoice(db, {
+    paymentHash,
+    bolt11: `lnbcrt${randomBytes(8).toString('hex')}`,
+    pubkey,
+    product,
+    amountMsat: msat,
+    createdAt: now,
+    expiresAt: now + 600,
+    eventId: null,
+    zapRequest: null,
+    description: null,
+  });
+  await settleInvoice(db, paymentHash, { now, subscriptionPeriodSeconds: 2_592_000 });
+  relay.ctx.bus.publish(ACCOUNTS_CHANNEL, JSON.stringify(await getAccount(db, pubkey)));
+  await sleep(50);
 }
 
 export function newKey() {
@@ -118,6 +147,8 @@ export class RawClient {
   messages: unknown[][] = [];
   private waiters: { pred: (m: unknown[]) => boolean; resolve: (m: unknown[]) => void }[] = [];
   closed = false;
+  /** The close code, once closed. */
+  closeCode?: number;
 
   private constructor(readonly ws: WebSocket) {
     ws.on('message', (data) => {
@@ -131,12 +162,16 @@ export class RawClient {
         return true;
       });
     });
-    ws.on('close', () => (this.closed = true));
+    ws.on('close', (code) => {
+      this.closed = true;
+      this.closeCode = code;
+    });
   }
 
-  static open(url: string, headers: Record<string, string> = {}): Promise<RawClient> {
+  /** `localAddress`: the source address (all of 127/8 is loopback: the relay sees distinct clients). */
+  static open(url: string, headers: Record<string, string> = {}, localAddress?: string): Promise<RawClient> {
     return new Promise((resolve, reject) => {
-      const ws = new WebSocket(url, { headers });
+      const ws = new WebSocket(url, { headers, localAddress });
       const c = new RawClient(ws);
       ws.once('open', () => resolve(c));
       ws.once('error', reject);

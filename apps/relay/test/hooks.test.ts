@@ -25,12 +25,20 @@ describe('relay hooks', () => {
     await expect(resolveHooks([{ gate }, { gate }], core)).rejects.toThrow(/two payment gates/);
   });
 
+  it('joins the management methods of every source; refuses one name given twice', async () => {
+    const m = { parse: () => [], run: async () => 1, change: false };
+    expect(Object.keys((await resolveHooks([{ management: { a: m } }, { management: { b: m } }], core)).management)).toEqual(['a', 'b']);
+    await expect(resolveHooks([{ management: { a: m } }, { management: { a: m } }], core)).rejects.toThrow(
+      /two management methods named a/,
+    );
+  });
+
   it('the core document sells nothing; the payment hook adds exactly the enforced fields', () => {
     const config = loadConfig({ PRICE_ADMISSION_MSAT: '21000', PRICE_EVENT_MSAT: '0', MIN_POW_DIFFICULTY: '0' });
     const doc = relayInfo(config, 'a'.repeat(64));
     expect(doc.limitation).toMatchObject({ payment_required: false, restricted_writes: false });
     expect(doc.fees).toBeUndefined();
-    const paid = paymentInfo(pricingFromConfig(config))(doc);
+    const paid = paymentInfo(pricingFromConfig(config), () => 0)(doc);
     expect(paid.limitation).toMatchObject({ payment_required: true, restricted_writes: true, max_limit: config.MAX_LIMIT });
     expect(paid.fees).toEqual({ admission: [{ amount: 21000, unit: 'msats' }] });
     expect(paid.payments_url).toBe(config.PAYMENTS_URL);
@@ -48,6 +56,8 @@ describe('main.ts: the payment wiring is loaded whenever something may be sold',
     { PRICE_ADMISSION_MSAT: '0', PRICE_EVENT_MSAT: '0', PRICE_PUBLICATION_KINDS: '1:100' },
     { PRICE_ADMISSION_MSAT: '0', PRICE_EVENT_MSAT: '0', PRICE_PUBLICATION_KINDS: '1:0' },
     { PRICE_ADMISSION_MSAT: '0', PRICE_EVENT_MSAT: '0', READ_ACCESS: 'members' },
+    // Admins can set prices at run time (NIP-86 setprices).
+    { PRICE_ADMISSION_MSAT: '0', PRICE_EVENT_MSAT: '0', ADMIN_PUBKEYS: 'a'.repeat(64) },
     {},
   ];
   it.each(cases)('%o', (env) => {
@@ -55,6 +65,7 @@ describe('main.ts: the payment wiring is loaded whenever something may be sold',
     const needed = isPaid(pricingFromConfig(config)) || config.READ_ACCESS === 'members';
     if (needed) expect(sellsAnything(config)).toBe(true);
     const open = Object.values(env).every((v) => v === '0') && Object.keys(env).length > 0;
+    if (env.ADMIN_PUBKEYS) expect(sellsAnything(config)).toBe(true);
     expect(sellsAnything(config)).toBe(!open);
   });
 });

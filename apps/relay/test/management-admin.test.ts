@@ -8,7 +8,7 @@ import { getToken } from 'nostr-tools/nip98';
 import { npubEncode } from 'nostr-tools/nip19';
 import { finalizeEvent } from 'nostr-tools/pure';
 import { sql } from 'kysely';
-import { createInvoice, getAccount, ledgerBalance, ledgerTotal, settleInvoice } from '@paidrelay/db';
+import { createInvoice, getAccount, getHeldEvent, ledgerBalance, ledgerTotal, settleInvoice } from '@paidrelay/db';
 import { pubkeyPrefixRange } from '../src/management.ts';
 import { startPaidRelay } from '../src/paid.ts';
 import { backends, freshDatabase, newKey, RawClient, sign, until, type Backend, type TestRelay } from './harness.ts';
@@ -185,6 +185,23 @@ describe.each(backends())('NIP-86 admin data methods on %s', (backend) => {
       method: 'grantadmission',
       params: [{ pubkey: k.pubkey, reason: 'friend of the relay', kind: 'admission' }],
     });
+  });
+
+  it("a grant publishes the key's held events that are now free, as a paid settlement does: stored, and to live subscribers", async () => {
+    const k = newKey();
+    const refused = sign(k.sk, { content: 'refused, then granted' });
+    expect((await publish(c, refused)).ok).toBe(false);
+    await until(() => getHeldEvent(relay.ctx.db.kysely, refused.id, now()));
+    const watcher = await RawClient.open(relay.url);
+    watcher.send(['REQ', 'live', { authors: [k.pubkey] }]);
+    await watcher.next((m) => m[0] === 'EOSE' && m[1] === 'live');
+
+    const r = await ok(relay, admin, 'grantadmission', [{ pubkey: k.pubkey }]);
+    expect(r.released).toEqual([refused.id]);
+    expect((await watcher.next((m) => m[0] === 'EVENT' && m[1] === 'live'))[2]).toEqual(refused);
+    expect((await c.req('stored', { ids: [refused.id] })).events).toEqual([refused]);
+    expect(await getHeldEvent(relay.ctx.db.kysely, refused.id, now())).toBeUndefined();
+    watcher.close();
   });
 
   it('extendadmission: from now, then from the current end; valued pro rata at the subscription price', async () => {

@@ -1,33 +1,14 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sql } from 'kysely';
-import { ACCOUNTS_CHANNEL } from '@paidrelay/bus';
-import { createInvoice, debitForEvent, getAccount, ledgerTotal, settleInvoice } from '@paidrelay/db';
-import { backends, newKey, RawClient, sign, sleep, startTestRelay, type TestRelay } from './harness.ts';
+import { debitForEvent, getAccount, ledgerTotal } from '@paidrelay/db';
+import { backends, buy, newKey, RawClient, sign, startTestRelay, type TestRelay } from './harness.ts';
 
 type Key = ReturnType<typeof newKey>;
 const now = () => Math.floor(Date.now() / 1000);
 
-/** Credits `msat` to a pubkey the way a paid invoice does, and tells the relay's cache over the bus. */
-async function credit(relay: TestRelay, pubkey: string, msat: number): Promise<void> {
-  const db = relay.ctx.db.kysely;
-  const paymentHash = randomBytes(32).toString('hex');
-  await createInvoice(db, {
-    paymentHash,
-    bolt11: `lnbcrt${randomBytes(8).toString('hex')}`,
-    pubkey,
-    product: 'credit',
-    amountMsat: msat,
-    createdAt: now(),
-    expiresAt: now() + 600,
-    eventId: null,
-    zapRequest: null,
-    description: null,
-  });
-  await settleInvoice(db, paymentHash, { now: now(), subscriptionPeriodSeconds: 2_592_000 });
-  relay.ctx.bus.publish(ACCOUNTS_CHANNEL, JSON.stringify(await getAccount(db, pubkey)));
-  await sleep(50);
-}
+/** Credits `msat` to a pubkey the way a paid invoice does, and tells the relay's cache. */
+const credit = (relay: TestRelay, pubkey: string, msat: number) => buy(relay, pubkey, 'credit', msat);
 
 /** Transactions the writer has run so far, by result. */
 async function transactions(relay: TestRelay): Promise<{ committed: number; rolledBack: number }> {

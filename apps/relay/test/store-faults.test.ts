@@ -37,7 +37,15 @@ function failingDatabase(fail: () => Promise<never>): { db: Database; begins: ()
       createQueryCompiler: () => new PostgresQueryCompiler(),
     },
   });
-  const db: Database = { kysely, kind: 'postgres', migrate: async () => {}, isReady: async () => false, close: () => kysely.destroy() };
+  const db: Database = {
+    kysely,
+    read: (fn) => fn(kysely),
+    replicas: () => [],
+    kind: 'postgres',
+    migrate: async () => {},
+    isReady: async () => false,
+    close: () => kysely.destroy(),
+  };
   return { db, begins: () => begins };
 }
 

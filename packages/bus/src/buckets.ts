@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
-import { createClient, type RedisClientType } from 'redis';
+import type { RedisClientType } from 'redis';
 import type { Logger } from 'pino';
+import { destroyClient, newRedisClient } from './redis-client.ts';
 
 /**
  * Token buckets shared by every replica, in Redis: one hash per bucket (`t` tokens, `ts` the
@@ -103,15 +104,7 @@ export class RedisBuckets implements SharedBuckets {
   }
 
   private open(): void {
-    const c = createClient({
-      url: this.url,
-      disableOfflineQueue: true,
-      socket: {
-        connectTimeout: this.connectTimeoutMs,
-        keepAlive: true,
-        reconnectStrategy: (retries: number) => Math.min(100 * 2 ** retries, 2_000) + Math.floor(Math.random() * 100),
-      },
-    }) as RedisClientType;
+    const c = newRedisClient(this.url, this.connectTimeoutMs);
     c.on('error', (err: Error) => {
       if (this.client !== c || this.warned) return;
       this.warned = true;
@@ -134,7 +127,7 @@ export class RedisBuckets implements SharedBuckets {
   private reset(): void {
     const c = this.client;
     this.client = null;
-    destroy(c);
+    destroyClient(c, this.log, 'rate limits');
     if (!this.closed) this.open();
   }
 
@@ -188,15 +181,6 @@ export class RedisBuckets implements SharedBuckets {
     this.closed = true;
     const c = this.client;
     this.client = null;
-    destroy(c);
-  }
-}
-
-function destroy(c: RedisClientType | null): void {
-  if (!c) return;
-  try {
-    c.destroy();
-  } catch {
-    /* already closed */
+    destroyClient(c, this.log, 'rate limits');
   }
 }

@@ -25,6 +25,14 @@ export interface Bus {
 }
 
 /**
+ * The bus's line in a `/readyz` answer. Reported, never a reason to be unready: a replica serves
+ * its own clients without Redis (what is published waits in the outbox).
+ */
+export function busReadiness(bus: Bus): string {
+  return `bus: ${bus.kind} ${bus.healthy() ? 'up' : 'down'}\n`;
+}
+
+/**
  * Never blocks on Redis: with Redis away it returns within a second (the bus connects in the
  * background, publishes wait in the outbox, subscriptions start reading when it comes).
  */

@@ -14,6 +14,11 @@ export const INVOICES_CHANNEL = 'invoices';
  * instance id. Each relay replica reloads its moderation state from Postgres on a message.
  */
 export const MODERATION_CHANNEL = 'moderation';
+/**
+ * Price changes (NIP-86 `setprices`): any text. Each relay replica and admission service
+ * reloads the prices from Postgres on a message.
+ */
+export const PRICES_CHANNEL = 'prices';
 
 export function encodeEventMessage(sender: string, eventJson: string): string {
   return sender + '\n' + eventJson;

@@ -1,4 +1,4 @@
-export { createBus, type Bus, type BusHandler } from './bus.ts';
+export { busReadiness, createBus, type Bus, type BusHandler } from './bus.ts';
 export { MemoryBus } from './memory.ts';
 export { RedisBus, type RedisBusOptions } from './redis.ts';
 export { RecentIds } from './recent.ts';

@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
-import { createClient, type RedisClientType } from 'redis';
+import type { RedisClientType } from 'redis';
 import type { Logger } from 'pino';
 import type { Bus, BusHandler } from './bus.ts';
+import { destroyClient, newRedisClient } from './redis-client.ts';
 
 const STREAM_PREFIX = 'paidrelay:bus:';
 /** Per sender: the highest sequence number already appended (what makes a retried append a no-op). */
@@ -78,15 +79,7 @@ class Link {
   }
 
   private open(): void {
-    const c = createClient({
-      url: this.url,
-      disableOfflineQueue: true,
-      socket: {
-        connectTimeout: this.connectTimeoutMs,
-        keepAlive: true,
-        reconnectStrategy: (retries: number) => Math.min(100 * 2 ** retries, 2_000) + Math.floor(Math.random() * 100),
-      },
-    }) as RedisClientType;
+    const c = newRedisClient(this.url, this.connectTimeoutMs);
     c.on('error', (err: Error) => {
       if (this.client !== c) return;
       if (!this.down) this.log.warn({ err, role: this.role }, 'redis bus: connection error, retrying');
@@ -155,7 +148,7 @@ class Link {
     const c = this.client;
     this.client = null;
     this.down = true;
-    destroy(c, this.log, this.role);
+    destroyClient(c, this.log, `bus ${this.role}`);
     if (!this.closed) this.open();
   }
 
@@ -171,16 +164,7 @@ class Link {
         sleep(graceMs),
       ]);
     }
-    destroy(c, this.log, this.role);
-  }
-}
-
-function destroy(c: RedisClientType | null, log: Logger, role: string): void {
-  if (!c) return;
-  try {
-    c.destroy();
-  } catch (err) {
-    log.debug({ err, role }, 'redis bus: destroy failed (already closed)');
+    destroyClient(c, this.log, `bus ${this.role}`);
   }
 }
 

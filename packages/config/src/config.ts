@@ -23,6 +23,18 @@ export const configSchema = z.object({
   PORT: int(7777, 0).pipe(z.number().max(65535)),
   DATA_DIR: z.string().default('./data'),
   DATABASE_URL: optionalString,
+  /**
+   * Streaming replicas of DATABASE_URL, comma separated: REQ and COUNT read there (taking turns),
+   * everything else stays on the primary. A replica that fails sends its reads to the primary.
+   */
+  READ_DATABASE_URL: optionalString
+    .transform((v) =>
+      v
+        ?.split(',')
+        .map((u) => u.trim())
+        .filter((u) => u !== ''),
+    )
+    .pipe(z.array(z.string().regex(/^postgres(ql)?:\/\//, 'must be postgres:// URLs, comma separated')).optional()),
   DATABASE_POOL_SIZE: int(10, 1),
   /** Server-side statement_timeout of every pooled connection, ms (0: none). */
   DATABASE_STATEMENT_TIMEOUT_MS: int(5000),
@@ -79,6 +91,9 @@ export const configSchema = z.object({
   /** EVENTs per client address (RATE_V4_PREFIX / RATE_V6_PREFIX), before any verification. */
   RATE_EVENTS_PER_IP: int(50),
   RATE_EVENTS_BURST_PER_IP: int(300, 1),
+  /** Refused unpaid EVENTs per client address that are verified and held for payment; the rest are refused unverified. */
+  RATE_UNPAID_EVENTS_PER_IP: int(5),
+  RATE_UNPAID_EVENTS_BURST_PER_IP: int(50, 1),
   /** REQs and COUNTs per client address. */
   RATE_REQS_PER_IP: int(50),
   RATE_REQS_BURST_PER_IP: int(200, 1),

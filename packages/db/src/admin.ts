@@ -5,6 +5,7 @@
  * audit row written together, or none of them.
  */
 import { sql, type Kysely, type Transaction } from 'kysely';
+import { bufHex, hexBuf } from './hex.ts';
 import type { ModerationTable, Schema } from './schema.ts';
 
 export type ModerationList = ModerationTable['list'];
@@ -86,7 +87,7 @@ export async function listAudit(db: Db, limit = 100): Promise<AuditEntry[]> {
 /** Removes stored events (and their tags) by id; returns how many were stored. */
 export async function deleteEventsById(db: Db, ids: readonly string[]): Promise<number> {
   if (ids.length === 0) return 0;
-  const bufs = ids.map((id) => Buffer.from(id, 'hex'));
+  const bufs = ids.map(hexBuf);
   const { rows } = await sql<{ n: number }>`
     WITH d AS (DELETE FROM events WHERE id = ANY(${bufs}::bytea[]) RETURNING id),
          t AS (DELETE FROM event_tags WHERE event_id IN (SELECT id FROM d))
@@ -217,17 +218,16 @@ type InvoiceDbRow = {
   payment_hash: string;
   description: string | null;
 };
-const hexOf = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex');
 const toAdminInvoice = (r: InvoiceDbRow): AdminInvoice => ({
   id: r.id,
-  pubkey: hexOf(r.pubkey),
+  pubkey: bufHex(r.pubkey),
   product: r.product,
   amountMsat: Number(r.amount_msat),
   status: r.status,
   createdAt: Number(r.created_at),
   expiresAt: Number(r.expires_at),
   paidAt: r.paid_at === null ? null : Number(r.paid_at),
-  eventId: r.event_id === null ? null : hexOf(r.event_id),
+  eventId: r.event_id === null ? null : bufHex(r.event_id),
   bolt11: r.bolt11,
   paymentHash: r.payment_hash,
   description: r.description,
@@ -238,7 +238,7 @@ export async function listInvoicesAdmin(db: Db, f: InvoiceFilter): Promise<{ inv
   const where = [sql`true`];
   if (f.status) where.push(sql`status = ${f.status}`);
   if (f.product) where.push(sql`product = ${f.product}`);
-  if (f.pubkey) where.push(sql`pubkey = ${Buffer.from(f.pubkey, 'hex')}`);
+  if (f.pubkey) where.push(sql`pubkey = ${hexBuf(f.pubkey)}`);
   if (f.from !== undefined) where.push(sql`created_at >= ${f.from}`);
   if (f.to !== undefined) where.push(sql`created_at < ${f.to}`);
   const cond = sql.join(where, sql` AND `);
@@ -289,7 +289,7 @@ export async function invoiceWithLedger(db: Db, id: string): Promise<{ invoice: 
       account: r.account,
       amountMsat: Number(r.amount_msat),
       invoiceId: r.invoice_id,
-      eventId: r.event_id === null ? null : hexOf(r.event_id),
+      eventId: r.event_id === null ? null : bufHex(r.event_id),
       memo: r.memo,
       createdAt: Number(r.created_at),
     })),
@@ -337,7 +337,7 @@ export async function listMembers(
   ]);
   return {
     members: rows.map((r) => ({
-      pubkey: hexOf(r.pubkey),
+      pubkey: bufHex(r.pubkey),
       admitted: r.admitted,
       admittedUntil: r.admitted_until === null ? null : Number(r.admitted_until),
       balanceMsat: Number(r.balance_msat),
@@ -364,7 +364,7 @@ export async function adminGrant(
   trx: Transaction<Schema>,
   g: AdminGrant & { pubkey: string; admin: string; reason: string; valueMsat: number; now: number; txid: string },
 ): Promise<{ account: GrantAccount; ledger: { txid: string; rows: number } }> {
-  const pk = Buffer.from(g.pubkey, 'hex');
+  const pk = hexBuf(g.pubkey);
   await sql`
     INSERT INTO accounts (pubkey, admitted, admitted_until, balance_msat, created_at, updated_at)
     VALUES (${pk}, false, NULL, 0, ${g.now}, ${g.now}) ON CONFLICT (pubkey) DO NOTHING`.execute(trx);

@@ -1,14 +1,25 @@
+import { createHash } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
 import { Kysely, Migrator, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
-import { migrationProvider } from './migrations/index.ts';
+import { migrationProvider, migrations } from './migrations/index.ts';
 import { PGliteDialect } from './pglite-dialect.ts';
+import { readRouter, replicaName, type ReadRouter, type ReplicaEvents } from './replicas.ts';
 import type { Schema } from './schema.ts';
 
 export type Database = {
+  /** The primary: writes, payments, and every read that must see its own writes. */
   kysely: Kysely<Schema>;
+  /**
+   * Runs a read that a read replica may serve (REQ and COUNT): on the next healthy replica of
+   * `readDatabaseUrls`, else on the primary; a replica that cannot be reached sends the read to
+   * the primary (see replicas.ts).
+   */
+  read: ReadRouter['read'];
+  /** The read replicas and whether reads go to each now (none without readDatabaseUrls). */
+  replicas: ReadRouter['replicas'];
   kind: 'postgres' | 'pglite';
   /** Brings the schema to the latest migration. Safe to run concurrently from several replicas. */
   migrate(): Promise<void>;
@@ -20,9 +31,11 @@ export type Database = {
   close(): Promise<void>;
 };
 
-export type OpenDatabaseOptions = {
+export type OpenDatabaseOptions = ReplicaEvents & {
   /** postgres://... ; without it an embedded PGlite database is used. */
   databaseUrl?: string;
+  /** Streaming replicas of databaseUrl (postgres://...) for reads that may lag a little. */
+  readDatabaseUrls?: string[];
   /** Folder for local state; PGlite lives in `${dataDir}/pglite`. */
   dataDir: string;
   /** Maximum connections of the pg pool (default 10). Ignored for PGlite (one session). */
@@ -60,10 +73,13 @@ function parseInt8(value: string): number {
 
 /** Arbitrary constant identifying this schema's migration lock (session-level advisory lock). */
 const MIGRATION_LOCK_KEY = '7305911843224571';
+/** How often a replica waiting for another's migrations asks for the lock again. */
+const MIGRATION_LOCK_POLL_MS = 100;
 
 /** The settings of the shared config that the database takes (structurally, so db does not depend on config). */
 export type DatabaseSettings = {
   DATABASE_URL?: string;
+  READ_DATABASE_URL?: string[];
   DATA_DIR: string;
   DATABASE_POOL_SIZE: number;
   DATABASE_STATEMENT_TIMEOUT_MS: number;
@@ -72,32 +88,50 @@ export type DatabaseSettings = {
 };
 
 /** Every app opens its database the same way: from the shared settings, errors of lost connections logged. */
-export function databaseOptions(config: DatabaseSettings, log: { warn(obj: object, msg: string): void }): OpenDatabaseOptions {
+export function databaseOptions(
+  config: DatabaseSettings,
+  log: { warn(obj: object, msg: string): void; info(obj: object, msg: string): void },
+): OpenDatabaseOptions {
   return {
     databaseUrl: config.DATABASE_URL,
+    readDatabaseUrls: config.READ_DATABASE_URL,
     dataDir: config.DATA_DIR,
     poolSize: config.DATABASE_POOL_SIZE,
     statementTimeoutMs: config.DATABASE_STATEMENT_TIMEOUT_MS,
     queryTimeoutMs: config.DATABASE_QUERY_TIMEOUT_MS,
     connectTimeoutMs: config.DATABASE_CONNECT_TIMEOUT_MS,
     onPoolError: (err) => log.warn({ err }, 'database connection lost'),
+    onReplicaChange: (replica, healthy, err) =>
+      healthy
+        ? log.info({ replica }, 'read replica answers again: reads go back to it')
+        : log.warn({ err, replica }, 'read replica failed: its reads go to the primary'),
   };
 }
 
 export async function openDatabase(opts: OpenDatabaseOptions): Promise<Database> {
   if (opts.databaseUrl) return openPostgres(opts.databaseUrl, opts);
+  if (opts.readDatabaseUrls?.length) throw new Error('READ_DATABASE_URL needs DATABASE_URL (replicas of a Postgres primary)');
   return openPGlite(opts.dataDir);
 }
 
+/**
+ * Runs the pending migrations one at a time: each in its own transaction with its bookkeeping
+ * row, except an online one (CREATE INDEX CONCURRENTLY cannot run in a transaction), which runs
+ * on its own and is written so that running it again after an interruption is safe.
+ */
 async function runMigrations(db: Kysely<any>): Promise<void> {
-  const migrator = new Migrator({ db, provider: migrationProvider });
-  const { error, results } = await migrator.migrateToLatest();
-  if (error) {
-    const failed = results?.find((r) => r.status === 'Error');
-    const where = failed ? ` (migration ${failed.migrationName})` : '';
-    throw new Error(`database migration failed${where}: ${error instanceof Error ? error.message : String(error)}`, {
-      cause: error,
-    });
+  for (;;) {
+    const next = (await new Migrator({ db, provider: migrationProvider }).getMigrations()).find((m) => m.executedAt === undefined);
+    if (!next) return;
+    const online = migrations[next.name]?.online === true;
+    const { error, results } = await new Migrator({ db, provider: migrationProvider, disableTransactions: online }).migrateTo(next.name);
+    if (error) {
+      const failed = results?.find((r) => r.status === 'Error');
+      const where = failed ? ` (migration ${failed.migrationName})` : '';
+      throw new Error(`database migration failed${where}: ${error instanceof Error ? error.message : String(error)}`, {
+        cause: error,
+      });
+    }
   }
 }
 
@@ -108,6 +142,26 @@ const types = {
     return format === 'binary' ? pg.types.getTypeParser(oid, 'binary') : pg.types.getTypeParser(oid, 'text');
   }) as typeof pg.types.getTypeParser,
 };
+
+/**
+ * SQL that starts with this comment runs as a named prepared statement: parsed once per
+ * connection, and once Postgres finds a generic plan as good as the custom ones (after five
+ * runs), planned once too. For queries whose text depends only on their shape (every value a
+ * parameter): the one-filter reads of events-query.ts. PGlite runs it as it is.
+ */
+export const PREPARED = '/* prepared */ ';
+
+/** Marked queries go out under a name derived from their text (pg parses each name once per connection). */
+function prepareMarked(client: pg.PoolClient): void {
+  const query = client.query.bind(client) as (...args: unknown[]) => unknown;
+  (client as unknown as { query: (...args: unknown[]) => unknown }).query = (...args: unknown[]) => {
+    const text = args[0];
+    if (typeof text === 'string' && text.startsWith(PREPARED) && process.env.PAIDRELAY_PREPARE === '1') {
+      args[0] = { name: `p${createHash('sha1').update(text).digest('hex').slice(0, 24)}`, text };
+    }
+    return query(...args);
+  };
+}
 
 const isQueryTimeout = (err: unknown) => err instanceof Error && err.message === 'Query read timeout';
 
@@ -159,6 +213,7 @@ function createPool(
   pool.on('error', report);
   pool.on('connect', (client) => {
     client.on('error', report);
+    prepareMarked(client);
     if (limits.query) discardOnQueryTimeout(client);
   });
   return pool;
@@ -227,9 +282,16 @@ function openPostgres(databaseUrl: string, opts: OpenDatabaseOptions): Database 
   };
   const pool = createPool(databaseUrl, opts.poolSize ?? 10, limits, report);
   const kysely = new Kysely<Schema>({ dialect: new PostgresDialect({ pool }) });
+  const replicas = (opts.readDatabaseUrls ?? []).map((url) => ({
+    name: replicaName(url),
+    kysely: new Kysely<Schema>({ dialect: new PostgresDialect({ pool: createPool(url, opts.poolSize ?? 10, limits, report) }) }),
+  }));
+  const router = readRouter(kysely, replicas, opts);
 
   return {
     kysely,
+    read: router.read,
+    replicas: router.replicas,
     kind: 'postgres',
     async migrate() {
       // Its own connection, without statement or query limits: a migration, or waiting for
@@ -240,8 +302,16 @@ function openPostgres(databaseUrl: string, opts: OpenDatabaseOptions): Database 
       try {
         // Several replicas may start at once: hold a session-level advisory lock on one connection
         // for the whole run (Kysely creates its bookkeeping tables before taking its own lock).
+        // The others poll for it rather than wait inside a statement: CREATE INDEX CONCURRENTLY
+        // waits for every open statement's snapshot, a blocked lock call included (a deadlock).
         await migrator.connection().execute(async (conn) => {
-          await sql`SELECT pg_advisory_lock(${MIGRATION_LOCK_KEY}::bigint)`.execute(conn);
+          for (;;) {
+            const { rows } = await sql<{ locked: boolean }>`SELECT pg_try_advisory_lock(${MIGRATION_LOCK_KEY}::bigint) AS locked`.execute(
+              conn,
+            );
+            if (rows[0]?.locked) break;
+            await new Promise((r) => setTimeout(r, MIGRATION_LOCK_POLL_MS));
+          }
           try {
             await runMigrations(conn);
           } finally {
@@ -253,7 +323,10 @@ function openPostgres(databaseUrl: string, opts: OpenDatabaseOptions): Database 
       }
     },
     isReady: readinessProbe(() => sql`select 1`.execute(kysely)),
-    close: once(() => kysely.destroy()),
+    close: once(async () => {
+      await router.close();
+      await kysely.destroy();
+    }),
   };
 }
 
@@ -271,6 +344,8 @@ async function openPGlite(dataDir: string): Promise<Database> {
 
   return {
     kysely,
+    read: (fn) => fn(kysely),
+    replicas: () => [],
     kind: 'pglite',
     async migrate() {
       // One session in one process: the driver's mutex already serialises everything.

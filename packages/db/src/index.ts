@@ -1,16 +1,6 @@
 export { databaseOptions, openDatabase, type Database, type DatabaseSettings, type OpenDatabaseOptions } from './connect.ts';
-export {
-  storeEvents,
-  queryEvents,
-  countEvents,
-  purgeExpired,
-  getEventById,
-  MESSAGE_DUPLICATE,
-  MESSAGE_DELETED,
-  MESSAGE_STALE,
-  type KindRestriction,
-  type QueryFilter,
-} from './events.ts';
+export { storeEvents, purgeExpired, MESSAGE_DUPLICATE, MESSAGE_DELETED, MESSAGE_STALE } from './events-write.ts';
+export { queryEvents, countEvents, getEventById, type KindRestriction, type QueryFilter } from './events-query.ts';
 export {
   adminTransaction,
   spendAuthorization,
@@ -44,52 +34,21 @@ export {
   type AuditEntry,
   type ReportedEvent,
 } from './admin.ts';
+export {
+  getPriceSettings,
+  seedPriceSettings,
+  updatePriceSettings,
+  listPriceChanges,
+  priceSettingsOf,
+  type PriceSettings,
+  type PriceChange,
+  type StoredPrices,
+} from './settings.ts';
 export { migrations, migrationProvider } from './migrations/index.ts';
 export { PGliteDialect, type PGliteDialectConfig } from './pglite-dialect.ts';
 export type { Schema, EventsTable, EventTagsTable, DeletionsTable } from './schema.ts';
 export type { NostrEvent, Filter, StoreItem, StoreOutcome, KindClass } from './types.ts';
-export {
-  getAccount,
-  listAccounts,
-  createInvoice,
-  getInvoice,
-  getInvoiceByHash,
-  listPendingInvoices,
-  expireInvoices,
-  setZapReceipt,
-  listZapsAwaitingReceipt,
-  settleInvoice,
-  debitForEvent,
-  affordableCharges,
-  holdEvent,
-  holdEvents,
-  getHeldEvent,
-  listHeldEvents,
-  deleteHeldEvents,
-  purgeHeldEvents,
-  trimHeldEvents,
-  heldEventStats,
-  ledgerBalance,
-  ledgerTotal,
-  userAccount,
-  newInvoiceId,
-  PaymentError,
-  LEDGER_WALLET,
-  REVENUE_ADMISSION,
-  REVENUE_SUBSCRIPTION,
-  REVENUE_EVENT,
-  REVENUE_PUBLICATION,
-  type AccountRow,
-  type InvoiceRow,
-  type NewInvoice,
-  type HeldEvent,
-  type HoldResult,
-  type HoldItem,
-  type HoldOptions,
-  type HeldStats,
-  type SettleOptions,
-  type SettleResult,
-} from './payments.ts';
+export * from './payments/index.ts';
 export type {
   AccountsTable,
   InvoicesTable,

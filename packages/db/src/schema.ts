@@ -16,7 +16,7 @@ export interface EventsTable {
   /**
    * Address discriminator: NULL for regular events, '' for replaceable events, the first `d` tag
    * value for addressable events ('' if none). Values that cannot be stored in a btree index
-   * (very long, or containing NUL) are replaced by a hash, see events.ts `addressD`.
+   * (very long, or containing NUL) are replaced by a hash, see events-write.ts `addressD`.
    * A partial unique index on (pubkey, kind, d_tag) keeps one row per address.
    */
   d_tag: string | null;
@@ -95,7 +95,7 @@ export interface InvoicesTable {
 
 /**
  * The double-entry ledger (append-only). Rows of one `txid` sum to zero (checked at commit);
- * an account's balance is the sum of its rows. See payments.ts for the account names.
+ * an account's balance is the sum of its rows. See payments/ledger.ts for the account names.
  */
 export interface LedgerTable {
   id: import('kysely').Generated<number>;

@@ -40,13 +40,13 @@ describe.each(backends)('database on $name', (backend) => {
     expect(rows.map((r) => r.indexname)).toEqual(
       expect.arrayContaining([
         'events_pkey',
-        'events_created_at_idx',
-        'events_pubkey_created_at_idx',
-        'events_kind_created_at_idx',
-        'events_pubkey_kind_created_at_idx',
+        'events_created_at_id_idx',
+        'events_pubkey_created_at_id_idx',
+        'events_kind_created_at_id_idx',
+        'events_pubkey_kind_created_at_id_idx',
         'events_expires_at_idx',
         'events_address_idx',
-        'event_tags_name_value_created_at_idx',
+        'event_tags_name_value_created_at_id_idx',
         'event_tags_event_id_idx',
         'deletions_pkey',
       ]),

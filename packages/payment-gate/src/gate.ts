@@ -47,34 +47,9 @@ export type PaymentGate = {
   close(): Promise<void>;
 };
 
-/**
- * Prices whose allow-list is always `allowed()` as it is now (ALLOWED_PUBKEYS joined to the
- * admins' NIP-86 allow-list, from the relay's moderation): the gate stays a pure function of them.
- */
-export function livePricing(base: Pricing, allowed: () => ReadonlySet<string>): Pricing {
-  return {
-    ...base,
-    get allowed() {
-      return allowed();
-    },
-  };
-}
-
 /** Members-only reads: allow-listed, or admitted (one-time or a subscription still running). A cache lookup. */
 function memberCheck(pricing: Pricing, cache: AccountCache): (pubkey: string, at: number) => boolean {
   return (pubkey, at) => pricing.allowed.has(pubkey) || isAdmitted(cache.get(pubkey), at);
-}
-
-/** The membership check alone, for members-only reads on a relay whose writes cost nothing. */
-export async function createMembership(
-  pricing: Pricing,
-  db: Database,
-  bus: Bus,
-  log: Logger,
-): Promise<{ isMember(pubkey: string, now: number): boolean; close(): void }> {
-  const cache = new AccountCache(db, log);
-  await cache.start(bus);
-  return { isMember: memberCheck(pricing, cache), close: () => cache.close() };
 }
 
 export type PaymentGateOptions = {
@@ -84,7 +59,10 @@ export type PaymentGateOptions = {
   onHoldDropped?: () => void;
 };
 
-/** The payment gate of a paid relay: pricing from the shared config, accounts from the cache. */
+/**
+ * The payment gate of a paid relay: `pricing` read at each decision (live prices, prices.ts),
+ * accounts from the cache.
+ */
 export async function createPaymentGate(
   config: Config,
   pricing: Pricing,

@@ -4,5 +4,7 @@
  */
 export { AccountCache } from './accounts.ts';
 export { HoldQueue } from './hold.ts';
-export { createMembership, createPaymentGate, livePricing, type GateDecision, type PaymentGate, type PaymentGateOptions } from './gate.ts';
+export { createPaymentGate, type GateDecision, type PaymentGate, type PaymentGateOptions } from './gate.ts';
+export { LivePrices, parsePriceChange, pricesJson, settingsOfPrices, PRICES_RELOAD_MS } from './prices.ts';
+export { releaseHeldEvents } from './release.ts';
 export { paymentInfo } from './nip11.ts';

@@ -3,11 +3,15 @@ import { nip11Payments, type Pricing } from '@paidrelay/pricing';
 /**
  * The NIP-11 fields of the prices this gate enforces (`fees`, `payments_url`,
  * `limitation.payment_required`, `limitation.restricted_writes`), as a change to the relay's
- * document: the relay's entry point hands it to the core's NIP-11 hooks.
+ * document: the relay's entry point hands it to the core's NIP-11 hooks. Read from `pricing`
+ * at each render (live prices change); `version` tells the core when to render again.
  */
-export function paymentInfo(pricing: Pricing): (doc: Record<string, unknown>) => Record<string, unknown> {
-  const pay = nip11Payments(pricing);
-  return (doc) => {
+export function paymentInfo(
+  pricing: Pricing,
+  version: () => number,
+): ((doc: Record<string, unknown>) => Record<string, unknown>) & { version: () => number } {
+  const hook = (doc: Record<string, unknown>) => {
+    const pay = nip11Payments(pricing);
     const limitation = { ...(doc.limitation as Record<string, unknown> | undefined) };
     limitation.payment_required = pay.payment_required;
     limitation.restricted_writes = limitation.restricted_writes === true || pay.restricted_writes;
@@ -18,4 +22,5 @@ export function paymentInfo(pricing: Pricing): (doc: Record<string, unknown>) =>
       ...(pay.fees ? { fees: pay.fees } : {}),
     };
   };
+  return Object.assign(hook, { version });
 }

@@ -1,4 +1,5 @@
 import { isWalletKind, isWellFormedZapReceipt, KIND_ZAP_RECEIPT, powDifficulty, type NostrEvent } from '@paidrelay/nostr';
+import { isAdmitted } from '@paidrelay/db/accounts';
 import { formatSats, heldEventPrice, isPaid, payUrl, publicationPrice, requiresAdmission, type Pricing } from './pricing.ts';
 
 /** What the relay knows of a pubkey from its cache. */
@@ -15,9 +16,8 @@ export type GateDecision =
   | { action: 'debit'; amountMsat: number }
   | { action: 'refuse'; amountMsat: number; reason: string };
 
-export function isAdmitted(a: Account | undefined, now: number): boolean {
-  return !!a && a.admitted && (a.admittedUntil === null || a.admittedUntil > now);
-}
+/** Admission is read from the account as the database defines it (one reading, in @paidrelay/db). */
+export { isAdmitted };
 
 type GateEvent = Pick<NostrEvent, 'id' | 'pubkey' | 'kind' | 'tags'>;
 
@@ -43,9 +43,10 @@ export function gate(p: Pricing, ev: GateEvent, jsonBytes: number, account: Acco
   if (!isPaid(p)) return { action: 'accept' };
   if (isFreeByPolicy(p, ev, jsonBytes)) return { action: 'accept' };
   if (p.freePowDifficulty > 0 && powDifficulty(ev.id) >= p.freePowDifficulty) return { action: 'accept' };
-  const url = payUrl(p, ev.pubkey, ev.id);
   const perEvent = heldEventPrice(p, ev.kind, jsonBytes);
-  const orThisEvent = perEvent > 0 ? ` or ${formatSats(perEvent)} for this event` : '';
+  // Written out only for a refusal: a write that passes costs no text.
+  const url = () => payUrl(p, ev.pubkey, ev.id);
+  const orThisEvent = () => (perEvent > 0 ? ` or ${formatSats(perEvent)} for this event` : '');
 
   if (requiresAdmission(p) && !isAdmitted(account, now)) {
     const amount = p.admissionMsat > 0 ? p.admissionMsat : p.subscriptionMsat;
@@ -53,7 +54,7 @@ export function gate(p: Pricing, ev: GateEvent, jsonBytes: number, account: Acco
     return {
       action: 'refuse',
       amountMsat: amount,
-      reason: `blocked: payment required: ${formatSats(amount)} ${what}${orThisEvent}: ${url}`,
+      reason: `blocked: payment required: ${formatSats(amount)} ${what}${orThisEvent()}: ${url()}`,
     };
   }
   const price = publicationPrice(p, ev.kind, jsonBytes);
@@ -63,11 +64,15 @@ export function gate(p: Pricing, ev: GateEvent, jsonBytes: number, account: Acco
     return {
       action: 'refuse',
       amountMsat: price,
-      reason: `blocked: payment required: ${formatSats(price)} for this event (balance ${formatSats(balance)}), add credit or pay for it: ${url}`,
+      reason: `blocked: payment required: ${formatSats(price)} for this event (balance ${formatSats(balance)}), add credit or pay for it: ${url()}`,
     };
   }
   if (!requiresAdmission(p) && p.eventMsat > 0) {
-    return { action: 'refuse', amountMsat: perEvent, reason: `blocked: payment required: ${formatSats(perEvent)} for this event: ${url}` };
+    return {
+      action: 'refuse',
+      amountMsat: perEvent,
+      reason: `blocked: payment required: ${formatSats(perEvent)} for this event: ${url()}`,
+    };
   }
   return { action: 'accept' };
 }

@@ -2,8 +2,8 @@ import type { Config } from '@paidrelay/config';
 import { isHex64, parsePubkeyList } from '@paidrelay/nostr';
 import { getPublicKey } from 'nostr-tools/pure';
 
-/** What the operator charges, read once from the config that every app shares. All msat. */
-export type Pricing = {
+/** The prices an admin can change at run time (the environment only seeds them). All msat. */
+export type Prices = {
   admissionMsat: number;
   subscriptionMsat: number;
   subscriptionPeriodSeconds: number;
@@ -11,6 +11,10 @@ export type Pricing = {
   publicationKinds: ReadonlyMap<number, number>;
   publicationPerKbMsat: number;
   eventMsat: number;
+};
+
+/** What the operator charges and waives: the prices, and the free paths from the config that every app shares. */
+export type Pricing = Prices & {
   allowed: ReadonlySet<string>;
   waivedKinds: ReadonlySet<number>;
   /** Keys whose well-formed zap receipts (kind 9735) are free: the relay's own and trusted LNURL servers. */
@@ -57,19 +61,8 @@ export function nwcPubkeys(nwcUrl: string): string[] {
 /** What the config cannot know: the relay's own key and the wallets that run over this relay. */
 export type PricingContext = { relayPubkey?: string; walletPubkeys?: Iterable<string> };
 
-export function pricingFromConfig(config: Config, extra: PricingContext = {}): Pricing {
-  const allowed = pubkeySet('ALLOWED_PUBKEYS', config.ALLOWED_PUBKEYS);
-  const zapReceiptPubkeys = pubkeySet('ZAP_RECEIPT_PUBKEYS', config.ZAP_RECEIPT_PUBKEYS, extra.relayPubkey ? [extra.relayPubkey] : []);
-  const walletPubkeys = pubkeySet('WALLET_PUBKEYS', config.WALLET_PUBKEYS, [
-    ...(extra.walletPubkeys ?? []),
-    ...(config.NWC_URL ? nwcPubkeys(config.NWC_URL) : []),
-  ]);
-  const waivedKinds = new Set<number>();
-  for (const item of list(config.WAIVED_KINDS)) {
-    const k = Number(item);
-    if (!Number.isInteger(k) || k < 0 || k > 65535) throw new Error(`WAIVED_KINDS: "${item}" is not a kind`);
-    waivedKinds.add(k);
-  }
+/** The prices of the config (the seed of the stored prices on a first start). */
+export function pricesFromConfig(config: Config): Prices {
   const publicationKinds = new Map<number, number>();
   for (const item of list(config.PRICE_PUBLICATION_KINDS)) {
     const m = /^(\d+):(\d+)$/.exec(item);
@@ -84,6 +77,24 @@ export function pricingFromConfig(config: Config, extra: PricingContext = {}): P
     publicationKinds,
     publicationPerKbMsat: config.PRICE_PUBLICATION_PER_KB_MSAT,
     eventMsat: config.PRICE_EVENT_MSAT,
+  };
+}
+
+export function pricingFromConfig(config: Config, extra: PricingContext = {}): Pricing {
+  const allowed = pubkeySet('ALLOWED_PUBKEYS', config.ALLOWED_PUBKEYS);
+  const zapReceiptPubkeys = pubkeySet('ZAP_RECEIPT_PUBKEYS', config.ZAP_RECEIPT_PUBKEYS, extra.relayPubkey ? [extra.relayPubkey] : []);
+  const walletPubkeys = pubkeySet('WALLET_PUBKEYS', config.WALLET_PUBKEYS, [
+    ...(extra.walletPubkeys ?? []),
+    ...(config.NWC_URL ? nwcPubkeys(config.NWC_URL) : []),
+  ]);
+  const waivedKinds = new Set<number>();
+  for (const item of list(config.WAIVED_KINDS)) {
+    const k = Number(item);
+    if (!Number.isInteger(k) || k < 0 || k > 65535) throw new Error(`WAIVED_KINDS: "${item}" is not a kind`);
+    waivedKinds.add(k);
+  }
+  return {
+    ...pricesFromConfig(config),
     allowed,
     waivedKinds,
     zapReceiptPubkeys,
@@ -155,9 +166,10 @@ export function heldEventPrice(p: Pricing, kind: number, jsonBytes: number): num
 /** An amount as a person reads it: "1 sat", "21 sats", "10,000 sats", "1.5 sats" (msat kept exact). */
 export function formatSats(msat: number): string {
   const sats = msat / 1000;
-  const text = sats.toLocaleString('en-US', { maximumFractionDigits: 3 });
-  return `${text} ${sats === 1 ? 'sat' : 'sats'}`;
+  return `${SATS.format(sats)} ${sats === 1 ? 'sat' : 'sats'}`;
 }
+/** Made once: toLocaleString makes a formatter per call, which a flood of refusals pays for. */
+const SATS = new Intl.NumberFormat('en-US', { maximumFractionDigits: 3 });
 
 /**
  * The pay page for this refused event (`<pay page>/e/<event id>`: the id alone names the held

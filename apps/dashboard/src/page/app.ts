@@ -8,6 +8,7 @@ import { npubEncode } from 'nostr-tools/nip19';
 import type { WindowNostr } from 'nostr-tools/nip07';
 import { getToken } from 'nostr-tools/nip98';
 import uPlot from 'uplot';
+import { PRICE_FIELDS, PRICE_KINDS_FIELD } from './prices.ts';
 
 declare global {
   interface Window {
@@ -153,7 +154,7 @@ async function signIn(): Promise<void> {
 // ---------------------------------------------------------------------------------------------
 // Tabs
 
-const TABS = ['overview', 'invoices', 'members', 'moderation', 'info', 'audit'] as const;
+const TABS = ['overview', 'invoices', 'members', 'moderation', 'pricing', 'info', 'audit'] as const;
 type Tab = (typeof TABS)[number];
 let current: Tab = 'overview';
 
@@ -173,6 +174,7 @@ function select(tab: Tab): void {
     invoices: () => loadInvoices(0),
     members: () => loadMembers(0),
     moderation: loadModeration,
+    pricing: loadPrices,
     info: loadInfo,
     audit: () => loadAudit(undefined),
   };
@@ -514,6 +516,97 @@ async function loadModeration(): Promise<void> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Pricing: the stored prices (NIP-86 getprices / setprices) and their history
+
+type Prices = Record<string, number> & { publication_kinds: Record<string, number> };
+let prices: Prices | undefined;
+
+/** Fields in the form's order (the history lists them so). */
+const ORDER = [...PRICE_FIELDS.map(([f]) => f), PRICE_KINDS_FIELD];
+const UNITS = new Map(PRICE_FIELDS.map(([field, , unit]) => [field, unit]));
+const LABELS = new Map<string, string>([...PRICE_FIELDS.map(([f, label]): [string, string] => [f, label]), [PRICE_KINDS_FIELD, 'by kind']]);
+/** A form value in sats as integer msat (the form allows 3 decimals); NaN when it is not one. */
+const toMsat = (v: string): number => {
+  const m = Number(v) * 1000;
+  return v.trim() !== '' && Math.abs(m - Math.round(m)) < 1e-6 ? Math.round(m) : Number.NaN;
+};
+/** `kind:sats, ...` in kind order. */
+const kindsText = (k: Record<string, number>) =>
+  Object.entries(k)
+    .sort((a, b) => Number(a[0]) - Number(b[0]))
+    .map(([kind, msat]) => `${kind}:${msat / 1000}`)
+    .join(', ');
+function parseKinds(text: string): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const part of text
+    .split(',')
+    .map((x) => x.trim())
+    .filter(Boolean)) {
+    const m = /^(\d{1,5})\s*:\s*(\S+)$/.exec(part);
+    const msat = m ? toMsat(m[2]) : Number.NaN;
+    if (!m || Number.isNaN(msat)) throw new Error(`"${part}" is not <kind>:<sats>`);
+    out[String(Number(m[1]))] = msat;
+  }
+  return out;
+}
+const shown = (field: string, v: unknown): string =>
+  field === PRICE_KINDS_FIELD
+    ? kindsText(v as Record<string, number>) || 'none'
+    : UNITS.get(field) === 'seconds'
+      ? `${v} s`
+      : sats(v as number);
+
+async function loadPrices(): Promise<void> {
+  const [p, history] = await Promise.all([rpc<Prices>('getprices'), rpc('listpricechanges', [{ limit: 100 }])]);
+  prices = p;
+  const form = $('prices-form') as HTMLFormElement;
+  for (const [field, , unit] of PRICE_FIELDS) {
+    (form.elements.namedItem(field) as HTMLInputElement).value = String(unit === 'sats' ? p[field] / 1000 : p[field]);
+  }
+  (form.elements.namedItem(PRICE_KINDS_FIELD) as HTMLInputElement).value = kindsText(p.publication_kinds);
+  const body = $('price-history');
+  body.textContent = '';
+  for (const c of history.changes) {
+    const fields = ORDER.filter((f) => c.old === null || JSON.stringify(c.old[f]) !== JSON.stringify(c.new[f]));
+    const what = fields.map((f) =>
+      c.old === null
+        ? `${LABELS.get(f) ?? f}: ${shown(f, c.new[f])}`
+        : `${LABELS.get(f) ?? f}: ${shown(f, c.old[f])} → ${shown(f, c.new[f])}`,
+    );
+    body.append(
+      h(
+        'tr',
+        { 'data-testid': 'price-change' },
+        h('td', { 'data-label': 'When' }, when(c.at)),
+        h(
+          'td',
+          { 'data-label': 'Who' },
+          c.pubkey ? h('code', { title: npub(c.pubkey) }, shortKey(c.pubkey)) : 'the environment (first start)',
+        ),
+        h('td', { 'data-label': 'Changes' }, what.join('; ') || 'nothing'),
+      ),
+    );
+  }
+}
+
+async function savePrices(form: HTMLFormElement): Promise<void> {
+  if (!prices) return;
+  const f = formValues(form);
+  const change: Record<string, unknown> = {};
+  for (const [field, label, unit] of PRICE_FIELDS) {
+    const v = unit === 'sats' ? toMsat(f[field]) : Number(f[field]);
+    if (!Number.isInteger(v)) throw new Error(`${label}: not a number of ${unit}`);
+    if (v !== prices[field]) change[field] = v;
+  }
+  const kinds = parseKinds(f[PRICE_KINDS_FIELD] ?? '');
+  if (kindsText(kinds) !== kindsText(prices.publication_kinds)) change[PRICE_KINDS_FIELD] = kinds;
+  const names = Object.keys(change);
+  if (names.length > 0) await rpc('setprices', [change]);
+  $('prices-result').textContent = names.length ? `Saved (${names.map((n) => LABELS.get(n) ?? n).join(', ')}).` : 'Nothing changed.';
+  await loadPrices();
+}
+
+// ---------------------------------------------------------------------------------------------
 // Relay info (NIP-11)
 
 let info: { name?: string; description?: string; icon?: string } = {};
@@ -618,6 +711,7 @@ for (const form of document.querySelectorAll<HTMLFormElement>('[data-mod-form]')
       .catch(fail);
   });
 }
+onSubmit('prices-form', savePrices);
 onSubmit('info-form', saveInfo);
 $('audit-first').addEventListener('click', () => loadAudit(undefined).catch(fail));
 $('audit-next').addEventListener('click', () => auditNext !== null && loadAudit(auditNext).catch(fail));

@@ -1,8 +1,6 @@
 /** The dashboard's HTML shell: the static structure of every tab; app.ts fills it in. */
-
-export function escapeHtml(s: string): string {
-  return s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
-}
+import { escapeHtml, pageHead } from '@paidrelay/page';
+import { PRICE_FIELDS, PRICE_KINDS_FIELD } from './prices.ts';
 
 const FAVICON =
   "data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 24 24'%3E%3Crect width='24' height='24' rx='6' fill='%23334155'/%3E%3Cpath d='M5 18V9m5 9V5m5 13v-6m5 6V8' stroke='%23fbbf24' stroke-width='2.5' stroke-linecap='round'/%3E%3C/svg%3E";
@@ -12,6 +10,7 @@ const TABS: [id: string, label: string][] = [
   ['invoices', 'Invoices'],
   ['members', 'Members'],
   ['moderation', 'Moderation'],
+  ['pricing', 'Pricing'],
   ['info', 'Relay info'],
   ['audit', 'Audit log'],
 ];
@@ -42,18 +41,13 @@ export function renderShell(o: { title: string; relayUrl: string; jsUrl: string;
       <ul class="list" data-mod-list="${list}" data-testid="mod-list-${list}"></ul>
     </section>`,
   ).join('');
+  const prices = PRICE_FIELDS.map(
+    ([field, label, unit]) =>
+      `<label>${label} (${unit}) <input name="${field}" type="number" min="${unit === 'seconds' ? 1 : 0}" step="${unit === 'seconds' ? 1 : 0.001}" required data-testid="price-${field}"></label>`,
+  ).join('');
   return `<!doctype html>
 <html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="color-scheme" content="light dark">
-<meta name="referrer" content="no-referrer">
-<title>Dashboard · ${title}</title>
-<link rel="icon" href="${FAVICON}">
-<link rel="stylesheet" href="${escapeHtml(o.cssUrl)}">
-<script type="module" src="${escapeHtml(o.jsUrl)}"></script>
-</head>
+${pageHead({ title: `Dashboard · ${o.title}`, favicon: FAVICON, cssUrl: o.cssUrl, jsUrl: o.jsUrl })}
 <body data-relay-url="${escapeHtml(o.relayUrl)}">
 <header class="top">
   <div class="wrap top-inner">
@@ -162,6 +156,23 @@ export function renderShell(o: { title: string; relayUrl: string; jsUrl: string;
       </section>
       <div class="grid2">${mod}
       </div>
+    </section>
+
+    <section id="panel-pricing" role="tabpanel" aria-labelledby="tab-pricing" data-testid="panel-pricing" hidden>
+      <form id="prices-form" class="card stack" data-testid="prices-form">
+        <p class="muted small">What every relay replica and the pay page charge, in sats (to the msat). A change takes effect everywhere within a second. The environment's <code>PRICE_*</code> values only seeded these on the first start.</p>
+        ${prices}
+        <label>Publication by kind (sats), overriding the per-event price <input name="${PRICE_KINDS_FIELD}" placeholder="1:0.1, 30023:5" data-testid="price-${PRICE_KINDS_FIELD}"></label>
+        <button type="submit" class="primary" data-testid="prices-save">Save prices</button>
+        <p id="prices-result" class="muted small" role="status" data-testid="prices-result"></p>
+      </form>
+      <section class="card table-card" aria-labelledby="price-history-title">
+        <h2 id="price-history-title">Change history</h2>
+        <table class="table" data-testid="price-history">
+          <thead><tr><th>When</th><th>Who</th><th>Changes</th></tr></thead>
+          <tbody id="price-history"></tbody>
+        </table>
+      </section>
     </section>
 
     <section id="panel-info" role="tabpanel" aria-labelledby="tab-info" data-testid="panel-info" hidden>

@@ -1,32 +1,15 @@
-import { open, rename, mkdir, readFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import writeFileAtomicLib from 'write-file-atomic';
 
 /**
- * Writes a file atomically: the text goes to `${path}.tmp`, is fsynced, and is renamed over
- * `path`, so a crash leaves either the old or the new file, never a torn one.
+ * Writes a file atomically (write-file-atomic: the text goes to a temporary file beside it, is
+ * fsynced, and is renamed over `path`), so a crash leaves either the old or the new file, never
+ * a torn one.
  */
 export async function writeFileAtomic(path: string, text: string, mode = 0o600): Promise<void> {
   await mkdir(dirname(path), { recursive: true });
-  const tmp = `${path}.tmp`;
-  const fh = await open(tmp, 'w', mode);
-  try {
-    await fh.writeFile(text, 'utf8');
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  await rename(tmp, path);
-  // Make the rename itself durable (best effort: not every filesystem lets a directory be fsynced).
-  try {
-    const dh = await open(dirname(path), 'r');
-    try {
-      await dh.sync();
-    } finally {
-      await dh.close();
-    }
-  } catch {
-    /* ignore */
-  }
+  await writeFileAtomicLib(path, text, { mode });
 }
 
 /** The file's text, or undefined when it does not exist. */

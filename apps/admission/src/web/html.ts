@@ -1,11 +1,8 @@
 /**
  * The pay page's HTML shell: the whole static structure, so the page lays out before the script runs
- * and keeps its labels and landmarks for assistive technology. app.ts fills it in.
+ * and keeps its labels and landmarks for assistive technology. main.ts fills it in.
  */
-
-export function escapeHtml(s: string): string {
-  return s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
-}
+import { escapeHtml, pageHead } from '@paidrelay/page';
 
 const BOLT = `<svg class="bolt" viewBox="0 0 24 24" aria-hidden="true" focusable="false"><path d="M13.5 2 4 13.5h6.5L9.5 22 20 9.5h-6.6L13.5 2z" fill="currentColor"/></svg>`;
 
@@ -17,17 +14,13 @@ export function renderShell(o: { title: string; jsUrl: string; cssUrl: string })
   const title = escapeHtml(o.title);
   return `<!doctype html>
 <html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="color-scheme" content="light dark">
-<meta name="description" content="Pay with Lightning to write to the ${title} Nostr relay.">
-<meta name="referrer" content="no-referrer">
-<title>Pay · ${title}</title>
-<link rel="icon" href="${FAVICON}">
-<link rel="stylesheet" href="${escapeHtml(o.cssUrl)}">
-<script type="module" src="${escapeHtml(o.jsUrl)}"></script>
-</head>
+${pageHead({
+  title: `Pay · ${o.title}`,
+  description: `Pay with Lightning to write to the ${o.title} Nostr relay.`,
+  favicon: FAVICON,
+  cssUrl: o.cssUrl,
+  jsUrl: o.jsUrl,
+})}
 <body data-app-name="${title}">
 <a class="skip" href="#main">Skip to the payment form</a>
 <header class="site">

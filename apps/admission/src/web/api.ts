@@ -3,53 +3,7 @@
  * Every call resolves to a typed value or throws an ApiError whose message is fit to show a person.
  */
 
-export interface Pricing {
-  admission_msat: number;
-  subscription_msat: number;
-  subscription_period_seconds: number;
-  publication_msat: number;
-  publication_kinds: Record<string, number>;
-  publication_per_kb_msat: number;
-  event_msat: number;
-  credit: { min_msat: number; max_msat: number };
-  relay_url: string;
-  payments_url: string;
-  lightning_address?: string | null;
-}
-
-export type Product = 'admission' | 'subscription' | 'credit' | 'event';
-export type InvoiceStatus = 'pending' | 'paid' | 'expired';
-
-export interface InvoiceView {
-  id: string;
-  bolt11: string;
-  payment_hash: string;
-  amount_msat: number;
-  expires_at: number;
-  status: InvoiceStatus;
-}
-
-export interface AccountView {
-  pubkey: string;
-  admitted: boolean;
-  admitted_until: number | null;
-  balance_msat: number;
-}
-
-export interface HeldEventView {
-  id: string;
-  pubkey: string;
-  kind: number;
-  amount_msat: number;
-  expires_at: number;
-}
-
-export interface CreateInvoiceBody {
-  pubkey: string;
-  product: Product;
-  amount_msat?: number;
-  event_id?: string;
-}
+import type { AccountView, CreateInvoiceBody, HeldEventView, InvoiceView, PricingView } from '../api-types.ts';
 
 export class ApiError extends Error {
   constructor(
@@ -109,7 +63,7 @@ async function request<T>(path: string, init?: RequestInit): Promise<T> {
 }
 
 export const api = {
-  pricing: () => request<Pricing>('/api/pricing'),
+  pricing: () => request<PricingView>('/api/pricing'),
   createInvoice: (body: CreateInvoiceBody) =>
     request<InvoiceView>('/api/invoices', {
       method: 'POST',
@@ -119,7 +73,7 @@ export const api = {
   invoice: (id: string) => request<InvoiceView>(`/api/invoices/${encodeURIComponent(id)}`),
   invoiceEventsUrl: (id: string) => `/api/invoices/${encodeURIComponent(id)}/events`,
   account: (pubkey: string) => request<AccountView>(`/api/accounts/${encodeURIComponent(pubkey)}`),
-  /** The preview is only shown to a caller who names the event's author. */
+  /** With `pubkey`, a key that is not the author's gets the same 404 as an unknown id. */
   held: (eventId: string, pubkey?: string) =>
     request<HeldEventView>(`/api/held/${encodeURIComponent(eventId)}${pubkey ? `?pubkey=${encodeURIComponent(pubkey)}` : ''}`),
 };

@@ -1,0 +1,39 @@
+/**
+ * The signature worker pool on its own: a worker that dies is reported (the relay logs it),
+ * its batch is answered with an error rather than a verdict, and a new worker takes over.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { VerifyPool } from '../src/verify.ts';
+import { newKey, sign, until } from './harness.ts';
+
+type Internals = { workers: { worker: { terminate(): Promise<number>; threadId: number } }[]; inflight: Map<number, unknown> };
+
+describe('VerifyPool', () => {
+  const errors: Error[] = [];
+  let pool: VerifyPool;
+  beforeAll(async () => {
+    pool = await VerifyPool.start(1, (err) => errors.push(err));
+  });
+  afterAll(() => pool.close());
+
+  it('reports a worker that dies, once; fails its batch; replaces it', async () => {
+    const k = newKey();
+    const good = sign(k.sk, { content: 'checked' });
+    expect(await pool.verify(good)).toBe(true);
+    const internals = pool as unknown as Internals;
+    const crashed = internals.workers[0].worker.threadId;
+    // Enough work that batches are still with the worker when it dies.
+    const inFlight = Array.from({ length: 4096 }, () => pool.verify(good).then(String, (err: Error) => err.message));
+    await new Promise((r) => setImmediate(r)); // the first batch has been sent
+    expect(internals.inflight.size).toBe(1);
+    await internals.workers[0].worker.terminate();
+    const answers = new Set(await Promise.all(inFlight));
+    expect(answers.has('signature worker crashed: signature worker exited with code 1')).toBe(true);
+    expect(answers.has('false')).toBe(false); // never a verdict it did not reach
+    await until(() => internals.workers.length === 1 && internals.workers[0].worker.threadId !== crashed);
+    expect(errors).toHaveLength(1);
+    expect(errors[0].message).toMatch(/signature worker exited with code 1/);
+    expect(await pool.verify(good)).toBe(true);
+    expect(await pool.verify({ ...good, sig: good.sig.replace(/^./, (c) => (c === '0' ? '1' : '0')) })).toBe(false);
+  });
+});
