@@ -79,6 +79,7 @@ describe('gate', () => {
     expect(d).toEqual({
       action: 'refuse',
       amountMsat: 21000,
+      eventMsat: 5000,
       reason: `blocked: payment required: 21 sats for admission or 5 sats for this event: ${payUrl(p, pk, 'f'.repeat(64))}`,
     });
     expect(payUrl(p, pk, 'f'.repeat(64))).toBe(`http://localhost:7778/pay/e/${'f'.repeat(64)}`);

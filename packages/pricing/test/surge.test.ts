@@ -1,5 +1,9 @@
 import { describe, expect, it } from 'vitest';
+import { loadConfig } from '@paidrelay/config';
 import {
+  gate,
+  pricingFromConfig,
+  type SurgeInputs,
   admissionMultiplier,
   allowanceLeft,
   DEFAULT_SURGE,
@@ -79,5 +83,82 @@ describe('surge pricing', () => {
     expect(surgedDifficulty(20, 1)).toBe(20);
     expect(surgedDifficulty(20, 8)).toBe(23);
     expect(surgedDifficulty(0, 8)).toBe(0);
+  });
+});
+
+describe('the gate with spam pricing', () => {
+  const pk = 'a'.repeat(64);
+  const ev = (id = 'f'.repeat(64)) => ({ id, pubkey: pk, kind: 1, tags: [] as string[][] });
+  const pricing = (env: Record<string, string>) =>
+    pricingFromConfig(loadConfig({ PRICE_ADMISSION_MSAT: '0', PRICE_EVENT_MSAT: '0', ...env }));
+  const quiet: SurgeInputs = {
+    policy: p,
+    history: { admittedSince: NOW, paidMsat: 0 },
+    day: { events: 0, bytes: 0 },
+    window: { events: 0, bytes: 0 },
+    networkWindow: { events: 0, bytes: 0 },
+    networkAdmissions: 0,
+    loadLevel: 0,
+  };
+  const admitted = (balanceMsat = 0) => ({ admitted: true, admittedUntil: null, balanceMsat });
+  const paid = pricing({ PRICE_ADMISSION_MSAT: '21000', PRICE_EVENT_MSAT: '2000' });
+
+  it('admitted: free within the daily allowance, then the per-event price from the balance or refused', () => {
+    expect(gate(paid, ev(), 500, admitted(), NOW, { ...quiet, day: { events: 49, bytes: 10_000 } })).toEqual({ action: 'accept' });
+    const spent = { ...quiet, day: { events: 50, bytes: 10_000 } };
+    expect(gate(paid, ev(), 500, admitted(5_000), NOW, spent)).toEqual({ action: 'debit', amountMsat: 2_000 });
+    const d = gate(paid, ev(), 500, admitted(), NOW, spent);
+    expect(d).toMatchObject({ action: 'refuse', amountMsat: 2_000, eventMsat: 2_000 });
+    expect(d.action === 'refuse' && d.reason).toMatch(
+      /^blocked: payment required: 2 sats for this event \(daily allowance of 50 events used; balance 0 sats\), add credit or pay for it: http:\/\/\S+\/pay\/e\/f{64}$/,
+    );
+    // Without spam pricing inputs, an admitted key writes free as before.
+    expect(gate(paid, ev(), 500, admitted(), NOW)).toEqual({ action: 'accept' });
+    // A key trusted for a year has the full allowance.
+    const old = { ...spent, history: { admittedSince: NOW - 400 * 86_400, paidMsat: 0 } };
+    expect(gate(paid, ev(), 500, admitted(), NOW, old)).toEqual({ action: 'accept' });
+  });
+
+  it('beyond the allowance the price doubles with volume, and the refusal says why and the quiet price', () => {
+    const busy = { ...quiet, day: { events: 400, bytes: 0 }, window: { events: 350, bytes: 0 } };
+    const d = gate(paid, ev(), 500, admitted(), NOW, busy);
+    expect(d).toMatchObject({ action: 'refuse', amountMsat: 16_000, eventMsat: 16_000 });
+    expect(d.action === 'refuse' && d.reason).toContain(
+      '16 sats for this event (350 events from you in the last hour; 2 sats when quiet; daily allowance of 50 events used; balance 0 sats)',
+    );
+    const network = { ...busy, window: { events: 60, bytes: 0 }, networkWindow: { events: 2_000, bytes: 0 } };
+    const n = gate(paid, ev(), 500, admitted(), NOW, network);
+    expect(n).toMatchObject({ amountMsat: 32_000 });
+    expect(n.action === 'refuse' && n.reason).toContain('2,000 events from your network in the last hour');
+    const loaded = gate(paid, ev(), 500, admitted(100_000), NOW, { ...busy, loadLevel: 2 });
+    expect(loaded).toEqual({ action: 'debit', amountMsat: 64_000 });
+  });
+
+  it('a per-event relay surges every write; admission surges with admissions bought from the network', () => {
+    const perEvent = pricing({ PRICE_EVENT_MSAT: '1000' });
+    expect(gate(perEvent, ev(), 100, undefined, NOW, quiet)).toMatchObject({ action: 'refuse', amountMsat: 1_000 });
+    const d = gate(perEvent, ev(), 100, undefined, NOW, { ...quiet, window: { events: 200, bytes: 0 } });
+    expect(d).toMatchObject({ action: 'refuse', amountMsat: 4_000, eventMsat: 4_000 });
+    expect(d.action === 'refuse' && d.reason).toMatch(
+      /^blocked: payment required: 4 sats for this event \(200 events from you in the last hour; 1 sat when quiet\): /,
+    );
+    const a = gate(paid, ev(), 100, undefined, NOW, { ...quiet, networkAdmissions: 20 });
+    expect(a).toMatchObject({ action: 'refuse', amountMsat: 84_000, eventMsat: 2_000 });
+    expect(a.action === 'refuse' && a.reason).toContain(
+      '84 sats for admission (many admissions from your network lately; 21 sats when quiet) or 2 sats for this event',
+    );
+  });
+
+  it('never surges what is free by policy; proof of work asks one more bit per doubling', () => {
+    const allowed = pricing({ PRICE_EVENT_MSAT: '1000', ALLOWED_PUBKEYS: pk });
+    const flood = { ...quiet, window: { events: 1e6, bytes: 0 }, networkWindow: { events: 1e6, bytes: 0 } };
+    expect(gate(allowed, ev(), 100, undefined, NOW, flood)).toEqual({ action: 'accept' });
+    const pow = pricing({ PRICE_EVENT_MSAT: '1000', FREE_POW_DIFFICULTY: '8' });
+    const eightBits = `00${'f'.repeat(62)}`;
+    expect(gate(pow, ev(eightBits), 100, undefined, NOW, quiet)).toEqual({ action: 'accept' });
+    expect(gate(pow, ev(eightBits), 100, undefined, NOW, { ...quiet, window: { events: 100, bytes: 0 } }).action).toBe('refuse');
+    expect(gate(pow, ev(`007${'f'.repeat(61)}`), 100, undefined, NOW, { ...quiet, window: { events: 100, bytes: 0 } })).toEqual({
+      action: 'accept',
+    });
   });
 });

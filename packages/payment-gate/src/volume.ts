@@ -1,0 +1,129 @@
+import type { Volume, VolumeCounters, VolumeWindow } from '@paidrelay/bus';
+import type { Logger } from 'pino';
+
+type Entry = {
+  w: VolumeWindow;
+  /** The total of every replica at the last reply, and when it came (ms). */
+  shared: Volume;
+  sharedAt: number;
+  /** Counted here and not yet sent. */
+  pending: Volume;
+  /** A reply is awaited. */
+  asking: boolean;
+  /** Last read by the gate (ms): only counters in use are refreshed. */
+  viewedAt: number;
+};
+
+/** Counters read in the last second are refreshed once a second; the replica count too. */
+const REFRESH_MS = 1_000;
+const ZERO: Volume = { events: 0, bytes: 0 };
+const plus = (a: Volume, b: Volume, times = 1): Volume => ({ events: a.events + b.events * times, bytes: a.bytes + b.bytes * times });
+
+/**
+ * This replica's view of the shared volume counters, read synchronously by the gate (the pure
+ * pricing function takes volume as an input). A count is sent with the next flush (every
+ * `flushMs`, one script run per counter), whose reply is every replica's total; between flushes
+ * the view is that total plus what this replica counted since. A counter seen for the first time
+ * is asked for at once, so a sender's volume on the other replicas arrives within a round trip.
+ *
+ * While the store is unusable, counts stay pending (sent when it is back: nothing is forgotten)
+ * and the view multiplies them by the replicas last seen, erring on the side of charging: N
+ * replicas never mean N allowances. A total older than its window is dropped from the view.
+ */
+export class VolumeTracker {
+  private readonly entries = new Map<string, Entry>();
+  private replicas = 1;
+  private replicasAt = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private flushing: Promise<void> | undefined;
+
+  constructor(
+    private readonly store: VolumeCounters,
+    private readonly instanceId: string,
+    private readonly log: Logger,
+    private readonly flushMs = 100,
+    private readonly maxKeys = 200_000,
+  ) {}
+
+  start(): void {
+    this.timer = setInterval(() => void this.flush(), this.flushMs);
+    this.timer.unref?.();
+  }
+
+  /** Replicas that counted in the last 10 s, as last seen (1 until the store answers). */
+  get replicasSeen(): number {
+    return this.replicas;
+  }
+
+  /** Every replica's volume on this counter, as far as this one knows. */
+  view(key: string, w: VolumeWindow): Volume {
+    const e = this.entry(key, w);
+    e.viewedAt = Date.now();
+    const fresh = e.viewedAt - e.sharedAt < w.slotSeconds * w.slots * 1000;
+    const shared = fresh ? e.shared : ZERO;
+    return plus(shared, e.pending, this.store.usable() ? 1 : this.replicas);
+  }
+
+  count(key: string, w: VolumeWindow, events: number, bytes: number): void {
+    const e = this.entry(key, w);
+    e.pending = plus(e.pending, { events, bytes });
+  }
+
+  private entry(key: string, w: VolumeWindow): Entry {
+    let e = this.entries.get(key);
+    if (!e) {
+      e = { w, shared: ZERO, sharedAt: 0, pending: ZERO, asking: false, viewedAt: 0 };
+      this.entries.set(key, e);
+      if (this.entries.size > this.maxKeys) this.entries.delete(this.entries.keys().next().value as string);
+      void this.send(key, e);
+    }
+    return e;
+  }
+
+  private async send(key: string, e: Entry): Promise<void> {
+    if (e.asking || !this.store.usable()) return;
+    e.asking = true;
+    const sent = e.pending;
+    e.pending = ZERO;
+    try {
+      e.shared = await this.store.add(key, e.w, sent.events, sent.bytes);
+      e.sharedAt = Date.now();
+    } catch (err) {
+      e.pending = plus(e.pending, sent);
+      this.log.debug({ err, key }, 'volume counters: count kept for the next flush');
+    } finally {
+      e.asking = false;
+    }
+  }
+
+  /** Sends every pending count (and refreshes totals of counters in use); one at a time. */
+  flush(): Promise<void> {
+    this.flushing ??= (async () => {
+      if (!this.store.usable()) return;
+      const sends: Promise<void>[] = [];
+      const now = Date.now();
+      for (const [key, e] of this.entries) {
+        const idle = e.pending.events === 0 && e.pending.bytes === 0;
+        if (idle && now - e.sharedAt > e.w.slotSeconds * e.w.slots * 1000) this.entries.delete(key);
+        else if (!idle || (now - e.viewedAt < REFRESH_MS && now - e.sharedAt >= REFRESH_MS)) sends.push(this.send(key, e));
+      }
+      if (now - this.replicasAt >= REFRESH_MS) {
+        this.replicasAt = now;
+        const seen = this.store.replicas(this.instanceId, 10);
+        sends.push(
+          seen.then(
+            (n) => void (this.replicas = Math.max(1, n)),
+            () => {},
+          ),
+        );
+      }
+      await Promise.all(sends);
+    })().finally(() => (this.flushing = undefined));
+    return this.flushing;
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.timer);
+    await this.flush();
+  }
+}
