@@ -156,7 +156,7 @@ function prepareMarked(client: pg.PoolClient): void {
   const query = client.query.bind(client) as (...args: unknown[]) => unknown;
   (client as unknown as { query: (...args: unknown[]) => unknown }).query = (...args: unknown[]) => {
     const text = args[0];
-    if (typeof text === 'string' && text.startsWith(PREPARED) && process.env.PAIDRELAY_PREPARE === '1') {
+    if (typeof text === 'string' && text.startsWith(PREPARED)) {
       args[0] = { name: `p${createHash('sha1').update(text).digest('hex').slice(0, 24)}`, text };
     }
     return query(...args);

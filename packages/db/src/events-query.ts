@@ -192,7 +192,10 @@ export async function queryEvents(db: Kysely<Schema>, filters: QueryFilter[], no
     const limit = f.limit === undefined ? undefined : Math.floor(f.limit);
     const q = filterQuery(f, now, limit === undefined ? sql`` : sql` LIMIT ${sql.lit(limitStep(limit))}`);
     if (q === null) return [];
-    const { rows } = await sql<{ raw: string }>`${sql.raw(PREPARED)}${q}`.execute(db);
+    // Only the JSON comes back (the order is the inner query's): no ids or timestamps to parse.
+    const { rows } = await sql<{ raw: string }>`${sql.raw(PREPARED)}SELECT q.raw FROM (${q}) AS q ORDER BY q.created_at DESC, q.id`.execute(
+      db,
+    );
     return (limit === undefined || rows.length <= limit ? rows : rows.slice(0, limit)).map((r) => r.raw);
   }
   const parts: RawBuilder<unknown>[] = [];

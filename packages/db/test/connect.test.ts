@@ -93,6 +93,26 @@ describe('PGlite persistence', () => {
   });
 });
 
+describe.runIf(TEST_DATABASE_URL !== undefined)('Postgres prepared reads', () => {
+  it('a one-filter read runs as a prepared statement, one per shape and limit step', async () => {
+    const { url, drop } = await createTestDatabase(TEST_DATABASE_URL as string);
+    const db = await openDatabase({ databaseUrl: url, dataDir: tmpdir(), poolSize: 1 });
+    try {
+      await db.migrate();
+      const a = author();
+      await storeEvents(db.kysely, [mk(a), mk(a)], 0);
+      for (const limit of [1, 1, 7, 9, 10])
+        expect(await queryEvents(db.kysely, [{ authors: [a.pubkey], limit }], 0)).toHaveLength(Math.min(limit, 2));
+      // One connection: the statements it prepared (limits 7, 9 and 10 share the step 10).
+      const { rows } = await sql<{ n: number }>`SELECT count(*) AS n FROM pg_prepared_statements`.execute(db.kysely);
+      expect(rows[0].n).toBe(2);
+    } finally {
+      await db.close();
+      await drop();
+    }
+  });
+});
+
 describe.runIf(TEST_DATABASE_URL !== undefined)('Postgres migrations across replicas', () => {
   it('several replicas migrating a fresh database at once do not race', async () => {
     const { url, drop } = await createTestDatabase(TEST_DATABASE_URL as string);
