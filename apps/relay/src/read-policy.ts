@@ -253,29 +253,16 @@ export function membersOnly(opts: MembersOnlyOptions): ReadPolicy {
 /** NIP-47 kinds a members-only relay still serves to everyone (to the parties named, see walletTraffic). */
 const NIP47_KINDS: readonly number[] = [13194, ...WALLET_TRAFFIC_KINDS];
 
-export function parseKinds(name: string, s: string): number[] {
-  const out: number[] = [];
-  for (const item of s
-    .split(',')
-    .map((x) => x.trim())
-    .filter((x) => x !== '')) {
-    const k = Number(item);
-    if (!Number.isInteger(k) || k < 0 || k > 65535) throw new Error(`${name}: "${item}" is not a kind`);
-    out.push(k);
-  }
-  return out;
-}
-
 /** The relay's read policies from the config, in order. `membership` is needed for READ_ACCESS=members. */
 export function defaultReadPolicies(config: Config, membership?: Membership): ReadPolicy[] {
   const out: ReadPolicy[] = [];
   if (config.AUTH_REQUIRED) out.push(authRequiredReads());
-  const priv = parseKinds('PRIVATE_KINDS', config.PRIVATE_KINDS);
+  const priv = config.PRIVATE_KINDS;
   if (priv.length > 0) out.push(privateKinds(priv));
   if (config.PRIVATE_WALLET_TRAFFIC) out.push(walletTraffic());
   if (config.READ_ACCESS === 'members') {
     if (!membership) throw new Error('READ_ACCESS=members needs the accounts of the payment side');
-    const kinds = parseKinds('MEMBERS_ONLY_KINDS', config.MEMBERS_ONLY_KINDS);
+    const kinds = config.MEMBERS_ONLY_KINDS;
     out.push(
       membersOnly({
         kinds: kinds.length > 0 ? kinds : undefined,

@@ -14,7 +14,7 @@ export function sellsAnything(config: Config): boolean {
     config.PRICE_PUBLICATION_MSAT > 0 ||
     config.PRICE_PUBLICATION_PER_KB_MSAT > 0 ||
     config.PRICE_EVENT_MSAT > 0 ||
-    config.PRICE_PUBLICATION_KINDS.trim() !== '' ||
+    config.PRICE_PUBLICATION_KINDS.size > 0 ||
     config.READ_ACCESS === 'members'
   );
 }

@@ -7,6 +7,36 @@ const bool = z
   .transform((v) => v === true || v === 'true' || v === '1' || v === 'yes');
 const int = (def: number, min = 0) => z.coerce.number().int().min(min).default(def);
 const hex64 = z.string().refine(isHex64, 'must be 64 lowercase hex characters');
+const items = (s: string) =>
+  s
+    .split(',')
+    .map((x) => x.trim())
+    .filter((x) => x !== '');
+const isKind = (k: number) => Number.isInteger(k) && k >= 0 && k <= 65535;
+/** "4, 1059": event kinds, comma separated. */
+const kinds = (def: string) =>
+  z
+    .string()
+    .default(def)
+    .transform((s, ctx) => {
+      const out = items(s).map(Number);
+      const bad = items(s).find((item) => !isKind(Number(item)));
+      if (bad !== undefined) ctx.addIssue({ code: 'custom', message: `"${bad}" is not a kind (kinds, comma separated)` });
+      return out;
+    });
+/** "1:100, 30023:1000": a price in msat per kind. */
+const kindPrices = z
+  .string()
+  .default('')
+  .transform((s, ctx) => {
+    const out = new Map<number, number>();
+    for (const item of items(s)) {
+      const m = /^(\d+):(\d+)$/.exec(item);
+      if (!m || !isKind(Number(m[1]))) ctx.addIssue({ code: 'custom', message: `"${item}" is not <kind>:<msat>` });
+      else out.set(Number(m[1]), Number(m[2]));
+    }
+    return out as ReadonlyMap<number, number>;
+  });
 const optionalString = z
   .string()
   .optional()
@@ -105,19 +135,13 @@ export const configSchema = z.object({
   MIN_POW_DIFFICULTY: int(0),
   AUTH_REQUIRED: bool.default(false),
   /** Kinds (comma separated) served only to their author and p-tagged pubkeys, authenticated with NIP-42 (empty: none). */
-  PRIVATE_KINDS: z
-    .string()
-    .regex(/^[\d\s,]*$/, 'kinds, comma separated')
-    .default('4,1059'),
+  PRIVATE_KINDS: kinds('4,1059'),
   /** NIP-47 wallet traffic (23194-23197) only to filters naming the event by authors or #p. */
   PRIVATE_WALLET_TRAFFIC: bool.default(true),
   /** `members`: reads (of MEMBERS_ONLY_KINDS, or every kind) only for admitted, subscribed or allow-listed pubkeys. */
   READ_ACCESS: z.enum(['public', 'members']).default('public'),
   /** Kinds (comma separated) only members may read when READ_ACCESS=members (empty: every kind but NIP-47's). */
-  MEMBERS_ONLY_KINDS: z
-    .string()
-    .regex(/^[\d\s,]*$/, 'kinds, comma separated')
-    .default(''),
+  MEMBERS_ONLY_KINDS: kinds(''),
   /** With READ_ACCESS=members, anyone authenticated still reads its own events and those p-tagged to it. */
   READ_OWN_ALWAYS: bool.default(true),
   /** Bytes queued to a slow reader before its connection is dropped. */
@@ -132,7 +156,7 @@ export const configSchema = z.object({
   /** Price of publishing one event, msat, debited from the prepaid balance (0: free). */
   PRICE_PUBLICATION_MSAT: int(0),
   /** Per-kind publication prices overriding the default, e.g. "1:100,30023:1000". */
-  PRICE_PUBLICATION_KINDS: z.string().default(''),
+  PRICE_PUBLICATION_KINDS: kindPrices,
   /** Extra publication price per started KiB of event JSON, msat (0: size does not matter). */
   PRICE_PUBLICATION_PER_KB_MSAT: int(0),
   /**
@@ -148,7 +172,7 @@ export const configSchema = z.object({
    * anyone is free storage (or broadcast) for anyone. Zap receipts and wallet traffic have
    * narrower free paths of their own (ZAP_RECEIPT_PUBKEYS, WALLET_PUBKEYS).
    */
-  WAIVED_KINDS: z.string().default(''),
+  WAIVED_KINDS: kinds(''),
   /**
    * Zap receipts (kind 9735) are free only when signed by one of these keys (hex or npub,
    * comma separated: the nostrPubkey of LNURL servers the operator trusts) or by the relay's

@@ -31,6 +31,32 @@ describe('loadConfig', () => {
     expect(() => loadConfig({ PORT: '70000' })).toThrow(/PORT/);
     expect(() => loadConfig({ MAX_SUBSCRIPTIONS: '0' })).toThrow(/MAX_SUBSCRIPTIONS/);
   });
+
+  it('parses kind lists and per-kind prices, listing a bad one with the others', () => {
+    const c = loadConfig({ PRIVATE_KINDS: ' 4, 1059 ', WAIVED_KINDS: '', PRICE_PUBLICATION_KINDS: '7:10, 30023:1000' });
+    expect(c.PRIVATE_KINDS).toEqual([4, 1059]);
+    expect(c.WAIVED_KINDS).toEqual([]);
+    expect([...c.PRICE_PUBLICATION_KINDS]).toEqual([
+      [7, 10],
+      [30023, 1000],
+    ]);
+    let message = '';
+    try {
+      loadConfig({ PORT: 'eighty', PRICE_PUBLICATION_KINDS: '1=5', WAIVED_KINDS: '70000', MEMBERS_ONLY_KINDS: 'one' });
+    } catch (err) {
+      message = (err as Error).message;
+    }
+    for (const bit of [
+      'PORT',
+      'PRICE_PUBLICATION_KINDS',
+      '"1=5" is not <kind>:<msat>',
+      'WAIVED_KINDS',
+      '"70000" is not a kind',
+      'MEMBERS_ONLY_KINDS',
+    ]) {
+      expect(message).toContain(bit);
+    }
+  });
 });
 
 describe('README', () => {

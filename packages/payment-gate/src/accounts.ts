@@ -28,7 +28,7 @@ export class AccountCache {
       try {
         this.put(JSON.parse(msg) as AccountRow);
       } catch (err) {
-        this.log.warn({ err: (err as Error).message }, 'accounts: bad bus message');
+        this.log.warn({ err }, 'accounts: bad bus message');
       }
     });
     await this.refresh();
@@ -42,7 +42,7 @@ export class AccountCache {
       this.updatedAt = nowSeconds() - 5;
       for (const row of await listAccounts(this.db.kysely, since > 0 ? { sinceUpdatedAt: since } : undefined)) this.put(row);
     } catch (err) {
-      this.log.warn({ err: (err as Error).message }, 'accounts: refresh failed, keeping the cache');
+      this.log.warn({ err }, 'accounts: refresh failed, keeping the cache');
     }
   }
 

@@ -173,7 +173,7 @@ export class LivePrices {
         const s = await getPriceSettings(this.db.kysely);
         if (s) this.set(s);
       } catch (err) {
-        this.log.warn({ err: (err as Error).message }, 'prices: reload failed, keeping the current prices');
+        this.log.warn({ err }, 'prices: reload failed, keeping the current prices');
       }
     });
     return this.chain;

@@ -31,13 +31,6 @@ export { parsePubkey } from '@paidrelay/nostr';
 
 export type Product = 'admission' | 'subscription' | 'credit' | 'event';
 
-function list(s: string): string[] {
-  return s
-    .split(',')
-    .map((x) => x.trim())
-    .filter((x) => x.length > 0);
-}
-
 function pubkeySet(name: string, value: string, extra: Iterable<string> = []): Set<string> {
   return new Set([...extra, ...parsePubkeyList(name, value)]);
 }
@@ -63,18 +56,12 @@ export type PricingContext = { relayPubkey?: string; walletPubkeys?: Iterable<st
 
 /** The prices of the config (the seed of the stored prices on a first start). */
 export function pricesFromConfig(config: Config): Prices {
-  const publicationKinds = new Map<number, number>();
-  for (const item of list(config.PRICE_PUBLICATION_KINDS)) {
-    const m = /^(\d+):(\d+)$/.exec(item);
-    if (!m || Number(m[1]) > 65535) throw new Error(`PRICE_PUBLICATION_KINDS: "${item}" is not <kind>:<msat>`);
-    publicationKinds.set(Number(m[1]), Number(m[2]));
-  }
   return {
     admissionMsat: config.PRICE_ADMISSION_MSAT,
     subscriptionMsat: config.PRICE_SUBSCRIPTION_MSAT,
     subscriptionPeriodSeconds: config.SUBSCRIPTION_PERIOD_SECONDS,
     publicationMsat: config.PRICE_PUBLICATION_MSAT,
-    publicationKinds,
+    publicationKinds: new Map(config.PRICE_PUBLICATION_KINDS),
     publicationPerKbMsat: config.PRICE_PUBLICATION_PER_KB_MSAT,
     eventMsat: config.PRICE_EVENT_MSAT,
   };
@@ -87,12 +74,7 @@ export function pricingFromConfig(config: Config, extra: PricingContext = {}): P
     ...(extra.walletPubkeys ?? []),
     ...(config.NWC_URL ? nwcPubkeys(config.NWC_URL) : []),
   ]);
-  const waivedKinds = new Set<number>();
-  for (const item of list(config.WAIVED_KINDS)) {
-    const k = Number(item);
-    if (!Number.isInteger(k) || k < 0 || k > 65535) throw new Error(`WAIVED_KINDS: "${item}" is not a kind`);
-    waivedKinds.add(k);
-  }
+  const waivedKinds = new Set(config.WAIVED_KINDS);
   return {
     ...pricesFromConfig(config),
     allowed,
