@@ -51,7 +51,7 @@ function later(ctx: RelayContext, res: HttpResponse, work: () => Promise<[status
     try {
       reply(res, status, type, body);
     } catch (err) {
-      ctx.log.warn({ err: (err as Error)?.message }, 'http: could not answer');
+      ctx.log.warn({ err }, 'http: could not answer');
     }
   };
   work().then(

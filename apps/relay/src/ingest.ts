@@ -184,8 +184,9 @@ function closeFlooding(ctx: RelayContext, conn: Connection, why: string): void {
  * heeding the `retry in` is closed.
  */
 function refuseUnparsed(ctx: RelayContext, conn: Connection, text: string, why: string): void {
-  ctx.metrics.events.inc({ result: 'refused', reason: 'rate-limited' });
-  if (conn.refusalAnswers.take()) {
+  const answer = conn.refusalAnswers.take();
+  ctx.metrics.events.inc({ result: answer ? 'refused' : 'dropped', reason: 'rate-limited' });
+  if (answer) {
     const id = RAW_ID.exec(text)?.[1];
     send(conn, id ? encodeOk(id, false, why) : encodeNotice(why));
   }

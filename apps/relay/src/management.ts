@@ -342,7 +342,7 @@ export function managementRoute(ctx: RelayContext): (res: HttpResponse, req: Htt
           res.end(JSON.stringify(body), close);
         });
       } catch (err) {
-        ctx.log.warn({ err: (err as Error)?.message }, 'management: could not answer');
+        ctx.log.warn({ err }, 'management: could not answer');
       }
     };
     const fail = (status: string, error: string, close = false) => answer(status, { result: null, error }, close);
@@ -472,7 +472,7 @@ class WriteRates {
         }
         for (const t of this.minutes.keys()) if (t < minute - 86_400) this.minutes.delete(t);
       })
-      .catch((err: unknown) => this.ctx.log.warn({ err: (err as Error)?.message }, 'management: write rate sample failed'));
+      .catch((err: unknown) => this.ctx.log.warn({ err }, 'management: write rate sample failed'));
     return this.chain;
   }
 }

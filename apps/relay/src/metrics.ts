@@ -27,7 +27,7 @@ export function createMetrics() {
     }),
     events: new Counter({
       name: 'relay_events_total',
-      help: 'EVENT messages answered, by result and reason prefix',
+      help: 'EVENT messages answered, by result and reason prefix (result "dropped": refused unanswered, a flood)',
       labelNames: ['result', 'reason'],
       registers: [registry],
     }),

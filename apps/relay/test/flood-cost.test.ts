@@ -30,6 +30,12 @@ async function parsed(relay: TestRelay, type: string): Promise<number> {
   return m.values.find((v) => v.labels.type === type)?.value ?? 0;
 }
 
+/** EVENTs answered so far with `result` (refused, dropped...) and reason prefix `rate-limited`. */
+async function rateLimited(relay: TestRelay, result: string): Promise<number> {
+  const m = await relay.ctx.metrics.events.get();
+  return m.values.find((v) => v.labels.result === result && v.labels.reason === 'rate-limited')?.value ?? 0;
+}
+
 /** Signatures verified so far (the sum of the verification batches). */
 async function verified(relay: TestRelay): Promise<number> {
   const m = await relay.ctx.metrics.verifyBatch.get();
@@ -75,7 +81,7 @@ describe.runIf(redisUrl && databaseUrl)('refusing a flood (Postgres, Redis)', ()
     await relay?.stop();
   });
 
-  it('an EVENT over its address bucket is refused from its bytes: OK false with its id, never parsed', async () => {
+  it('an EVENT over its address bucket is refused from its text: OK false with its id, never parsed', async () => {
     const addr = loopback();
     const c = await open(addr);
     // Spend the address's bucket (fresh unpaid keys: refused, but each takes a token).
@@ -116,6 +122,7 @@ describe.runIf(redisUrl && databaseUrl)('refusing a flood (Postgres, Redis)', ()
     for (const ev of spend) c.send(['EVENT', ev]);
     await Promise.all(spend.map((ev) => c.ok(ev.id)));
     // The address is refused now: a flood on one connection.
+    const dropped0 = await rateLimited(relay, 'dropped');
     const flood = Array.from({ length: 3 * ADDRESS_BURST }, () => sign(newKey().sk));
     for (const ev of flood) c.send(['EVENT', ev]);
     await until(() => c.closed);
@@ -124,6 +131,10 @@ describe.runIf(redisUrl && databaseUrl)('refusing a flood (Postgres, Redis)', ()
     const answered = flood.filter((ev) => c.messages.some((m) => m[0] === 'OK' && m[1] === ev.id));
     expect(answered.length).toBeGreaterThan(0);
     expect(answered.length).toBeLessThanOrEqual(REFUSAL_ANSWERS_BURST);
+    // Counted as dropped (relay_events_total{result="dropped"}), up to the close.
+    const dropped = (await rateLimited(relay, 'dropped')) - dropped0;
+    expect(dropped).toBeGreaterThan(0);
+    expect(dropped + answered.length).toBeLessThanOrEqual(flood.length);
     // Someone else behind that address, at a person's pace, is still told why.
     const neighbour = await open(addr);
     for (let i = 0; i < 3; i++) {

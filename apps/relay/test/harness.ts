@@ -203,8 +203,8 @@ export class RawClient {
     });
   }
 
-  ok(id: string) {
-    return this.next((m) => m[0] === 'OK' && m[1] === id);
+  ok(id: string, timeoutMs?: number) {
+    return this.next((m) => m[0] === 'OK' && m[1] === id, timeoutMs);
   }
 
   notice() {

@@ -66,19 +66,23 @@ export type SurgeInputs = {
   loadLevel: number;
 };
 
-/** The multiplier of a write's price, and why, in words for the refusal. */
-export function writeMultiplier(s: SurgeInputs | undefined): { multiplier: number; why: string } {
-  if (!s) return { multiplier: 1, why: '' };
+/** The multiplier of a write's price, and why, in words for the refusal (written only when asked). */
+export function writeMultiplier(s: SurgeInputs | undefined): { multiplier: number; why: () => string } {
+  if (!s) return { multiplier: 1, why: () => '' };
   const own = doublings(s.window, s.policy.pubkeyStep);
   const net = doublings(s.networkWindow, s.policy.networkStep);
   const volume = volumeMultiplier(s.window, s.networkWindow, s.policy);
   const multiplier = Math.min(Math.max(1, s.policy.maxMultiplier), volume * 2 ** s.loadLevel);
+  return { multiplier, why: () => explain(s, own, net) };
+}
+
+function explain(s: SurgeInputs, own: number, net: number): string {
   const hour = `in the last ${formatWindow(s.policy.windowSeconds)}`;
   const parts: string[] = [];
   if (own > 0 && own >= net) parts.push(`${formatVolume(s.window)} from you ${hour}`);
   else if (net > 0) parts.push(`${formatVolume(s.networkWindow)} from your network ${hour}`);
   if (s.loadLevel > 0) parts.push('the relay is busy');
-  return { multiplier, why: parts.join('; ') };
+  return parts.join('; ');
 }
 
 function formatWindow(seconds: number): string {
@@ -94,12 +98,18 @@ function formatVolume(v: Volume): string {
  * A price at its multiplier, explained: "8 sats for this event (1,200 events from you in the
  * last hour; 2 sats when quiet; balance 0 sats)". `more` goes in the same parentheses.
  */
-function priced(base: number, m: { multiplier: number; why: string }, what: string, more?: string): { amount: number; text: string } {
+function priced(base: number, m: Multiplier, what: string, more?: () => string): { amount: number; text: () => string } {
   const amount = surged(base, m.multiplier);
-  const parts = m.multiplier > 1 ? [m.why, `${formatSats(base)} when quiet`] : [];
-  if (more) parts.push(more);
-  return { amount, text: `${formatSats(amount)} ${what}${parts.length > 0 ? ` (${parts.filter(Boolean).join('; ')})` : ''}` };
+  const text = () => {
+    const parts = m.multiplier > 1 ? [m.why(), `${formatSats(base)} when quiet`] : [];
+    if (more) parts.push(more());
+    const because = parts.filter(Boolean).join('; ');
+    return `${formatSats(amount)} ${what}${because ? ` (${because})` : ''}`;
+  };
+  return { amount, text };
 }
+
+type Multiplier = ReturnType<typeof writeMultiplier>;
 
 /**
  * The payment gate, as a pure function: is this write paid for? Free paths first (policy,
@@ -138,24 +148,24 @@ export function gate(
     const amount = surged(base, surge ? admissionMultiplier(surge.networkAdmissions, surge.policy) : 1);
     const busy = amount > base ? ` (many admissions from your network lately; ${formatSats(base)} when quiet)` : '';
     const what = p.admissionMsat > 0 ? 'for admission' : `for ${Math.round(p.subscriptionPeriodSeconds / 86400)} days of writing`;
-    const orThisEvent = perEvent > 0 ? ` or ${thisEvent.text}` : '';
+    const orThisEvent = perEvent > 0 ? ` or ${thisEvent.text()}` : '';
     return refuse(amount, `${formatSats(amount)} ${what}${busy}${orThisEvent}`);
   }
   const balance = account?.balanceMsat ?? 0;
   const publication = publicationPrice(p, ev.kind, jsonBytes);
   if (publication > 0) {
-    const price = priced(publication, m, 'for this event', `balance ${formatSats(balance)}`);
+    const price = priced(publication, m, 'for this event', () => `balance ${formatSats(balance)}`);
     if (balance >= price.amount) return { action: 'debit', amountMsat: price.amount };
-    return refuse(price.amount, `${price.text}, add credit or pay for it`);
+    return refuse(price.amount, `${price.text()}, add credit or pay for it`);
   }
   if (!requiresAdmission(p)) {
-    return p.eventMsat > 0 ? refuse(thisEvent.amount, thisEvent.text) : { action: 'accept' };
+    return p.eventMsat > 0 ? refuse(thisEvent.amount, thisEvent.text()) : { action: 'accept' };
   }
   // Admitted: free within the daily allowance; beyond it, each event at the per-event price.
   if (!surge || perEvent <= 0) return { action: 'accept' };
   const allowance = dailyAllowance(trust(surge.history, now, surge.policy), surge.policy);
   if (fitsAllowance(allowanceLeft(allowance, surge.day), jsonBytes)) return { action: 'accept' };
   if (balance >= thisEvent.amount) return { action: 'debit', amountMsat: thisEvent.amount };
-  const used = `daily allowance of ${allowance.events.toLocaleString('en-US')} events used; balance ${formatSats(balance)}`;
-  return refuse(thisEvent.amount, `${priced(perEvent, m, 'for this event', used).text}, add credit or pay for it`);
+  const used = () => `daily allowance of ${allowance.events.toLocaleString('en-US')} events used; balance ${formatSats(balance)}`;
+  return refuse(thisEvent.amount, `${priced(perEvent, m, 'for this event', used).text()}, add credit or pay for it`);
 }
