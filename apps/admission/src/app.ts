@@ -1,16 +1,13 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { busReadiness, type Bus } from '@paidrelay/bus';
-import type { Config, RelayKey } from '@paidrelay/config';
-import type { Database } from '@paidrelay/db';
-import type { LightningBackend } from '@paidrelay/lightning';
+import { busReadiness } from '@paidrelay/bus';
+import type { Config } from '@paidrelay/config';
 import { LivePrices } from '@paidrelay/payment-gate';
-import type { Pricing } from '@paidrelay/pricing';
 import { sendAsset } from '@paidrelay/page';
 import type { Logger } from 'pino';
 import { Counter, Registry, collectDefaultMetrics } from 'prom-client';
 import { getAccountRoute, getHeldRoute, getInvoiceRoute, invoiceEvents, InvoiceRateLimit, postInvoice, pricingJson } from './api.ts';
-import type { AdmissionContext } from './context.ts';
+import type { AdmissionContext, AdmissionDeps } from './context.ts';
 import { clientIp, CORS, corsPreflight, error, HttpError, json, Router, send, type Req } from './http.ts';
 import { lnurlCallback, lnurlPay } from './lnurl.ts';
 import { publishRelayProfile } from './profile.ts';
@@ -18,15 +15,7 @@ import { InvoiceStreams } from './sse.ts';
 import { watchPayments } from './watch.ts';
 import { buildPayPage } from './web/index.ts';
 
-export type AdmissionDeps = {
-  db: Database;
-  bus: Bus;
-  lightning: LightningBackend;
-  /** The config's pricing: its prices seed the stored ones on a first start; the service then follows those. */
-  pricing: Pricing;
-  relayKey: RelayKey;
-  relayUrl: string;
-};
+export type { AdmissionDeps };
 
 export type Admission = {
   port: number;

@@ -7,17 +7,22 @@ import { isAdmitted, type Pricing } from '@paidrelay/pricing';
 import type { Logger } from 'pino';
 import type { AccountView, InvoiceView } from './api-types.ts';
 
-/** What every part of the admission service shares. */
-export type AdmissionContext = {
-  config: Config;
-  log: Logger;
+/** What the admission service is started with (apps/all-in-one shares its database and bus). */
+export type AdmissionDeps = {
   db: Database;
   bus: Bus;
   lightning: LightningBackend;
+  /** The config's pricing: its prices seed the stored ones on a first start; the service then follows those. */
   pricing: Pricing;
   relayKey: RelayKey;
   /** Where clients reach the relay (shown on the pay page). */
   relayUrl: string;
+};
+
+/** What every part of the admission service shares. */
+export type AdmissionContext = AdmissionDeps & {
+  config: Config;
+  log: Logger;
   /** Origin of PAYMENTS_URL: the public base of this service. */
   origin: string;
 };

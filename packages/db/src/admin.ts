@@ -73,15 +73,7 @@ export async function recordAudit(db: Db, e: Omit<AuditEntry, 'id'>): Promise<vo
 
 /** The newest audit rows first. */
 export async function listAudit(db: Db, limit = 100): Promise<AuditEntry[]> {
-  const { rows } = await sql<{ id: number; at: number; pubkey: string; method: string; params: unknown }>`
-    SELECT id, at, pubkey, method, params FROM admin_audit ORDER BY id DESC LIMIT ${limit}`.execute(db);
-  return rows.map((r) => ({
-    id: Number(r.id),
-    at: Number(r.at),
-    pubkey: r.pubkey,
-    method: r.method,
-    params: typeof r.params === 'string' ? (JSON.parse(r.params) as unknown) : r.params,
-  }));
+  return listAuditPage(db, { limit });
 }
 
 /** Removes stored events (and their tags) by id; returns how many were stored. */

@@ -59,7 +59,7 @@ const stubs: Plugin = {
 export const PAY_PAGE: PageSource = {
   name: 'pay',
   entry: `${here}/main.ts`,
-  styles: ['./styles.css'],
+  styles: ['@paidrelay/page/base.css', './styles.css'],
   distDir: `${here}/../../dist/page`,
   plugins: [stubs],
 };

@@ -17,7 +17,7 @@ export type DashboardPage = { html: string; js: Asset; css: Asset };
 export const DASHBOARD_PAGE: PageSource = {
   name: 'dashboard',
   entry: `${here}/app.ts`,
-  styles: ['uplot/dist/uPlot.min.css', './styles.css'],
+  styles: ['@paidrelay/page/base.css', 'uplot/dist/uPlot.min.css', './styles.css'],
   distDir: `${here}/../../dist/page`,
 };
 
