@@ -4,10 +4,11 @@ import type { Charges } from './store.ts';
 /**
  * `debit`: the price is reserved from the cached balance until `settle` is called with
  * whether the debit was committed, so a burst from a short balance passes the gate only as
- * many times as the balance covers.
+ * many times as the balance covers. An `accept` may hold something too (the sender's counted
+ * volume): `settle` says whether the write was stored.
  */
 export type GateDecision =
-  | { action: 'accept' }
+  | { action: 'accept'; settle?(committed: boolean): void }
   | { action: 'debit'; amountMsat: number; settle(committed: boolean): void }
   | { action: 'refuse'; amountMsat: number; reason: string };
 
@@ -19,7 +20,8 @@ export type GateDecision =
  * purge, membership check, NIP-11 fields and close as the other hooks.
  */
 export interface PaymentGate {
-  check(ev: NostrEvent, json: string): GateDecision;
+  /** `ip`: the client's address (its network's volume may count in the price). */
+  check(ev: NostrEvent, json: string, ip: string): GateDecision;
   /** Keeps a refused event for later payment, in the background; `network` is the client's address network (limits.ts networkKey: the per-address bound). */
   hold(ev: NostrEvent, json: string, network: string): void;
   /** The writer's hook: balances locked and debited in the transaction that stores the events. */

@@ -235,15 +235,17 @@ async function handleEvent(ctx: RelayContext, conn: Connection, ev: NostrEvent, 
   let charge: number | undefined;
   let settle: ((committed: boolean) => void) | undefined;
   if (ctx.gate) {
-    const decision = ctx.gate.check(ev, json);
+    const decision = ctx.gate.check(ev, json, conn.ip);
     if (decision.action === 'refuse') {
       // An ephemeral event is only worth something now: there is nothing to hold for later.
       if (kindClass(ev.kind) !== 'ephemeral') ctx.gate.hold(ev, json, networkKey(conn.ip));
       return refuse(ctx, conn, ev.id, decision.reason);
     }
     if (decision.action === 'debit') ({ amountMsat: charge, settle } = decision);
+    else settle = decision.settle;
   }
   if (kindClass(ev.kind) === 'ephemeral' && charge === undefined) {
+    settle?.(true);
     ctx.metrics.events.inc({ result: 'accepted', reason: 'ephemeral' });
     send(conn, encodeOk(ev.id, true, ''));
     publish(ctx, ev, json);
@@ -282,8 +284,8 @@ async function handleEvent(ctx: RelayContext, conn: Connection, ev: NostrEvent, 
  * decides again once the signature is known, so a forged event reserves nothing.
  */
 async function overUnpaidBudget(ctx: RelayContext, conn: Connection, ev: NostrEvent, json: string): Promise<Verdict> {
-  const look = ctx.gate?.check(ev, json);
-  if (look?.action === 'debit') look.settle(false);
+  const look = ctx.gate?.check(ev, json, conn.ip);
+  if (look && look.action !== 'refuse') look.settle?.(false);
   if (look?.action !== 'refuse') return undefined;
   return ctx.rateLimiter?.unpaidFromAddress(conn.ip);
 }

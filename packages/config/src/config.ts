@@ -187,6 +187,29 @@ export const configSchema = z.object({
   WALLET_PUBKEYS: z.string().default(''),
   /** Events with at least this NIP-13 difficulty are free (0: proof of work buys nothing). */
   FREE_POW_DIFFICULTY: int(0),
+  // ---- spam pricing (packages/pricing surge.ts; README "Spam priced out") ----
+  /** Off: admitted keys write without a daily allowance and prices never surge (the price list alone). */
+  SPAM_PRICING: bool.default(true),
+  /** Daily allowance of a freshly admitted key (events, bytes of event JSON), free beyond the admission. */
+  ALLOWANCE_FRESH_EVENTS: int(50),
+  ALLOWANCE_FRESH_BYTES: int(256 * 1024),
+  /** The full daily allowance, reached by account age (TRUST_AGE_SECONDS) or paid history (TRUST_PAID_MSAT). */
+  ALLOWANCE_FULL_EVENTS: int(2000),
+  ALLOWANCE_FULL_BYTES: int(16 * 1024 * 1024),
+  TRUST_AGE_SECONDS: int(30 * 86400),
+  TRUST_PAID_MSAT: int(10_000_000),
+  /** The sliding window whose volume drives the multiplier, seconds (counted in 60 slots). */
+  SURGE_WINDOW_SECONDS: int(3600, 60),
+  /** The price doubles for each further step of a sender's volume in the window (0: that dimension off). */
+  SURGE_STEP_EVENTS: int(100),
+  SURGE_STEP_BYTES: int(1024 * 1024),
+  /** The same per network (SURGE_V4_PREFIX, SURGE_V6_PREFIX): many fresh keys from one network pay too. */
+  SURGE_NETWORK_STEP_EVENTS: int(500),
+  SURGE_NETWORK_STEP_BYTES: int(5 * 1024 * 1024),
+  SURGE_V4_PREFIX: int(24).pipe(z.number().max(32)),
+  SURGE_V6_PREFIX: int(56).pipe(z.number().max(128)),
+  /** The largest multiplier. */
+  SURGE_MAX_MULTIPLIER: int(1024, 1),
   /** Refused events kept per pubkey, waiting for payment. */
   HELD_EVENTS_PER_PUBKEY: int(20, 0),
   HELD_EVENT_TTL_SECONDS: int(86400, 60),

@@ -11,7 +11,7 @@ const REFRESH_MS = 30_000;
  * any admission replica reaches here within a second), and re-read periodically as a backstop.
  */
 export class AccountCache {
-  private accounts = new Map<string, Account & { version: number }>();
+  private accounts = new Map<string, Account & { createdAt: number; version: number }>();
   /** msat taken by this replica's writes that passed the gate and are not committed yet. */
   private reserved = new Map<string, number>();
   private version = 0;
@@ -51,12 +51,18 @@ export class AccountCache {
       admitted: row.admitted,
       admittedUntil: row.admittedUntil,
       balanceMsat: row.balanceMsat,
+      createdAt: row.createdAt,
       version: ++this.version,
     });
   }
 
   get(pubkey: string): Account | undefined {
     return this.accounts.get(pubkey);
+  }
+
+  /** When the account was made (its age, for the spam pricing's trust), if there is one. */
+  createdAt(pubkey: string): number | null {
+    return this.accounts.get(pubkey)?.createdAt ?? null;
   }
 
   /** The account as the gate must see it: its balance less what in-flight writes have reserved. */

@@ -1,5 +1,5 @@
-import type { Bus } from '@paidrelay/bus';
-import type { Config } from '@paidrelay/config';
+import { DAY, LocalVolumes, RedisVolumes, type Bus, type VolumeCounters, type VolumeWindow } from '@paidrelay/bus';
+import { networkKey, type Config } from '@paidrelay/config';
 import {
   affordableCharges,
   debitForEvent,
@@ -9,19 +9,22 @@ import {
   type Database,
   type HeldStats,
 } from '@paidrelay/db';
+import { randomUUID } from 'node:crypto';
 import { nowSeconds, type NostrEvent } from '@paidrelay/nostr';
-import { gate, heldEventPrice, isAdmitted, payUrl, type Pricing } from '@paidrelay/pricing';
+import { gate, heldEventPrice, isAdmitted, payUrl, surgePolicyFromConfig, type Pricing, type SurgeInputs } from '@paidrelay/pricing';
 import type { Logger } from 'pino';
 import { AccountCache } from './accounts.ts';
 import { HoldQueue } from './hold.ts';
+import { VolumeTracker } from './volume.ts';
 
 /**
  * `debit`: the price is reserved from the cached balance until `settle` is called with
  * whether the debit was committed, so a burst from a short balance passes the gate only as
- * many times as the balance covers.
+ * many times as the balance covers. With spam pricing, a write that passes (`accept` or
+ * `debit`) is counted in its sender's volume at once, and `settle(false)` takes it back.
  */
 export type GateDecision =
-  | { action: 'accept' }
+  | { action: 'accept'; settle?(committed: boolean): void }
   | { action: 'debit'; amountMsat: number; settle(committed: boolean): void }
   | { action: 'refuse'; amountMsat: number; reason: string };
 
@@ -32,7 +35,8 @@ export type GateDecision =
  * of held events (the purge timer) and close.
  */
 export type PaymentGate = {
-  check(ev: NostrEvent, json: string): GateDecision;
+  /** `ip`: the client's address, whose network's volume counts in the spam price. */
+  check(ev: NostrEvent, json: string, ip?: string): GateDecision;
   /** Admitted, subscribed or allow-listed at `now` (members-only reads), from the same cache. */
   isMember(pubkey: string, now: number): boolean;
   /** Keeps a refused event for later payment, in the background; `network` is the client's address network (per-address bound). */
@@ -102,10 +106,24 @@ export async function createPaymentGate(
     for (let i = 0; i < items.length; i++) if (results[i] === 'held') heldSinceTrim += Buffer.byteLength(items[i].raw);
     if (heldSinceTrim >= trimEvery) await trim(nowSeconds());
   }, log);
+  const spam = spamPricing(config, log);
   return {
-    check(ev: NostrEvent, json: string): GateDecision {
-      const d = gate(pricing, ev, Buffer.byteLength(json), cache.available(ev.pubkey), nowSeconds());
-      return d.action === 'debit' ? { ...d, settle: cache.reserve(ev.pubkey, d.amountMsat) } : d;
+    check(ev: NostrEvent, json: string, ip = ''): GateDecision {
+      const bytes = Buffer.byteLength(json);
+      const at = nowSeconds();
+      const volume = spam?.inputs(ev.pubkey, ip, cache.createdAt(ev.pubkey));
+      const d = gate(pricing, ev, bytes, cache.available(ev.pubkey), at, volume?.inputs);
+      if (d.action === 'refuse') return d;
+      const counted = volume?.count(bytes);
+      if (d.action === 'accept') return counted ? { action: 'accept', settle: counted } : d;
+      const reserved = cache.reserve(ev.pubkey, d.amountMsat);
+      return {
+        ...d,
+        settle: (committed) => {
+          reserved(committed);
+          counted?.(committed);
+        },
+      };
     },
     unpaidReason(ev: NostrEvent, json: string, balanceMsat: number) {
       const account = cache.get(ev.pubkey) ?? { admitted: true, admittedUntil: null, balanceMsat };
@@ -135,7 +153,60 @@ export async function createPaymentGate(
     charges: { cover: affordableCharges, debit: debitForEvent },
     async close() {
       cache.close();
+      await spam?.close();
       await holds.drain();
+    },
+  };
+}
+
+/**
+ * Spam pricing's inputs to the gate: the sender's writing in the last day (its allowance) and in
+ * the window, and its network's, from the volume counters every replica shares (Redis; this
+ * process's own without REDIS_URL). A write that passes is counted at once (a burst sees its own
+ * earlier events) and taken back if it is not stored.
+ */
+function spamPricing(config: Config, log: Logger) {
+  const policy = surgePolicyFromConfig(config);
+  if (!policy) return undefined;
+  const store: VolumeCounters = config.REDIS_URL ? new RedisVolumes(config.REDIS_URL, log) : new LocalVolumes();
+  const tracker = new VolumeTracker(store, randomUUID(), log);
+  tracker.start();
+  const window: VolumeWindow = { slotSeconds: Math.max(1, Math.round(policy.windowSeconds / 60)), slots: 60 };
+  return {
+    inputs(pubkey: string, ip: string, createdAt: number | null) {
+      const keys = {
+        day: `d:${pubkey}`,
+        window: `w:${pubkey}`,
+        network: `n:${networkKey(ip, config.SURGE_V6_PREFIX, config.SURGE_V4_PREFIX)}`,
+      };
+      const inputs: SurgeInputs = {
+        policy,
+        history: { admittedSince: createdAt, paidMsat: 0 },
+        day: tracker.view(keys.day, DAY),
+        window: tracker.view(keys.window, window),
+        networkWindow: ip ? tracker.view(keys.network, window) : { events: 0, bytes: 0 },
+        networkAdmissions: 0,
+        loadLevel: 0,
+      };
+      const count = (bytes: number): ((committed: boolean) => void) => {
+        const add = (sign: number) => {
+          tracker.count(keys.day, DAY, sign, sign * bytes);
+          tracker.count(keys.window, window, sign, sign * bytes);
+          if (ip) tracker.count(keys.network, window, sign, sign * bytes);
+        };
+        add(1);
+        let done = false;
+        return (committed) => {
+          if (done) return;
+          done = true;
+          if (!committed) add(-1);
+        };
+      };
+      return { inputs, count };
+    },
+    async close() {
+      await tracker.close();
+      await store.close();
     },
   };
 }

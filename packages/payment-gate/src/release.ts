@@ -10,7 +10,12 @@ import type { Kysely } from 'kysely';
  * held: the person can pay for them or re-post. Returns the JSON of those stored, for the
  * caller to publish on the bus after the commit.
  */
-export async function releaseHeldEvents(trx: Kysely<Schema>, pricing: Pricing, account: AccountRow, at: number): Promise<string[]> {
+export async function releaseHeldEvents(
+  trx: Kysely<Schema>,
+  pricing: Pricing,
+  account: Omit<AccountRow, 'createdAt'>,
+  at: number,
+): Promise<string[]> {
   const acc = { admitted: account.admitted, admittedUntil: account.admittedUntil, balanceMsat: account.balanceMsat };
   const released: { id: string; raw: string }[] = [];
   for (const held of await listHeldEvents(trx, account.pubkey, at)) {

@@ -59,6 +59,9 @@ export class VolumeTracker {
   view(key: string, w: VolumeWindow): Volume {
     const e = this.entry(key, w);
     e.viewedAt = Date.now();
+    // A counter back in use after a pause is asked for at once: the writes after this one see
+    // what the other replicas counted meanwhile (this one is decided on the last total known).
+    if (e.viewedAt - e.sharedAt >= REFRESH_MS) void this.send(key, e);
     const fresh = e.viewedAt - e.sharedAt < w.slotSeconds * w.slots * 1000;
     const shared = fresh ? e.shared : ZERO;
     return plus(shared, e.pending, this.store.usable() ? 1 : this.replicas);

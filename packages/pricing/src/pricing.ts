@@ -1,4 +1,5 @@
 import type { Config } from '@paidrelay/config';
+import { DEFAULT_SURGE, type SurgePolicy } from './surge.ts';
 import { isHex64, parsePubkeyList } from '@paidrelay/nostr';
 import { getPublicKey } from 'nostr-tools/pure';
 
@@ -188,4 +189,20 @@ export function nip11Payments(p: Pricing): {
   if (p.eventMsat > 0) publication.push({ amount: p.eventMsat, unit: 'msats', per: 'event', account: false });
   if (publication.length > 0) fees.publication = publication;
   return { payment_required: true, restricted_writes: true, payments_url: p.paymentsUrl, fees };
+}
+
+/** The spam pricing policy of the config (surge.ts), or none with SPAM_PRICING off. */
+export function surgePolicyFromConfig(c: Config): SurgePolicy | undefined {
+  if (!c.SPAM_PRICING) return undefined;
+  return {
+    ...DEFAULT_SURGE,
+    allowanceFresh: { events: c.ALLOWANCE_FRESH_EVENTS, bytes: c.ALLOWANCE_FRESH_BYTES },
+    allowanceFull: { events: c.ALLOWANCE_FULL_EVENTS, bytes: c.ALLOWANCE_FULL_BYTES },
+    trustAgeSeconds: c.TRUST_AGE_SECONDS,
+    trustPaidMsat: c.TRUST_PAID_MSAT,
+    windowSeconds: c.SURGE_WINDOW_SECONDS,
+    pubkeyStep: { events: c.SURGE_STEP_EVENTS, bytes: c.SURGE_STEP_BYTES },
+    networkStep: { events: c.SURGE_NETWORK_STEP_EVENTS, bytes: c.SURGE_NETWORK_STEP_BYTES },
+    maxMultiplier: c.SURGE_MAX_MULTIPLIER,
+  };
 }

@@ -4,7 +4,14 @@ import type { AccountsTable, Schema } from '../schema.ts';
 import { bufHex, hexBuf } from '../hex.ts';
 import { checkHex64, checkInt } from './checks.ts';
 
-export type AccountRow = { pubkey: string; admitted: boolean; admittedUntil: number | null; balanceMsat: number };
+export type AccountRow = {
+  pubkey: string;
+  admitted: boolean;
+  admittedUntil: number | null;
+  balanceMsat: number;
+  /** When the account was made (unix seconds): its age, for the spam pricing's trust. */
+  createdAt: number;
+};
 
 /**
  * Admitted at `now`: one-time admission (no end), or a subscription that has not ended. The one
@@ -16,7 +23,13 @@ export function isAdmitted(account: Pick<AccountRow, 'admitted' | 'admittedUntil
 }
 
 export function toAccount(r: Selectable<AccountsTable>): AccountRow {
-  return { pubkey: bufHex(r.pubkey), admitted: r.admitted, admittedUntil: r.admitted_until, balanceMsat: r.balance_msat };
+  return {
+    pubkey: bufHex(r.pubkey),
+    admitted: r.admitted,
+    admittedUntil: r.admitted_until,
+    balanceMsat: r.balance_msat,
+    createdAt: Number(r.created_at),
+  };
 }
 
 export async function getAccount(db: Kysely<Schema>, pubkey: string): Promise<AccountRow | undefined> {
