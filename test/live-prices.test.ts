@@ -124,7 +124,7 @@ describe.runIf(pgUrl && redisUrl)('prices at run time across two relay replicas 
       const r = await publish(c, sign(newKey().sk, { content: 'new prices' }));
       expect(r.reason).toMatch(/^blocked: payment required: 42 sats for admission or 7 sats for this event: /);
     }
-    // Invoices are made at the prices of now, a held event's too (it was refused at 5 sats).
+    // Invoices are made at the prices of now; a held event's at the price its refusal named (5 sats).
     const inv = await fetch(`${t.apiBase}/api/invoices`, {
       method: 'POST',
       headers: { 'Content-Type': 'application/json' },
@@ -132,7 +132,7 @@ describe.runIf(pgUrl && redisUrl)('prices at run time across two relay replicas 
     });
     expect(((await inv.json()) as { amount_msat: number }).amount_msat).toBe(42000);
     const heldView = (await (await fetch(`${t.apiBase}/api/held/${held.id}`)).json()) as { amount_msat: number };
-    expect(heldView.amount_msat).toBe(7000);
+    expect(heldView.amount_msat).toBe(5000);
 
     const history = (await rpc(a.port, admin, 'listpricechanges')).body.result.changes;
     expect(history).toHaveLength(2);

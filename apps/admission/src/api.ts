@@ -64,9 +64,12 @@ async function heldEventSoon(ctx: AdmissionContext, eventId: string, waitMs = 15
   }
 }
 
-/** A held event's price at the prices of now (not those of its refusal: an admin may have changed them). */
+/**
+ * A held event's price: the one its refusal named (with spam pricing, the surge price of that
+ * moment), kept with it; at the prices of now for an event held without one.
+ */
 function heldPrice(ctx: AdmissionContext, held: HeldEvent): number {
-  return heldEventPrice(ctx.pricing, held.kind, Buffer.byteLength(held.raw));
+  return held.amountMsat > 0 ? held.amountMsat : heldEventPrice(ctx.pricing, held.kind, Buffer.byteLength(held.raw));
 }
 
 /** What one invoice for this product costs, or a 4xx. */

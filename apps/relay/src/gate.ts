@@ -10,7 +10,8 @@ import type { Charges } from './store.ts';
 export type GateDecision =
   | { action: 'accept'; settle?(committed: boolean): void }
   | { action: 'debit'; amountMsat: number; settle(committed: boolean): void }
-  | { action: 'refuse'; amountMsat: number; reason: string };
+  /** `eventMsat`: what this one event costs (its held event's invoice), when the gate says. */
+  | { action: 'refuse'; amountMsat: number; eventMsat?: number; reason: string };
 
 /**
  * The payment gate as the relay core sees it (a hook, RelayHooks.gate): a decision from a local
@@ -23,7 +24,7 @@ export interface PaymentGate {
   /** `ip`: the client's address (its network's volume may count in the price). */
   check(ev: NostrEvent, json: string, ip: string): GateDecision;
   /** Keeps a refused event for later payment, in the background; `network` is the client's address network (limits.ts networkKey: the per-address bound). */
-  hold(ev: NostrEvent, json: string, network: string): void;
+  hold(ev: NostrEvent, json: string, network: string, eventMsat?: number): void;
   /** The writer's hook: balances locked and debited in the transaction that stores the events. */
   charges: Charges;
   /** The refusal of a write whose balance, read at commit time, did not cover its price. */

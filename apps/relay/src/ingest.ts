@@ -238,7 +238,7 @@ async function handleEvent(ctx: RelayContext, conn: Connection, ev: NostrEvent, 
     const decision = ctx.gate.check(ev, json, conn.ip);
     if (decision.action === 'refuse') {
       // An ephemeral event is only worth something now: there is nothing to hold for later.
-      if (kindClass(ev.kind) !== 'ephemeral') ctx.gate.hold(ev, json, networkKey(conn.ip));
+      if (kindClass(ev.kind) !== 'ephemeral') ctx.gate.hold(ev, json, networkKey(conn.ip), decision.eventMsat);
       return refuse(ctx, conn, ev.id, decision.reason);
     }
     if (decision.action === 'debit') ({ amountMsat: charge, settle } = decision);

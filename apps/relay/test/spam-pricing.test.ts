@@ -99,6 +99,9 @@ describe.each(backends())('spam pricing on one replica (%s)', (backend) => {
     expect(poorOks[3][3]).toMatch(
       /^blocked: payment required: 2 sats for this event \(3 events from you in the last hour; 1 sat when quiet; balance 0 sats\), add credit or pay for it: /,
     );
+    // Its held event is invoiced at that surge price, not at the quiet one.
+    const held = await until(async () => (await listHeldEvents(relay.ctx.db.kysely, poor.pubkey, now()))[0]);
+    expect(held.amountMsat).toBe(2_000);
     c.close();
   });
 });

@@ -26,7 +26,7 @@ import { VolumeTracker } from './volume.ts';
 export type GateDecision =
   | { action: 'accept'; settle?(committed: boolean): void }
   | { action: 'debit'; amountMsat: number; settle(committed: boolean): void }
-  | { action: 'refuse'; amountMsat: number; reason: string };
+  | { action: 'refuse'; amountMsat: number; eventMsat: number; reason: string };
 
 /**
  * The payment gate of a paid relay. The relay core declares what it needs of a gate (its
@@ -40,7 +40,7 @@ export type PaymentGate = {
   /** Admitted, subscribed or allow-listed at `now` (members-only reads), from the same cache. */
   isMember(pubkey: string, now: number): boolean;
   /** Keeps a refused event for later payment, in the background; `network` is the client's address network (per-address bound). */
-  hold(ev: NostrEvent, json: string, network: string): void;
+  hold(ev: NostrEvent, json: string, network: string, eventMsat?: number): void;
   /** Writes the queued held events, then drops those that are due or over the global bound. */
   purge(now: number): Promise<number>;
   /** The writer's hook: balances locked and debited in the transaction that stores the events. */
@@ -133,7 +133,7 @@ export async function createPaymentGate(
         : `blocked: payment required: the balance was spent elsewhere: ${payUrl(pricing, ev.pubkey, ev.id)}`;
     },
     isMember: memberCheck(pricing, cache),
-    hold(ev: NostrEvent, json: string, network: string) {
+    hold(ev: NostrEvent, json: string, network: string, eventMsat?: number) {
       const bytes = Buffer.byteLength(json);
       if (bytes > config.HELD_EVENT_MAX_BYTES) return;
       const item = {
@@ -141,7 +141,8 @@ export async function createPaymentGate(
         pubkey: ev.pubkey,
         kind: ev.kind,
         raw: json,
-        amountMsat: heldEventPrice(pricing, ev.kind, bytes),
+        // The price the refusal named (with spam pricing, the surge price of that moment).
+        amountMsat: eventMsat ?? heldEventPrice(pricing, ev.kind, bytes),
         ip: network,
       };
       if (!holds.add(item, bytes)) onHoldDropped();
