@@ -23,8 +23,9 @@ const plus = (a: Volume, b: Volume, times = 1): Volume => ({ events: a.events + 
  * This replica's view of the shared volume counters, read synchronously by the gate (the pure
  * pricing function takes volume as an input). A count is sent with the next flush (every
  * `flushMs`, one script run per counter), whose reply is every replica's total; between flushes
- * the view is that total plus what this replica counted since. A counter seen for the first time
- * is asked for at once, so a sender's volume on the other replicas arrives within a round trip.
+ * the view is that total plus what this replica counted since. A counter is first asked for when
+ * this replica first counts in it, so a sender's volume on the other replicas arrives within a
+ * round trip of its first write here (that write is decided without it).
  *
  * While the store is unusable, counts stay pending (sent when it is back: nothing is forgotten)
  * and the view multiplies them by the replicas last seen, erring on the side of charging: N
@@ -57,7 +58,10 @@ export class VolumeTracker {
 
   /** Every replica's volume on this counter, as far as this one knows. */
   view(key: string, w: VolumeWindow): Volume {
-    const e = this.entry(key, w);
+    // Nothing is asked for a counter this replica has not counted in: a flood of fresh keys that
+    // are all refused costs no Redis traffic. Its first count asks for the shared total.
+    const e = this.entries.get(key);
+    if (!e) return ZERO;
     e.viewedAt = Date.now();
     // A counter back in use after a pause is asked for at once: the writes after this one see
     // what the other replicas counted meanwhile (this one is decided on the last total known).
@@ -107,7 +111,9 @@ export class VolumeTracker {
       const now = Date.now();
       for (const [key, e] of this.entries) {
         const idle = e.pending.events === 0 && e.pending.bytes === 0;
-        if (idle && now - e.sharedAt > e.w.slotSeconds * e.w.slots * 1000) this.entries.delete(key);
+        // Forgotten once its window has passed unused; never before its first total has come back.
+        const unused = now - Math.max(e.sharedAt, e.viewedAt) > e.w.slotSeconds * e.w.slots * 1000;
+        if (idle && !e.asking && e.sharedAt > 0 && unused) this.entries.delete(key);
         else if (!idle || (now - e.viewedAt < REFRESH_MS && now - e.sharedAt >= REFRESH_MS)) sends.push(this.send(key, e));
       }
       if (now - this.replicasAt >= REFRESH_MS) {
