@@ -11,7 +11,7 @@ import {
 } from '@paidrelay/db';
 import { randomUUID } from 'node:crypto';
 import { nowSeconds, type NostrEvent } from '@paidrelay/nostr';
-import { gate, heldEventPrice, isAdmitted, payUrl, surgePolicyFromConfig, type Pricing, type SurgeInputs } from '@paidrelay/pricing';
+import { gate, heldEventPrice, isAdmitted, payUrl, type Pricing, type SurgeInputs } from '@paidrelay/pricing';
 import type { Logger } from 'pino';
 import { AccountCache } from './accounts.ts';
 import { HoldQueue } from './hold.ts';
@@ -106,7 +106,7 @@ export async function createPaymentGate(
     for (let i = 0; i < items.length; i++) if (results[i] === 'held') heldSinceTrim += Buffer.byteLength(items[i].raw);
     if (heldSinceTrim >= trimEvery) await trim(nowSeconds());
   }, log);
-  const spam = spamPricing(config, log);
+  const spam = spamPricing(config, pricing, log);
   return {
     check(ev: NostrEvent, json: string, ip = ''): GateDecision {
       const bytes = Buffer.byteLength(json);
@@ -166,15 +166,17 @@ export async function createPaymentGate(
  * process's own without REDIS_URL). A write that passes is counted at once (a burst sees its own
  * earlier events) and taken back if it is not stored.
  */
-function spamPricing(config: Config, log: Logger) {
-  const policy = surgePolicyFromConfig(config);
-  if (!policy) return undefined;
+function spamPricing(config: Config, pricing: Pricing, log: Logger) {
+  if (!pricing.surge) return undefined;
   const store: VolumeCounters = config.REDIS_URL ? new RedisVolumes(config.REDIS_URL, log) : new LocalVolumes();
   const tracker = new VolumeTracker(store, randomUUID(), log);
   tracker.start();
-  const window: VolumeWindow = { slotSeconds: Math.max(1, Math.round(policy.windowSeconds / 60)), slots: 60 };
   return {
     inputs(pubkey: string, ip: string, createdAt: number | null) {
+      // The policy as it is now (admins change it at run time).
+      const policy = pricing.surge;
+      if (!policy) return undefined;
+      const window: VolumeWindow = { slotSeconds: Math.max(1, Math.round(policy.windowSeconds / 60)), slots: 60 };
       const keys = {
         day: `d:${pubkey}`,
         window: `w:${pubkey}`,

@@ -25,6 +25,11 @@ export type Pricing = Prices & {
   walletPubkeys: ReadonlySet<string>;
   freePowDifficulty: number;
   paymentsUrl: string;
+  /**
+   * Spam pricing's policy (allowances, surge, load), or undefined when it is off. Read at each
+   * decision: LivePrices keeps it as the admins set it.
+   */
+  surge?: SurgePolicy;
 };
 
 /** Pubkeys are parsed by the protocol core; re-exported for the admission API. */
@@ -85,6 +90,7 @@ export function pricingFromConfig(config: Config, extra: PricingContext = {}): P
     walletPubkeys,
     freePowDifficulty: config.FREE_POW_DIFFICULTY,
     paymentsUrl: config.PAYMENTS_URL,
+    surge: surgePolicyFromConfig(config),
   };
 }
 
