@@ -373,6 +373,57 @@ describe.skipIf(!haveBrowser)('admin dashboard in a browser, against the real st
     expect(refused.reason).toMatch(/^blocked: payment required: 42 sats for admission or 5 sats for this event: /);
   }, 60_000);
 
+  it('Spam pricing: an admin lowers the fresh allowance in the page; the relay refuses past it; the history and the top senders show it', async () => {
+    const ctx = await signerContext(admin, { width: 1280, height: 900 });
+    const page = await open(ctx);
+    await signIn(page);
+    await page.getByTestId('tab-pricing').click();
+    // The policy seeded from the environment (the defaults), in the form's units.
+    await expect.poll(() => page.getByTestId('spam-allowance_fresh_events').inputValue()).toBe('50');
+    expect(await page.getByTestId('spam-allowance_fresh_bytes').inputValue()).toBe('256');
+    expect(await page.getByTestId('spam-window_seconds').inputValue()).toBe('60');
+    expect(await page.getByTestId('spam-trust_age_seconds').inputValue()).toBe('30');
+    expect(await page.getByTestId('spam-enabled').isChecked()).toBe(true);
+
+    await page.getByTestId('spam-allowance_fresh_events').fill('2');
+    await page.getByTestId('spam-max_multiplier').fill('64');
+    await page.getByTestId('spam-save').click();
+    await expect
+      .poll(() => page.getByTestId('spam-result').textContent())
+      .toBe('Saved (spam: daily allowance of a fresh key (events), spam: largest multiplier (×)).');
+    await expect.poll(() => page.getByTestId('price-change').first().textContent()).toContain('spam: daily allowance');
+    const latest = (await page.getByTestId('price-change').first().textContent()) ?? '';
+    expect(latest).toContain('spam: daily allowance of a fresh key (events): 50 events → 2 events');
+    expect(latest).toContain('spam: largest multiplier (×): 1,024 × → 64 ×');
+    expect(await page.getByTestId('spam-allowance_fresh_events').inputValue()).toBe('2');
+    // A bad value: the relay's reason, and nothing saved.
+    await page.getByTestId('spam-allowance_fresh_events').fill('5000');
+    await page.getByTestId('spam-save').click();
+    await expect.poll(() => page.getByTestId('error').textContent()).toMatch(/allowance_fresh_events \(5000\) must not exceed/);
+
+    // The member (admitted today, a little paid history: a few events above the fresh 2) is soon
+    // past its allowance, far below the 50 of before: refused with the allowance named.
+    const past = await until(async () => {
+      const m = await publish(sign(member.sk, { content: `past the allowance ${Math.random()}` }));
+      return !m.ok && m;
+    });
+    const allowance = Number(/daily allowance of (\d+) events used/.exec(past.reason)?.[1]);
+    expect(allowance).toBeGreaterThanOrEqual(2);
+    expect(allowance).toBeLessThan(50);
+
+    // Top senders by volume in the window: the member wrote the most.
+    await page.getByTestId('tab-overview').click();
+    await page.getByTestId('tab-pricing').click();
+    const row = page.locator(`[data-testid=top-sender][data-pubkey="${member.pk}"]`);
+    await expect.poll(() => row.count(), { timeout: 10_000 }).toBe(1);
+    expect(await row.textContent()).toContain(member.npub);
+    expect(await page.getByTestId('top-senders-note').textContent()).toContain('the last hour');
+    const shot = join(shots, 'dashboard-spam-pricing-desktop.png');
+    await page.screenshot({ path: shot, fullPage: true });
+    console.log(`dashboard screenshot (desktop, spam pricing): ${shot}`);
+    await ctx.close();
+  }, 60_000);
+
   it('a non-admin key sees only "not an admin": the relay answers 401', async () => {
     const ctx = await signerContext(outsider, { width: 1280, height: 900 });
     const page = await open(ctx);

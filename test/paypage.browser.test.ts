@@ -379,3 +379,68 @@ describe.skipIf(!haveBrowser)('with the default config (`pnpm start`): from a re
     await page.close();
   }, 90_000);
 });
+
+const redisUrl = process.env.TEST_REDIS_URL;
+if (process.env.CI && !redisUrl) throw new Error('CI must set TEST_REDIS_URL');
+
+describe.skipIf(!haveBrowser || !redisUrl)('spam pricing on the pay page: a sender’s price now and its allowance left (Redis)', () => {
+  let stack: Stack;
+  let browser: Browser;
+  let payer: NWCClient;
+
+  beforeAll(async () => {
+    // A small allowance and a short step, so a few writes show both; counters shared through Redis.
+    stack = await startStack({
+      PRICE_ADMISSION_MSAT: '21000',
+      PRICE_EVENT_MSAT: '2000',
+      ALLOWANCE_FRESH_EVENTS: '5',
+      SURGE_STEP_EVENTS: '3',
+      // The admission paid is no trust to speak of: the allowance stays the fresh one.
+      TRUST_PAID_MSAT: String(1e15),
+      // Loopback is one network shared with every other run on this Redis: per-network surge off.
+      SURGE_NETWORK_STEP_EVENTS: '0',
+      SURGE_NETWORK_STEP_BYTES: '0',
+      REDIS_URL: redisUrl!,
+    });
+    payer = new NWCClient({ nostrWalletConnectUrl: stack.payerNwc });
+    browser = await chromium.launch({ executablePath: CHROMIUM, args: BROWSER_ARGS });
+  }, 120_000);
+  afterAll(async () => {
+    payer?.close();
+    await browser?.close();
+    await stack?.stop();
+  }, 60_000);
+
+  it('after admission and four notes: "2x the base" with the reason, and 1 of 5 events left today', async () => {
+    const { sk, npub } = newKey();
+    const page = await browser.newPage();
+    await page.goto(`${stack.paymentsUrl}?pubkey=${npub}`);
+    await page.locator('[data-testid=products]:not([aria-busy])').waitFor();
+    // Before writing: the base price, the whole allowance.
+    await expect.poll(() => page.getByTestId('account-allowance').textContent()).toBe('5 of 5 events, 256 KB of 256 KB left today');
+    expect(await page.getByTestId('account-multiplier').textContent()).toBe('the base price');
+
+    await page.getByTestId('product-admission').click();
+    await payWith(payer, await getInvoice(page));
+    await waitPaid(page);
+    let bytes = 0;
+    for (let i = 0; i < 4; i++) {
+      const ev = finalizeEvent({ kind: 1, created_at: Math.floor(Date.now() / 1000), tags: [], content: `note ${i}` }, sk);
+      bytes += Buffer.byteLength(JSON.stringify(ev));
+      expect((await publish(stack.relayUrl, ev))[2]).toBe(true);
+    }
+    // The relay's counts reach Redis within its flush; the page reads them on a refresh.
+    const left = `${Math.round((256 * 1024 - bytes) / 102.4) / 10} KB`;
+    await expect
+      .poll(async () => {
+        await page.getByTestId('account-refresh').click();
+        await page.locator('[data-testid=account]:not([aria-busy])').waitFor();
+        return page.getByTestId('account-allowance').textContent();
+      })
+      .toBe(`1 of 5 events, ${left} of 256 KB left today`);
+    expect(await page.getByTestId('account-multiplier').textContent()).toBe('2x the base: 4 events from you in the last hour');
+    expect(await page.getByTestId('account-multiplier').getAttribute('data-multiplier')).toBe('2');
+    await page.screenshot({ path: '/tmp/paypage-spam-pricing.png', fullPage: true });
+    await page.close();
+  }, 90_000);
+});

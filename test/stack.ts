@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import WebSocket from 'ws';
 import { createLogger, loadConfig } from '@paidrelay/config';
 import { startAll, type Stack } from '@paidrelay/all-in-one';
-import { freshDatabase } from '../apps/relay/test/harness.ts';
+import { freshDatabase, TEST_REDIS_PREFIX } from '../apps/relay/test/harness.ts';
 
 /** A free TCP port on loopback (the pay URL must be known before the service listens). */
 export async function freePort(): Promise<number> {
@@ -55,6 +55,7 @@ export async function startStack(
     DATA_DIR: dataDir,
     LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
     VERIFY_WORKERS: '1',
+    REDIS_PREFIX: TEST_REDIS_PREFIX,
     // Each test names the prices it needs, or takes the defaults of `pnpm start`.
     ...(opts.defaultPrices ? {} : { PRICE_ADMISSION_MSAT: '0', PRICE_EVENT_MSAT: '0' }),
     ...(databaseUrl ? { DATABASE_URL: databaseUrl } : {}),

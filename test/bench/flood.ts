@@ -32,6 +32,7 @@ const { values: args } = parseArgs({
     honest: { type: 'string', default: '50' },
     phases: { type: 'string', default: 'baseline,unpaid,short-balance,one-key' },
     timeout: { type: 'string', default: '180' },
+    'cpu-prof': { type: 'string' },
   },
 });
 const SECONDS = Number(args.seconds);
@@ -203,6 +204,8 @@ async function main(): Promise<void> {
     databaseUrl: db.url,
     redisUrl: process.env.BENCH_REDIS_URL || 'redis://127.0.0.1:6379',
     rateLimits: true,
+    // --cpu-prof DIR: the relay's V8 CPU profiles (main thread and workers) for finding its stalls.
+    nodeArgs: args['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${args['cpu-prof']}`] : [],
     extraEnv: {
       PRICE_ADMISSION_MSAT: String(PRICE_ADMISSION),
       PRICE_EVENT_MSAT: '2000',

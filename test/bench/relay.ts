@@ -134,7 +134,11 @@ async function relaySettingNames(): Promise<string[]> {
 /** `rateLimits`: keep the relay's default token buckets (the load phases send from one address: off unless set). */
 /** `repoRoot`: run the relay of another checkout of this repository (to compare two versions in one run). */
 /** `nodeArgs`: extra node flags for the relay (e.g. `--cpu-prof`, which NODE_OPTIONS does not take). */
+/** `entry`: another entry point of this repository (e.g. the all-in-one), relative to its root. */
+/** `defaultConfig`: none of the bench's own settings (open relay, no limits): the relay as `pnpm start` configures it. */
 export type SpawnOptions = {
+  entry?: string;
+  defaultConfig?: boolean;
   databaseUrl?: string;
   redisUrl?: string;
   extraEnv?: Record<string, string>;
@@ -150,11 +154,7 @@ export async function spawnRelay(opts: SpawnOptions): Promise<RelayProcess> {
   const env: NodeJS.ProcessEnv = { ...process.env };
   // Relay settings from the caller's shell (prices, limits, database...) must not leak into the relay under test.
   for (const k of await relaySettingNames()) delete env[k];
-  Object.assign(env, {
-    HOST: '127.0.0.1',
-    PORT: String(port),
-    DATA_DIR: dataDir,
-    LOG_LEVEL: 'warn',
+  const benchSettings = {
     MAX_CONNECTIONS_PER_IP: '2000',
     MAX_MESSAGES_PER_SECOND: '100000',
     CREATED_AT_LOWER_LIMIT: '0',
@@ -162,12 +162,19 @@ export async function spawnRelay(opts: SpawnOptions): Promise<RelayProcess> {
     PRICE_ADMISSION_MSAT: '0',
     PRICE_EVENT_MSAT: '0',
     ...(opts.rateLimits ? {} : { RATE_EVENTS_PER_PUBKEY: '0', RATE_EVENTS_PER_IP: '0', RATE_REQS_PER_IP: '0' }),
+  };
+  Object.assign(env, {
+    HOST: '127.0.0.1',
+    PORT: String(port),
+    DATA_DIR: dataDir,
+    LOG_LEVEL: 'warn',
+    ...(opts.defaultConfig ? {} : benchSettings),
     ...(opts.databaseUrl ? { DATABASE_URL: opts.databaseUrl } : {}),
     ...(opts.redisUrl ? { REDIS_URL: opts.redisUrl } : {}),
     ...opts.extraEnv,
   });
   const root = opts.repoRoot ?? REPO_ROOT;
-  const main = opts.repoRoot ? join(opts.repoRoot, 'apps/relay/src/main.ts') : RELAY_MAIN;
+  const main = opts.repoRoot || opts.entry ? join(root, opts.entry ?? 'apps/relay/src/main.ts') : RELAY_MAIN;
   const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), '--import', 'tsx', main], {
     cwd: root,
     env,

@@ -37,6 +37,8 @@ const { values: args } = parseArgs({
     'sign-threads': { type: 'string', default: String(availableParallelism()) },
     timeout: { type: 'string', default: '150' },
     assert: { type: 'boolean', default: false },
+    'repo-root': { type: 'string' },
+    'cpu-prof': { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
@@ -227,7 +229,10 @@ async function main(): Promise<void> {
     }
     const redisUrl = args.redis ? process.env.BENCH_REDIS_URL || 'redis://127.0.0.1:6379' : undefined;
     log('starting the relay');
-    relay = await spawnRelay({ databaseUrl: db?.url, redisUrl });
+    // --repo-root runs another checkout's relay under this bench (before/after in one harness);
+    // --cpu-prof writes the relay's V8 CPU profiles (main thread and each worker) into that folder.
+    const nodeArgs = args['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${args['cpu-prof']}`] : [];
+    relay = await spawnRelay({ databaseUrl: db?.url, redisUrl, repoRoot: args['repo-root'], nodeArgs });
     relay.child.once('exit', (code, signal) => {
       if (!finished) void finish(`relay exited during the run (code ${code}, signal ${signal})`);
     });

@@ -23,6 +23,30 @@ export interface PricingView {
   relay_url: string;
   payments_url: string;
   lightning_address: string;
+  /** With `?pubkey=`: that sender's spam pricing now. */
+  sender?: SenderView;
+}
+
+/**
+ * GET /api/pricing?pubkey=: what the gate would apply to this sender's next write, from the
+ * counters every relay replica shares. Without spam pricing: multiplier 1, allowances null.
+ */
+export interface SenderView {
+  /** Lowercase hex. */
+  pubkey: string;
+  /** The write multiplier now (volume × load, >= 1). */
+  multiplier: number;
+  /** Why, in the words of a refusal ('' at 1). */
+  why: string;
+  /** The daily allowance at its trust, and what is left of it today. */
+  allowance: { events: number; bytes: number } | null;
+  allowance_left: { events: number; bytes: number } | null;
+  window_seconds: number;
+  /** The admission price for the asking network now, and its multiplier. */
+  admission_msat: number;
+  admission_multiplier: number;
+  /** 0 (fresh) to 1 (full allowance): from the account's age and what the key has paid in all. */
+  trust: number;
 }
 
 /** POST /api/invoices. */

@@ -1,10 +1,23 @@
 import type { ServerResponse } from 'node:http';
 import { createInvoice, getAccount, getHeldEvent, getInvoice, type HeldEvent } from '@paidrelay/db';
 import { pricesJson, settingsOfPrices } from '@paidrelay/payment-gate';
-import { heldEventPrice, notOnSale, parsePubkey, productsOnSale, type Product } from '@paidrelay/pricing';
+import { networkKey } from '@paidrelay/config';
+import {
+  admissionOffer,
+  counterKeys,
+  DAY_WINDOW,
+  heldEventPrice,
+  notOnSale,
+  offersFor,
+  parsePubkey,
+  productsOnSale,
+  senderNumbers,
+  surgeWindow,
+  type Product,
+} from '@paidrelay/pricing';
 import { isHex64 } from '@paidrelay/nostr';
 import { z } from 'zod';
-import type { CreateInvoiceBody, HeldEventView, PricingView } from './api-types.ts';
+import type { CreateInvoiceBody, HeldEventView, PricingView, SenderView } from './api-types.ts';
 import { accountJson, invoiceJson, now, type AdmissionContext } from './context.ts';
 import { error, HttpError, json, readJson, type Req } from './http.ts';
 import type { InvoiceStreams } from './sse.ts';
@@ -37,13 +50,28 @@ export class InvoiceRateLimit {
   }
 }
 
-/** The prices as they are now (an admin may have changed them a moment ago). */
-export function pricingJson(ctx: AdmissionContext): PricingView {
+/** The client's network as spam pricing counts it (IPv4 /24, IPv6 /56 by default). */
+export function networkOf(ctx: AdmissionContext, ip: string): string {
+  return networkKey(ip, ctx.config.SURGE_V6_PREFIX, ctx.config.SURGE_V4_PREFIX);
+}
+
+/** Admissions bought from this network in the spam pricing's window (0 without spam pricing). */
+export async function networkAdmissions(ctx: AdmissionContext, network: string): Promise<number> {
+  const policy = ctx.pricing.surge;
+  if (!policy || !network) return 0;
+  return (await ctx.counters.read(counterKeys('', network, policy).admissions, surgeWindow(policy))).events;
+}
+
+/**
+ * The prices as they are now (an admin may have changed them a moment ago). The base prices
+ * (as NIP-11 shows them), and the offers at the asking network's admission price.
+ */
+export function pricingJson(ctx: AdmissionContext, admissionsFromNetwork = 0): PricingView {
   const p = ctx.pricing;
   const host = new URL(ctx.config.PAYMENTS_URL).host;
   return {
     ...pricesJson(settingsOfPrices(p)),
-    products: productsOnSale(p),
+    products: offersFor(p, admissionsFromNetwork),
     credit: { min_msat: CREDIT_MIN_MSAT, max_msat: CREDIT_MAX_MSAT },
     relay_url: ctx.relayUrl,
     payments_url: ctx.config.PAYMENTS_URL,
@@ -72,20 +100,29 @@ function heldPrice(ctx: AdmissionContext, held: HeldEvent): number {
   return held.amountMsat > 0 ? held.amountMsat : heldEventPrice(ctx.pricing, held.kind, Buffer.byteLength(held.raw));
 }
 
-/** What one invoice for this product costs, or a 4xx. */
+/**
+ * What one invoice for this product costs, or a 4xx. Admission and a subscription cost the base
+ * times the admission multiplier of the asking network (admissions bought from it lately); the
+ * invoice keeps that price.
+ */
 async function priceFor(
   ctx: AdmissionContext,
   body: z.infer<typeof invoiceRequest>,
   pubkey: string,
+  network: string,
 ): Promise<{ amount: number; eventId?: string; what: string }> {
   const p = ctx.pricing;
   switch (body.product as Product) {
-    case 'admission':
+    case 'admission': {
       if (p.admissionMsat <= 0) throw new HttpError(400, notOnSale(p, 'admission'));
-      return { amount: p.admissionMsat, what: 'admission' };
-    case 'subscription':
+      const offer = admissionOffer(p.admissionMsat, await networkAdmissions(ctx, network), p.surge);
+      return { amount: offer.amountMsat, what: 'admission' };
+    }
+    case 'subscription': {
       if (p.subscriptionMsat <= 0) throw new HttpError(400, notOnSale(p, 'subscription'));
-      return { amount: p.subscriptionMsat, what: `${Math.round(p.subscriptionPeriodSeconds / 86400)} days of writing` };
+      const offer = admissionOffer(p.subscriptionMsat, await networkAdmissions(ctx, network), p.surge);
+      return { amount: offer.amountMsat, what: `${Math.round(p.subscriptionPeriodSeconds / 86400)} days of writing` };
+    }
     case 'credit': {
       if (!productsOnSale(p).some((o) => o.product === 'credit'))
         throw new HttpError(400, `${notOnSale(p, 'credit')} (credit pays publication prices, and this relay has none)`);
@@ -116,7 +153,8 @@ export async function postInvoice(ctx: AdmissionContext, limiter: InvoiceRateLim
   const pubkey = parsePubkey(body.pubkey);
   if (!pubkey) return error(res, 400, 'pubkey must be 64 hex characters or an npub');
   if (!limiter.allow(req.ip)) return error(res, 429, 'too many invoices from this address, try again in a minute');
-  const { amount, eventId, what } = await priceFor(ctx, body, pubkey);
+  const network = networkOf(ctx, req.ip);
+  const { amount, eventId, what } = await priceFor(ctx, body, pubkey, network);
   let inv: Awaited<ReturnType<typeof ctx.lightning.makeInvoice>>;
   try {
     inv = await ctx.lightning.makeInvoice({
@@ -139,6 +177,7 @@ export async function postInvoice(ctx: AdmissionContext, limiter: InvoiceRateLim
     eventId: eventId ?? null,
     zapRequest: null,
     description: inv.description ?? null,
+    network,
   });
   json(res, 201, invoiceJson(row));
 }
@@ -192,4 +231,64 @@ export async function getHeldRoute(ctx: AdmissionContext, req: Req, res: ServerR
     expires_at: held.expiresAt,
   };
   json(res, 200, view);
+}
+
+/**
+ * GET /api/pricing[?pubkey=<hex or npub>]: the prices, the offers at the asking network's
+ * admission price, and with `pubkey` that sender's spam pricing (`sender`).
+ */
+export async function getPricingRoute(ctx: AdmissionContext, req: Req, res: ServerResponse): Promise<void> {
+  const given = req.query.get('pubkey')?.trim() || undefined;
+  const pubkey = given === undefined ? undefined : parsePubkey(given);
+  if (given !== undefined && !pubkey) return error(res, 400, 'pubkey must be 64 hex characters or an npub');
+  const network = networkOf(ctx, req.ip);
+  const admissions = await networkAdmissions(ctx, network);
+  const view = pricingJson(ctx, admissions);
+  if (pubkey) view.sender = await senderJson(ctx, pubkey, network, admissions);
+  json(res, 200, view);
+}
+
+/**
+ * A sender's spam pricing, from the counters the relay's gate counts in (its writing in the last
+ * day and in the window, its network's) and its account (trust), through the gate's own pure
+ * functions. The network is the asking client's: the pay page is asked from where one writes.
+ * The load level is this service's reading of the replicas' shared write rate (the same rule, so
+ * the same level within a second or two).
+ */
+async function senderJson(ctx: AdmissionContext, pubkey: string, network: string, admissions: number): Promise<SenderView> {
+  const p = ctx.pricing;
+  const policy = p.surge;
+  const admission = admissionOffer(p.admissionMsat, admissions, policy);
+  const fixed = { pubkey, admission_msat: admission.amountMsat, admission_multiplier: admission.multiplier };
+  if (!policy) return { ...fixed, multiplier: 1, why: '', allowance: null, allowance_left: null, window_seconds: 0, trust: 0 };
+  const keys = counterKeys(pubkey, network, policy);
+  const w = surgeWindow(policy);
+  const [account, day, window, networkWindow] = await Promise.all([
+    getAccount(ctx.db.kysely, pubkey),
+    ctx.counters.read(keys.day, DAY_WINDOW),
+    ctx.counters.read(keys.window, w),
+    network ? ctx.counters.read(keys.network, w) : { events: 0, bytes: 0 },
+  ]);
+  const n = senderNumbers(
+    {
+      policy,
+      history: { admittedSince: account?.createdAt ?? null, paidMsat: account?.paidMsat ?? 0 },
+      day,
+      window,
+      networkWindow,
+      networkAdmissions: admissions,
+      loadLevel: ctx.load.level,
+    },
+    now(),
+  );
+  return {
+    ...fixed,
+    multiplier: n.multiplier,
+    why: n.why,
+    allowance: n.allowance,
+    allowance_left: n.allowanceLeft,
+    window_seconds: n.windowSeconds,
+    admission_multiplier: n.admissionMultiplier,
+    trust: n.trust,
+  };
 }

@@ -2,18 +2,19 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { busReadiness } from '@paidrelay/bus';
 import type { Config } from '@paidrelay/config';
-import { LivePrices } from '@paidrelay/payment-gate';
+import { LivePrices, LoadMonitor } from '@paidrelay/payment-gate';
 import { sendAsset } from '@paidrelay/page';
 import type { Logger } from 'pino';
 import { Counter, Registry, collectDefaultMetrics } from 'prom-client';
-import { getAccountRoute, getHeldRoute, getInvoiceRoute, invoiceEvents, InvoiceRateLimit, postInvoice, pricingJson } from './api.ts';
+import { getAccountRoute, getHeldRoute, getInvoiceRoute, getPricingRoute, invoiceEvents, InvoiceRateLimit, postInvoice } from './api.ts';
 import type { AdmissionContext, AdmissionDeps } from './context.ts';
-import { clientIp, CORS, corsPreflight, error, HttpError, json, Router, send, type Req } from './http.ts';
+import { clientIp, CORS, corsPreflight, error, HttpError, Router, send, type Req } from './http.ts';
 import { lnurlCallback, lnurlPay } from './lnurl.ts';
 import { publishRelayProfile } from './profile.ts';
 import { InvoiceStreams } from './sse.ts';
 import { watchPayments } from './watch.ts';
 import { buildPayPage } from './web/index.ts';
+import { SharedCounters } from './volumes.ts';
 
 export type { AdmissionDeps };
 
@@ -31,7 +32,16 @@ export async function startAdmission(config: Config, log: Logger, deps: Admissio
   const paymentsUrl = new URL(config.PAYMENTS_URL);
   // Invoices, /api/pricing and settlement read the prices as they are now (admins change them).
   const prices = await LivePrices.start(deps.db, deps.bus, log, deps.pricing);
-  const ctx: AdmissionContext = { config, log, ...deps, pricing: prices.pricing, origin: paymentsUrl.origin };
+  const counters = SharedCounters.open(config.REDIS_URL, config.REDIS_PREFIX, log);
+  // This service stores no writes: it only follows the level the relay replicas' writes make.
+  const load = new LoadMonitor(
+    counters.store,
+    () => prices.pricing.surge,
+    () => 1,
+    log,
+  );
+  load.start();
+  const ctx: AdmissionContext = { config, log, ...deps, pricing: prices.pricing, origin: paymentsUrl.origin, counters, load };
   const limiter = new InvoiceRateLimit(config.INVOICES_PER_MINUTE_PER_IP);
   const streams = new InvoiceStreams(ctx);
   const basePath = paymentsUrl.pathname.replace(/\/$/, '') || '/pay';
@@ -47,7 +57,7 @@ export async function startAdmission(config: Config, log: Logger, deps: Admissio
   });
 
   const router = new Router()
-    .on('GET', '/api/pricing', (_req, res) => json(res, 200, pricingJson(ctx)))
+    .on('GET', '/api/pricing', (req, res) => getPricingRoute(ctx, req, res))
     .on('POST', '/api/invoices', (req, res) => postInvoice(ctx, limiter, req, res))
     .on('GET', '/api/invoices/:id', (req, res) => getInvoiceRoute(ctx, req, res))
     .on('GET', '/api/invoices/:id/events', (req, res) => invoiceEvents(ctx, streams, req, res))
@@ -144,6 +154,8 @@ export async function startAdmission(config: Config, log: Logger, deps: Admissio
       watcher.stop();
       prices.close();
       streams.close();
+      await load.close();
+      await counters.close();
       server.closeAllConnections();
       await new Promise<void>((r) => server.close(() => r()));
     },

@@ -6,6 +6,7 @@ import type { LightningBackend } from '@paidrelay/lightning';
 import { isAdmitted, type Pricing } from '@paidrelay/pricing';
 import type { Logger } from 'pino';
 import type { AccountView, InvoiceView } from './api-types.ts';
+import type { SharedCounters } from './volumes.ts';
 
 /** What the admission service is started with (apps/all-in-one shares its database and bus). */
 export type AdmissionDeps = {
@@ -25,6 +26,10 @@ export type AdmissionContext = AdmissionDeps & {
   log: Logger;
   /** Origin of PAYMENTS_URL: the public base of this service. */
   origin: string;
+  /** The spam pricing's counters, shared with the relay's gate (admissions bought per network, senders' volume). */
+  counters: SharedCounters;
+  /** The relay-wide load level, followed from the replicas' shared write rate (payment-gate's LoadMonitor). */
+  load: { readonly level: number };
 };
 
 /** The service's clock, in unix seconds. */

@@ -3,7 +3,7 @@ import type { ServerResponse } from 'node:http';
 import { createInvoice } from '@paidrelay/db';
 import { now, type AdmissionContext } from './context.ts';
 import { json, type Req } from './http.ts';
-import type { InvoiceRateLimit } from './api.ts';
+import { networkOf, type InvoiceRateLimit } from './api.ts';
 import { checkZapRequest } from './zap.ts';
 
 export const ZAP_MIN_MSAT = 1_000;
@@ -83,6 +83,8 @@ export async function lnurlCallback(ctx: AdmissionContext, limiter: InvoiceRateL
     eventId: null,
     zapRequest: nostr,
     description,
+    // A zap admits at the admission price of the network it was asked from (settle.ts).
+    network: networkOf(ctx, req.ip),
   });
   json(res, 200, { pr: inv.bolt11, routes: [] });
 }

@@ -28,7 +28,7 @@ try {
   }
   const db = await openDatabase(databaseOptions(config, log));
   await db.migrate();
-  const bus = await createBus({ redisUrl: config.REDIS_URL, logger: log });
+  const bus = await createBus({ redisUrl: config.REDIS_URL, logger: log, redis: { prefix: config.REDIS_PREFIX } });
   const relayUrl = config.RELAY_URL ?? `ws://localhost:${config.PORT}`;
   const relayKey = loadRelayKey(config.RELAY_SECRET_KEY, config.DATA_DIR, config.NODE_ENV === 'production');
   // The dev Lightning network is loaded only here, without NWC_URL outside production: never in a production process.

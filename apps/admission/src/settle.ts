@@ -1,8 +1,10 @@
 import { ACCOUNTS_CHANNEL, encodeEventMessage, EVENTS_CHANNEL, INVOICES_CHANNEL } from '@paidrelay/bus';
 import { getInvoiceByHash, setZapReceipt, settleInvoice, storeEvents } from '@paidrelay/db';
 import { releaseHeldEvents } from '@paidrelay/payment-gate';
+import { admissionOffer, counterKeys, surgeWindow } from '@paidrelay/pricing';
 import { eventToJson, type NostrEvent } from '@paidrelay/nostr';
 import { sql } from 'kysely';
+import { networkAdmissions } from './api.ts';
 import { invoiceJson, now, type AdmissionContext } from './context.ts';
 import { zapReceipt } from './zap.ts';
 
@@ -23,6 +25,11 @@ export async function settle(ctx: AdmissionContext, paymentHash: string, amountM
   const known = await getInvoiceByHash(ctx.db.kysely, paymentHash);
   if (!known) return false; // not one of ours (another app on the same wallet)
   if (known.status === 'paid') return false;
+  // A zap admits only if it covers the admission price of the network it was asked from now.
+  const zapAdmission =
+    known.product === 'zap'
+      ? admissionOffer(ctx.pricing.admissionMsat, await networkAdmissions(ctx, known.network ?? ''), ctx.pricing.surge).amountMsat
+      : ctx.pricing.admissionMsat;
   const at = now();
   const result = await ctx.db.kysely.transaction().execute(async (trx) => {
     if (ctx.db.kind === 'postgres') await sql`SELECT pg_advisory_xact_lock(${SETTLE_LOCK})`.execute(trx);
@@ -30,7 +37,7 @@ export async function settle(ctx: AdmissionContext, paymentHash: string, amountM
       now: at,
       amountMsat,
       subscriptionPeriodSeconds: ctx.pricing.subscriptionPeriodSeconds,
-      zap: { admissionMsat: ctx.pricing.admissionMsat },
+      zap: { admissionMsat: zapAdmission },
     });
     const published: string[] = [];
     if (!r.settled) return { ...r, published };
@@ -57,5 +64,15 @@ export async function settle(ctx: AdmissionContext, paymentHash: string, amountM
   if (result.account) ctx.bus.publish(ACCOUNTS_CHANNEL, JSON.stringify(result.account));
   ctx.bus.publish(INVOICES_CHANNEL, JSON.stringify(invoiceJson(result.invoice)));
   for (const raw of result.published) ctx.bus.publish(EVENTS_CHANNEL, encodeEventMessage(ADMISSION_SENDER, raw));
+  // Counted once per invoice (only the settlement that marked it paid gets here), after the
+  // grant is on its way: a slow Redis never delays a payer's admission.
+  if (result.admits) await countAdmission(ctx, result.invoice.network);
   return true;
+}
+
+/** One more admission bought from this network, in the counter every admission replica reads. */
+async function countAdmission(ctx: AdmissionContext, network: string | null): Promise<void> {
+  const policy = ctx.pricing.surge;
+  if (!policy || !network) return;
+  await ctx.counters.count(counterKeys('', network, policy).admissions, surgeWindow(policy), { events: 1, bytes: 0 });
 }

@@ -35,7 +35,7 @@ export async function startAll(config: Config, log: Logger): Promise<Stack> {
   }
   const db = await openDatabase(databaseOptions(config, log));
   await db.migrate();
-  const bus = await createBus({ redisUrl: config.REDIS_URL, logger: log });
+  const bus = await createBus({ redisUrl: config.REDIS_URL, logger: log, redis: { prefix: config.REDIS_PREFIX } });
   const relayKey = loadRelayKey(config.RELAY_SECRET_KEY, config.DATA_DIR, config.NODE_ENV === 'production');
   // Loaded only without NWC_URL (never in production, refused above).
   const devNetwork = config.NWC_URL ? undefined : (await import('@paidrelay/lightning/dev')).DevLightningNetwork;

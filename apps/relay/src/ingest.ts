@@ -223,11 +223,14 @@ async function handleEvent(ctx: RelayContext, conn: Connection, ev: NostrEvent, 
   }
   if (!hasValidId(ev)) return refuse(ctx, conn, ev.id, reason('invalid', 'event id does not match the event'));
   const json = eventToJson(ev);
-  const unpaid = await overUnpaidBudget(ctx, conn, ev, json);
+  // A decision known at once is not awaited: each await is a turn of the microtask queue per event.
+  const overBudget = overUnpaidBudget(ctx, conn, ev, json);
+  const unpaid = overBudget instanceof Promise ? await overBudget : overBudget;
   if (unpaid) return refuse(ctx, conn, ev.id, unpaid);
   if (!(await ctx.verifier.verify(ev))) return refuse(ctx, conn, ev.id, reason('invalid', 'signature is invalid'));
   // The author's bucket after the signature: nobody can spend another key's.
-  const byPubkey = ctx.rateLimiter && (await ctx.rateLimiter.eventFromPubkey(ev.pubkey));
+  const fromPubkey = ctx.rateLimiter?.eventFromPubkey(ev.pubkey);
+  const byPubkey = fromPubkey instanceof Promise ? await fromPubkey : fromPubkey;
   if (byPubkey) return refuse(ctx, conn, ev.id, byPubkey);
   const why = runPolicies(ctx.policies, ev, { now: nowSeconds(), authed: conn.authed, ip: conn.ip });
   if (why !== undefined) return refuse(ctx, conn, ev.id, why);
@@ -283,10 +286,13 @@ async function handleEvent(ctx: RelayContext, conn: Connection, ev: NostrEvent, 
  * writes no more than that budget. A reservation the look made is given back at once: the gate
  * decides again once the signature is known, so a forged event reserves nothing.
  */
-async function overUnpaidBudget(ctx: RelayContext, conn: Connection, ev: NostrEvent, json: string): Promise<Verdict> {
-  const look = ctx.gate?.check(ev, json, conn.ip);
-  if (look && look.action !== 'refuse') look.settle?.(false);
-  if (look?.action !== 'refuse') return undefined;
+function overUnpaidBudget(ctx: RelayContext, conn: Connection, ev: NostrEvent, json: string): Verdict | Promise<Verdict> {
+  if (!ctx.gate) return undefined;
+  const look = ctx.gate.check(ev, json, conn.ip);
+  if (look.action !== 'refuse') {
+    look.settle?.(false);
+    return undefined;
+  }
   return ctx.rateLimiter?.unpaidFromAddress(conn.ip);
 }
 

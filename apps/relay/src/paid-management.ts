@@ -1,7 +1,14 @@
 import { randomBytes } from 'node:crypto';
 import { ACCOUNTS_CHANNEL, encodeEventMessage, EVENTS_CHANNEL } from '@paidrelay/bus';
 import { adminGrant, getPriceSettings, listPriceChanges, updatePriceSettings, type AdminGrant, type GrantAccount } from '@paidrelay/db';
-import { parsePriceChange, pricesJson, releaseHeldEvents, type LivePrices } from '@paidrelay/payment-gate';
+import {
+  parsePriceChange,
+  releaseHeldEvents,
+  settingsJson,
+  spamPolicyProblem,
+  type LivePrices,
+  type PaymentGate,
+} from '@paidrelay/payment-gate';
 import { badRequest, int, options, pubkeyParam, text, type ManagementMethod } from './management.ts';
 
 /**
@@ -52,23 +59,29 @@ function grant(prices: LivePrices, parse: (o: Record<string, unknown>) => AdminG
   };
 }
 
-export function paidManagementMethods(prices: LivePrices): Record<string, ManagementMethod> {
+/** `senders`: the gate's top senders (`listtopsenders`). */
+export function paidManagementMethods(prices: LivePrices, senders?: Pick<PaymentGate, 'topSenders'>): Record<string, ManagementMethod> {
   return {
-    /** getprices []: the prices every replica enforces now, and who changed them last (null: the environment's seed). */
+    /**
+     * getprices []: the prices every replica enforces now, the spam policy (`spam`, snake_case;
+     * `enabled` false: spam pricing off), and who changed them last (null: the environment's seed).
+     */
     getprices: {
       parse: () => [],
       run: async ({ trx }) => {
         const s = await getPriceSettings(trx);
         if (!s) throw new Error('price_settings: not seeded');
-        return { ...pricesJson(s), updated_at: s.updatedAt, updated_by: s.updatedBy };
+        return { ...settingsJson(s), updated_at: s.updatedAt, updated_by: s.updatedBy };
       },
       change: false,
     },
 
     /**
      * setprices [{admission_msat?, subscription_msat?, subscription_period_seconds?, publication_msat?,
-     * publication_kinds? ({"<kind>": msat}, replaces the map), publication_per_kb_msat?, event_msat?}]:
-     * integer msat, none negative; all or nothing. Every replica and admission service follows within a second.
+     * publication_kinds? ({"<kind>": msat}, replaces the map), publication_per_kb_msat?, event_msat?,
+     * spam? {...any field of getprices' spam}}]: integer msat, none negative; the spam fields named
+     * are merged over the stored policy; all or nothing. Every replica and admission service follows
+     * within a second.
      */
     setprices: {
       parse: (p) => {
@@ -79,7 +92,10 @@ export function paidManagementMethods(prices: LivePrices): Record<string, Manage
       },
       run: async ({ trx, actor, at }, [change]) => {
         const r = await updatePriceSettings(trx, change as Parameters<typeof updatePriceSettings>[1], actor, at);
-        return { old: pricesJson(r.old), new: pricesJson(r.new) };
+        // Checked on the merged policy (a field may clash with a stored one); thrown, nothing is kept.
+        const problem = spamPolicyProblem(r.new.spam);
+        if (problem) throw badRequest(problem);
+        return { old: settingsJson(r.old), new: settingsJson(r.new) };
       },
       change: true,
       reload: false,
@@ -102,8 +118,8 @@ export function paidManagementMethods(prices: LivePrices): Record<string, Manage
           id: c.id,
           at: c.at,
           pubkey: c.pubkey,
-          old: c.old && pricesJson(c.old),
-          new: pricesJson(c.new),
+          old: c.old && settingsJson(c.old),
+          new: settingsJson(c.new),
         }));
         return { changes, nextBefore: changes.length === a.limit ? changes[changes.length - 1].id : null };
       },
@@ -125,5 +141,19 @@ export function paidManagementMethods(prices: LivePrices): Record<string, Manage
       if (amountMsat === 0) throw badRequest('amount_msat is required');
       return { kind: 'credit', amountMsat };
     }),
+    /**
+     * listtopsenders [{limit? (20, at most 100)}]: { window_seconds, senders: [{pubkey, events,
+     * bytes, multiplier}] }: the heaviest senders of the spam window over every replica, by
+     * events, with the multiplier of their next write beyond the allowance (own volume and the
+     * relay's load; a network's surge is not in it). Empty with spam pricing off.
+     */
+    listtopsenders: {
+      parse: (p) => [int(options(p).limit, 'limit', 20, 1, 100)],
+      run: async (_call, [limit]) => ({
+        window_seconds: prices.pricing.surge?.windowSeconds ?? 0,
+        senders: senders ? await senders.topSenders(limit as number) : [],
+      }),
+      change: false,
+    },
   };
 }

@@ -50,6 +50,31 @@ export function paymentHooks(config: Config, base: Pricing): (core: RelayCore) =
       },
       onHoldDropped: () => heldDropped.inc(),
     });
+    // Read at scrape time from the gate's load monitor (load.ts; 0 with load pricing off).
+    new Gauge({
+      name: 'relay_load_level',
+      help: 'Relay-wide load level: prices beyond allowances are multiplied by 2^level',
+      registers,
+      collect() {
+        this.set(impl.load().level);
+      },
+    });
+    new Gauge({
+      name: 'relay_write_rate',
+      help: 'Stored writes per second of every replica, as of the last load evaluation',
+      registers,
+      collect() {
+        this.set(impl.load().writesPerSecond);
+      },
+    });
+    new Gauge({
+      name: 'relay_load_evaluations',
+      help: 'Load level evaluations by this replica since it started (one a second while load pricing is on)',
+      registers,
+      collect() {
+        this.set(impl.load().evaluations);
+      },
+    });
     // The core's view of a gate (gate.ts): the package's object has that shape, checked here.
     const gate: PaymentGate = impl;
     const membership = { isMember: impl.isMember, payUrl: (pubkey: string) => payUrl(pricing, pubkey), paymentsUrl: pricing.paymentsUrl };
@@ -58,7 +83,7 @@ export function paymentHooks(config: Config, base: Pricing): (core: RelayCore) =
       ...(config.READ_ACCESS === 'members' ? { membership } : {}),
       nip11: [paymentInfo(pricing, () => prices.version)],
       purge: [impl.purge],
-      management: paidManagementMethods(prices),
+      management: paidManagementMethods(prices, impl),
       onClose: [impl.close, () => prices.close()],
     };
   };

@@ -333,7 +333,10 @@ export function createRateLimiter(config: Config, log: Logger): RateLimiter {
   const on = [config.RATE_EVENTS_PER_PUBKEY, config.RATE_EVENTS_PER_IP, config.RATE_UNPAID_EVENTS_PER_IP, config.RATE_REQS_PER_IP].some(
     (r) => r > 0,
   );
-  const store = on && config.REDIS_URL ? new RedisBuckets(config.REDIS_URL, log, { timeoutMs: config.RATE_REDIS_TIMEOUT_MS }) : undefined;
+  const store =
+    on && config.REDIS_URL
+      ? new RedisBuckets(config.REDIS_URL, log, { timeoutMs: config.RATE_REDIS_TIMEOUT_MS, prefix: `${config.REDIS_PREFIX}rl:` })
+      : undefined;
   return new RateLimiter(config, store);
 }
 

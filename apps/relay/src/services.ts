@@ -34,7 +34,7 @@ export async function buildServices(config: Config, log: Logger, opts: RelayOpti
   const db = opts.db ?? (await openDatabase(databaseOptions(config, log)));
   if (!opts.db) await db.migrate();
   // Bounded: a replica starts without Redis and joins the bus when it comes.
-  const bus = opts.bus ?? (await createBus({ redisUrl: config.REDIS_URL, logger: log }));
+  const bus = opts.bus ?? (await createBus({ redisUrl: config.REDIS_URL, logger: log, redis: { prefix: config.REDIS_PREFIX } }));
   metrics.probes.busUp = () => bus.healthy();
   // NIP-86 moderation, loaded before anything consults it; its allow-list (the admins' joined
   // to ALLOWED_PUBKEYS) is what a payment gate hook takes as free.

@@ -2,11 +2,37 @@ import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import type { NostrEvent } from '@paidrelay/nostr';
 
-type Item = { id: string; pubkey: string; sig: string };
 type Waiter = { resolve: (ok: boolean) => void; reject: (err: Error) => void };
-type Pending = { items: Item[]; resolvers: Waiter[] };
+type Slot = { worker: Worker; busy: boolean };
+type Pending = { resolvers: Waiter[]; slot: Slot };
 
 const MAX_BATCH = 256;
+
+/**
+ * A batch goes to a worker as one string of fixed-width records, `id | pubkey | sig` in hex
+ * (64 + 64 + 128 characters), not as an array of objects: cloning one flat string is a copy,
+ * where the structured clone of 256 objects writes every key and value one by one, on the event
+ * loop. The worker cuts the records apart again (verify-worker.ts).
+ */
+export const RECORD_CHARS = 256;
+
+/** The item's record, or undefined when its fields do not have the record's widths (then it cannot be valid). */
+export function sigRecord(ev: Pick<NostrEvent, 'id' | 'pubkey' | 'sig'>): string | undefined {
+  const { id, pubkey, sig } = ev;
+  if (typeof id !== 'string' || typeof pubkey !== 'string' || typeof sig !== 'string') return undefined;
+  if (id.length !== 64 || pubkey.length !== 64 || sig.length !== 128) return undefined;
+  return id + pubkey + sig;
+}
+
+/** The worker's side: a batch's string of records cut back into the items the verifier takes. */
+export function sigItems(records: string): { id: string; pubkey: string; sig: string }[] {
+  const n = Math.floor(records.length / RECORD_CHARS);
+  const items = new Array<{ id: string; pubkey: string; sig: string }>(n);
+  for (let i = 0, o = 0; i < n; i++, o += RECORD_CHARS) {
+    items[i] = { id: records.slice(o, o + 64), pubkey: records.slice(o + 64, o + 128), sig: records.slice(o + 128, o + RECORD_CHARS) };
+  }
+  return items;
+}
 
 /**
  * `true` in the bundles scripts/build.ts writes (esbuild `define`), undeclared from source. Tested
@@ -37,8 +63,9 @@ function startWorker(): Worker {
  * tick are sent together as one batch; each worker gets the next batch as soon as it is free.
  */
 export class VerifyPool {
-  private workers: { worker: Worker; busy: boolean }[] = [];
-  private queue: Item[] = [];
+  private workers: Slot[] = [];
+  /** Records (see RECORD_CHARS) waiting for a worker, and who waits for each. */
+  private queue: string[] = [];
   private resolvers: Waiter[] = [];
   private closing = false;
   private inflight = new Map<number, Pending>();
@@ -64,7 +91,7 @@ export class VerifyPool {
 
   private spawn(): Promise<void> {
     const worker = startWorker();
-    const slot = { worker, busy: false };
+    const slot: Slot = { worker, busy: false };
     return new Promise((resolve, reject) => {
       worker.once('error', reject);
       worker.on('message', (msg: { ready?: boolean; backend?: string; batch?: number; ok?: Uint8Array }) => {
@@ -88,14 +115,14 @@ export class VerifyPool {
     });
   }
 
-  private failWorker(slot: { worker: Worker; busy: boolean }, err: Error): void {
+  private failWorker(slot: Slot, err: Error): void {
     // A crashed worker fails its batch (those events are answered `error:`, not `invalid:`: their
     // signatures were never checked) and is replaced.
     if (this.closing || !this.workers.includes(slot)) return; // closing, or already handled (error, then exit)
     this.onError(err);
     this.workers = this.workers.filter((w) => w !== slot);
     for (const [id, p] of this.inflight) {
-      if ((p as Pending & { slot?: unknown }).slot === slot) {
+      if (p.slot === slot) {
         this.inflight.delete(id);
         for (const r of p.resolvers) r.reject(new Error(`signature worker crashed: ${err.message}`));
       }
@@ -114,8 +141,10 @@ export class VerifyPool {
   }
 
   verify(ev: Pick<NostrEvent, 'id' | 'pubkey' | 'sig'>): Promise<boolean> {
+    const record = sigRecord(ev);
+    if (record === undefined) return Promise.resolve(false);
     return new Promise((resolve, reject) => {
-      this.queue.push({ id: ev.id, pubkey: ev.pubkey, sig: ev.sig });
+      this.queue.push(record);
       this.resolvers.push({ resolve, reject });
       if (!this.scheduled) {
         this.scheduled = true;
@@ -131,14 +160,13 @@ export class VerifyPool {
     for (const slot of this.workers) {
       if (this.queue.length === 0) return;
       if (slot.busy) continue;
-      const items = this.queue.splice(0, MAX_BATCH);
-      const resolvers = this.resolvers.splice(0, items.length);
+      const records = this.queue.splice(0, MAX_BATCH);
+      const resolvers = this.resolvers.splice(0, records.length);
       const batch = this.nextBatch++;
-      const pending: Pending & { slot?: unknown } = { items, resolvers, slot };
-      this.inflight.set(batch, pending);
+      this.inflight.set(batch, { resolvers, slot });
       slot.busy = true;
-      this.onBatch?.(items.length);
-      slot.worker.postMessage({ batch, items });
+      this.onBatch?.(records.length);
+      slot.worker.postMessage({ batch, records: records.join('') });
     }
   }
 

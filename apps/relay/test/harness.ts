@@ -18,6 +18,12 @@ useWebSocketImplementation(WebSocket);
 
 export type Backend = 'pglite' | 'postgres';
 
+/**
+ * The Redis keys of this test file's relays (bus, buckets, volume counters): shared by the
+ * replicas a test starts, apart from every other test run on the same Redis.
+ */
+export const TEST_REDIS_PREFIX = `test:${process.pid}-${randomBytes(4).toString('hex')}:`;
+
 /** PGlite always; real Postgres too when TEST_DATABASE_URL is set (CI sets it). */
 export function backends(): Backend[] {
   if (process.env.CI && !process.env.TEST_DATABASE_URL) throw new Error('CI must set TEST_DATABASE_URL');
@@ -64,6 +70,7 @@ export async function startTestRelay(
     DATA_DIR: mkdtempSync(join(tmpdir(), 'paidrelay-test-')),
     LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
     VERIFY_WORKERS: '1',
+    REDIS_PREFIX: TEST_REDIS_PREFIX,
     // The relay core's tests run an open relay; payment tests set their prices.
     PRICE_ADMISSION_MSAT: '0',
     PRICE_EVENT_MSAT: '0',

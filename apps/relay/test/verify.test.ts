@@ -6,7 +6,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { VerifyPool } from '../src/verify.ts';
 import { newKey, sign, until } from './harness.ts';
 
-type Internals = { workers: { worker: { terminate(): Promise<number>; threadId: number } }[]; inflight: Map<number, unknown> };
+type Internals = {
+  workers: { worker: { terminate(): Promise<number>; threadId: number; postMessage(msg: unknown): void } }[];
+  inflight: Map<number, unknown>;
+};
 
 describe('VerifyPool', () => {
   const errors: Error[] = [];
@@ -15,6 +18,44 @@ describe('VerifyPool', () => {
     pool = await VerifyPool.start(1, (err) => errors.push(err));
   });
   afterAll(() => pool.close());
+
+  it('sends a batch as one string of fixed-width records and answers each item of it', async () => {
+    const k = newKey();
+    const good = sign(k.sk, { content: 'one' });
+    const other = sign(newKey().sk, { content: 'two' });
+    const flip = (hex: string) => hex.replace(/^./, (c) => (c === '0' ? '1' : '0'));
+    const worker = (pool as unknown as Internals).workers[0].worker;
+    const sent: unknown[] = [];
+    const post = worker.postMessage.bind(worker);
+    worker.postMessage = (msg: unknown) => {
+      sent.push(msg);
+      post(msg);
+    };
+    try {
+      // One tick: one batch. Items that cannot be records (wrong widths) are answered at once and
+      // take no place in it, so they cannot shift the records after them.
+      const items = [
+        good,
+        { ...good, sig: flip(good.sig) },
+        { ...good, id: good.id.slice(2) },
+        { ...good, sig: `${good.sig}00` },
+        { ...good, pubkey: good.pubkey.toUpperCase() },
+        other,
+        { ...other, pubkey: good.pubkey },
+        { ...good, id: 'zz'.repeat(32) },
+        other,
+      ];
+      const verdicts = await Promise.all(items.map((ev) => pool.verify(ev)));
+      expect(verdicts).toEqual([true, false, false, false, false, true, false, false, true]);
+      expect(sent).toHaveLength(1);
+      const { records } = sent[0] as { records: unknown };
+      expect(typeof records).toBe('string');
+      expect((records as string).length).toBe(7 * 256);
+      expect((records as string).slice(0, 256)).toBe(good.id + good.pubkey + good.sig);
+    } finally {
+      worker.postMessage = post;
+    }
+  });
 
   it('reports a worker that dies, once; fails its batch; replaces it', async () => {
     const k = newKey();

@@ -5,4 +5,14 @@ export { RecentIds } from './recent.ts';
 export { RedisBuckets, type BucketReply, type RedisBucketsOptions, type SharedBuckets } from './buckets.ts';
 export * from './channels.ts';
 export { RedisScripts, script, type RedisScriptsOptions, type Script } from './scripts.ts';
-export { DAY, HOUR, LocalVolumes, RedisVolumes, type Volume, type VolumeCounters, type VolumeWindow } from './volume.ts';
+export {
+  DAY,
+  HOUR,
+  LocalVolumes,
+  RANK_KEEP,
+  RedisVolumes,
+  type Ranked,
+  type Volume,
+  type VolumeCounters,
+  type VolumeWindow,
+} from './volume.ts';

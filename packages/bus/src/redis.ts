@@ -4,9 +4,9 @@ import type { Logger } from 'pino';
 import type { Bus, BusHandler } from './bus.ts';
 import { destroyClient, newRedisClient } from './redis-client.ts';
 
-const STREAM_PREFIX = 'paidrelay:bus:';
+const STREAM_PREFIX = 'bus:';
 /** Per sender: the highest sequence number already appended (what makes a retried append a no-op). */
-const SEQ_PREFIX = 'paidrelay:bus-seq:';
+const SEQ_PREFIX = 'bus-seq:';
 /** Entries kept per stream: how far a replica can fall behind (an outage) and still catch up. */
 const STREAM_MAX_LEN = 100_000;
 const OUTBOX_MAX = 50_000;
@@ -24,6 +24,8 @@ export type RedisBusOptions = {
   blockMs?: number;
   /** How long start() and subscribe() wait for Redis before returning anyway (they return at once on a connection error). */
   startWaitMs?: number;
+  /** Prefix of every key (REDIS_PREFIX; default `paidrelay:`). */
+  prefix?: string;
 };
 
 /**
@@ -199,6 +201,7 @@ export class RedisBus implements Bus {
   private readonly connectTimeoutMs: number;
   private readonly blockMs: number;
   private readonly startWaitMs: number;
+  private readonly prefix: string;
 
   constructor(
     private readonly url: string,
@@ -209,6 +212,7 @@ export class RedisBus implements Bus {
     this.connectTimeoutMs = opts.connectTimeoutMs ?? 3_000;
     this.blockMs = opts.blockMs ?? 2_000;
     this.startWaitMs = opts.startWaitMs ?? 1_000;
+    this.prefix = opts.prefix ?? 'paidrelay:';
     this.writer = new Link(url, 'writer', log, this.connectTimeoutMs, () => void this.flush());
     // An idle writer notices a connection that stopped answering too (healthy() stays true otherwise).
     this.pinger = setInterval(() => {
@@ -245,7 +249,7 @@ export class RedisBus implements Bus {
     try {
       while (this.outbox.length > 0 && this.writer.ready) {
         const batch = this.outbox.slice(0, BATCH_MAX);
-        const keys = [SEQ_PREFIX + this.id, ...batch.map((b) => STREAM_PREFIX + b.channel)];
+        const keys = [this.prefix + SEQ_PREFIX + this.id, ...batch.map((b) => this.prefix + STREAM_PREFIX + b.channel)];
         const args = [this.id, String(STREAM_MAX_LEN), String(SEQ_TTL_SECONDS)];
         for (const b of batch) args.push(String(b.seq), b.message);
         await this.writer.run((c) => c.eval(APPEND_SCRIPT, { keys, arguments: args }), this.commandTimeoutMs);
@@ -277,7 +281,7 @@ export class RedisBus implements Bus {
     this.readers.push(reader);
     let positioned!: () => void;
     const isPositioned = new Promise<void>((r) => (positioned = r));
-    void this.read(reader.link, STREAM_PREFIX + channel, handler, () => {
+    void this.read(reader.link, this.prefix + STREAM_PREFIX + channel, handler, () => {
       reader.positioned = true;
       positioned();
     });

@@ -54,6 +54,26 @@ describe.runIf(redisUrl)('redis bus', () => {
     expect(a.healthy()).toBe(true);
   });
 
+  it('REDIS_PREFIX keeps two relays on one Redis apart: the same channel under another prefix hears nothing', async () => {
+    const channel = 'test-' + Math.random().toString(36).slice(2);
+    const prefix = `test:${Math.random().toString(36).slice(2)}:`;
+    const a = await createBus({ redisUrl, logger: log, redis: { prefix } });
+    const same = await createBus({ redisUrl, logger: log, redis: { prefix } });
+    const other = await createBus({ redisUrl, logger: log });
+    buses.push(a, same, other);
+    const onSame = collect(same, channel);
+    const onOther = collect(other, channel);
+    await Promise.all([onSame.ready, onOther.ready]);
+    for (let i = 0; i < 5; i++) a.publish(channel, `m${i}`);
+    other.publish(channel, 'unprefixed');
+    await until(() => onSame.got.length === 5 && onOther.got.length === 1);
+    // The messages of each prefix arrived; none crossed over (the stream is read in order).
+    other.publish(channel, 'last');
+    await until(() => onOther.got.length === 2);
+    expect(onOther.got.map((g) => g.message)).toEqual(['unprefixed', 'last']);
+    expect(onSame.got.map((g) => g.message)).toEqual(['m0', 'm1', 'm2', 'm3', 'm4']);
+  });
+
   it('a subscriber that starts later does not replay old messages', async () => {
     const channel = 'test-' + Math.random().toString(36).slice(2);
     const a = await createBus({ redisUrl, logger: log });

@@ -76,6 +76,14 @@ export const configSchema = z.object({
   /** Limit on opening a connection and on waiting for a free one in the pool, ms (0: none). */
   DATABASE_CONNECT_TIMEOUT_MS: int(5000),
   REDIS_URL: optionalString,
+  /**
+   * Prefix of every Redis key this relay uses (bus streams, rate buckets, volume counters): two
+   * relays, or two test runs, can share one Redis without seeing each other's counters.
+   */
+  REDIS_PREFIX: z
+    .string()
+    .regex(/^[A-Za-z0-9:_.-]{1,64}$/, 'letters, digits and : _ . - only, at most 64')
+    .default('paidrelay:'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 
   /** Public URL of the relay as clients see it; NIP-42 AUTH events must name it. */
@@ -210,6 +218,8 @@ export const configSchema = z.object({
   SURGE_V6_PREFIX: int(56).pipe(z.number().max(128)),
   /** The largest multiplier. */
   SURGE_MAX_MULTIPLIER: int(1024, 1),
+  /** Relay-wide writes per second (all replicas) that count as full load: the price beyond allowances doubles per step while near it (0: off). */
+  SURGE_CAPACITY_PER_SECOND: int(0),
   /** Refused events kept per pubkey, waiting for payment. */
   HELD_EVENTS_PER_PUBKEY: int(20, 0),
   HELD_EVENT_TTL_SECONDS: int(86400, 60),

@@ -147,18 +147,34 @@ const types = {
  * SQL that starts with this comment runs as a named prepared statement: parsed once per
  * connection, and once Postgres finds a generic plan as good as the custom ones (after five
  * runs), planned once too. For queries whose text depends only on their shape (every value a
- * parameter): the one-filter reads of events-query.ts. PGlite runs it as it is.
+ * parameter): the one-filter reads of events-query.ts and the statements of a group commit
+ * (events-write.ts). PGlite runs it as it is.
  */
 export const PREPARED = '/* prepared */ ';
+
+/**
+ * Statement names by text, shared by every connection: a marked query's text is one of a few
+ * shapes, so its name is hashed once, not at every run (the write path's texts are kilobytes).
+ * Bounded all the same; past the bound names are hashed again, as before.
+ */
+const preparedNames = new Map<string, string>();
+const PREPARED_NAMES_MAX = 2000;
+
+export function preparedName(text: string): string {
+  let name = preparedNames.get(text);
+  if (name === undefined) {
+    name = `p${createHash('sha1').update(text).digest('hex').slice(0, 24)}`;
+    if (preparedNames.size < PREPARED_NAMES_MAX) preparedNames.set(text, name);
+  }
+  return name;
+}
 
 /** Marked queries go out under a name derived from their text (pg parses each name once per connection). */
 function prepareMarked(client: pg.PoolClient): void {
   const query = client.query.bind(client) as (...args: unknown[]) => unknown;
   (client as unknown as { query: (...args: unknown[]) => unknown }).query = (...args: unknown[]) => {
     const text = args[0];
-    if (typeof text === 'string' && text.startsWith(PREPARED)) {
-      args[0] = { name: `p${createHash('sha1').update(text).digest('hex').slice(0, 24)}`, text };
-    }
+    if (typeof text === 'string' && text.startsWith(PREPARED)) args[0] = { name: preparedName(text), text };
     return query(...args);
   };
 }

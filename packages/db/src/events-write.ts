@@ -25,7 +25,7 @@
  * deadlock or serialization failure (should one happen anyway) retries the batch.
  */
 import { createHash } from 'node:crypto';
-import { sql, type Kysely } from 'kysely';
+import { sql, type Kysely, type RawBuilder } from 'kysely';
 import type { Schema } from './schema.ts';
 import {
   deletionTargets as requestedDeletions,
@@ -36,6 +36,7 @@ import {
   parseAddress,
   type KindClass,
 } from '@paidrelay/nostr';
+import { PREPARED } from './connect.ts';
 import { hexBuf } from './hex.ts';
 import { atomically } from './transaction.ts';
 import type { NostrEvent, StoreItem, StoreOutcome } from './types.ts';
@@ -201,7 +202,7 @@ async function lockAuthors(db: Kysely<Schema>, P: EventRow[]): Promise<void> {
   const buckets = [...exclusive.keys()].sort((a, b) => a - b);
   const modes = buckets.map((b) => exclusive.get(b) === true);
   // A subquery with ORDER BY is not flattened, so the lock calls above it run in bucket order.
-  await sql`SELECT CASE WHEN l.x THEN pg_advisory_xact_lock(${WRITE_LOCK_NAMESPACE}::int4, l.b)
+  await sql`${sql.raw(PREPARED)}SELECT CASE WHEN l.x THEN pg_advisory_xact_lock(${WRITE_LOCK_NAMESPACE}::int4, l.b)
                         ELSE pg_advisory_xact_lock_shared(${WRITE_LOCK_NAMESPACE}::int4, l.b) END AS locked
     FROM (SELECT b, x FROM unnest(${buckets}::int4[], ${modes}::bool[]) AS t(b, x) ORDER BY b) AS l`.execute(db);
 }
@@ -234,7 +235,7 @@ async function readTombstones(db: Kysely<Schema>, P: EventRow[]): Promise<Tombst
     if (p.address !== null) targets.push(p.address);
   }
   if (targets.length === 0) return tombs;
-  const { rows } = await sql<{ target: string; pubkey: string; created_at: number }>`
+  const { rows } = await sql<{ target: string; pubkey: string; created_at: number }>`${sql.raw(PREPARED)}
     SELECT target, encode(pubkey, 'hex') AS pubkey, created_at FROM deletions
     WHERE target = ANY(${targets}::text[])`.execute(db);
   for (const r of rows) {
@@ -275,7 +276,7 @@ async function readCurrentVersions(db: Kysely<Schema>, P: EventRow[], now: numbe
     d_tag: string;
     created_at: number;
     expires_at: number | null;
-  }>`
+  }>`${sql.raw(PREPARED)}
     SELECT encode(e.id, 'hex') AS id, encode(e.pubkey, 'hex') AS pubkey, e.kind, e.d_tag, e.created_at, e.expires_at
     FROM events e
     WHERE e.d_tag IS NOT NULL AND (e.pubkey, e.kind, e.d_tag) IN (
@@ -404,6 +405,23 @@ async function dropRows(db: Kysely<Schema>, ids: Buffer[]): Promise<void> {
     DELETE FROM events WHERE id = ANY(${ids}::bytea[])`.execute(db);
 }
 
+/**
+ * The JSON texts of the rows as one parameter. As a text[] every text would be escaped by the
+ * driver (a regular expression over each quote and backslash) and unescaped again by Postgres,
+ * character by character; the JSON the relay writes has no line break (JSON.stringify puts none
+ * between tokens, and one inside a string is escaped), so the texts go out joined by one and
+ * Postgres cuts them apart with string_to_array. A text that has one goes as an array.
+ */
+function rawColumn(rows: EventRow[]): RawBuilder<unknown> {
+  let joined = '';
+  for (let i = 0; i < rows.length; i++) {
+    const raw = rows[i].raw;
+    if (raw.includes('\n')) return sql`${rows.map((p) => p.raw)}::text[]`;
+    joined = i === 0 ? raw : joined + '\n' + raw;
+  }
+  return sql`string_to_array(${joined}::text, E'\\n')`;
+}
+
 /** Inserts the events and their tags; returns the ids actually inserted (the others were already there). */
 async function insertEvents(db: Kysely<Schema>, toInsert: Set<EventRow>): Promise<Set<string>> {
   if (toInsert.size === 0) return new Set();
@@ -419,14 +437,14 @@ async function insertEvents(db: Kysely<Schema>, toInsert: Set<EventRow>): Promis
       tagValues.push(p.tagValues[j]);
     }
   }
-  const { rows: inserted } = await sql<{ id: string }>`
+  const { rows: inserted } = await sql<{ id: string }>`${sql.raw(PREPARED)}
     WITH ins AS (
       INSERT INTO events (id, pubkey, created_at, kind, d_tag, expires_at, raw)
       SELECT * FROM unnest(
         ${rows.map((p) => p.id)}::bytea[], ${rows.map((p) => p.pubkey)}::bytea[],
         ${rows.map((p) => p.ev.created_at)}::int8[], ${rows.map((p) => p.ev.kind)}::int4[],
         ${rows.map((p) => p.dTag)}::text[], ${rows.map((p) => p.expiresAt)}::int8[],
-        ${rows.map((p) => p.raw)}::text[])
+        ${rawColumn(rows)})
       ON CONFLICT DO NOTHING
       RETURNING id, created_at, kind
     ), tags AS (

@@ -41,6 +41,8 @@ export {
   listPriceChanges,
   priceSettingsOf,
   type PriceSettings,
+  type PriceSettingsChange,
+  type SpamSettings,
   type PriceChange,
   type StoredPrices,
 } from './settings.ts';

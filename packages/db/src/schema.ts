@@ -65,6 +65,8 @@ export interface AccountsTable {
   balance_msat: number;
   created_at: number;
   updated_at: number;
+  /** What the key has paid in all (settled invoices, msat; admin grants excluded): trust (migration 0007). */
+  paid_msat: import('kysely').ColumnType<number, number | undefined, number>;
 }
 
 export type InvoiceProduct = 'admission' | 'subscription' | 'credit' | 'event' | 'zap';
@@ -91,6 +93,8 @@ export interface InvoicesTable {
   /** Id of the kind-9735 receipt once published (product 'zap', paid). */
   zap_receipt_id: Uint8Array | null;
   description: string | null;
+  /** The network (IPv4 /24, IPv6 /56) it was asked from: its settlement counts an admission bought there (0007). */
+  network: import('kysely').ColumnType<string | null, string | null | undefined, string | null>;
 }
 
 /**

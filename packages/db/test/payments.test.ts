@@ -224,7 +224,7 @@ describe.each(backends)('payments on $name', (backend) => {
       const input = newInvoice({ description: 'credit 10 sat' });
       const inv = await createInvoice(db.kysely, input);
       expect(inv.id).toMatch(/^[A-Za-z0-9_-]{22}$/);
-      expect(inv).toEqual({ ...input, id: inv.id, status: 'pending', paidAt: null, zapReceiptId: null });
+      expect(inv).toEqual({ ...input, id: inv.id, status: 'pending', paidAt: null, zapReceiptId: null, network: null });
       expect(await getInvoice(db.kysely, inv.id)).toEqual(inv);
       expect(await getInvoiceByHash(db.kysely, inv.paymentHash)).toEqual(inv);
       expect(await getInvoiceByHash(db.kysely, inv.paymentHash.toUpperCase())).toEqual(inv);
@@ -768,7 +768,8 @@ describe.each(backends)('payments on $name', (backend) => {
         return s;
       });
       expect(r.settled).toBe(true);
-      expect(r.account).toBeUndefined(); // pay-per-event needs no account
+      // Pay-per-event needs no admission; the payment is kept as paid history on an account (0007).
+      expect(r.account).toMatchObject({ admitted: false, balanceMsat: 0, paidMsat: 2_000 });
       expect(await getEventById(db.kysely, e.event.id)).toBe(e.raw);
       expect(await getHeldEvent(db.kysely, e.event.id, NOW)).toBeUndefined();
       expect(await ledgerBalance(db.kysely, 'revenue:event')).toBe(2_000);
@@ -834,7 +835,7 @@ describe.each(backends)('payments on $name', (backend) => {
               continue;
             }
             const pubkey = users[op.user];
-            const acc = model.get(pubkey) ?? { pubkey, admitted: false, admittedUntil: null, balanceMsat: 0 };
+            const acc = model.get(pubkey) ?? { pubkey, admitted: false, admittedUntil: null, balanceMsat: 0, paidMsat: 0 };
             if (op.t === 'pay') {
               const inv = await createInvoice(db.kysely, {
                 paymentHash: hashOf(`inv ${++n} ${Math.random()}`),
@@ -858,6 +859,7 @@ describe.each(backends)('payments on $name', (backend) => {
                 });
                 expect(r.settled).toBe(i === 0);
               }
+              acc.paidMsat += received; // once, however many times it is settled
               if (op.product === 'credit') acc.balanceMsat += received;
               else if (op.product === 'admission')
                 Object.assign(acc, { admitted: true, admittedUntil: null, balanceMsat: acc.balanceMsat + op.extra });

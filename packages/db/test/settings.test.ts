@@ -8,8 +8,27 @@ import {
   updatePriceSettings,
   type Database,
   type PriceSettings,
+  type SpamSettings,
 } from '../src/index.ts';
 import { backends, type Opened } from './backends.ts';
+
+const spam: SpamSettings = {
+  enabled: true,
+  allowanceFreshEvents: 50,
+  allowanceFreshBytes: 262_144,
+  allowanceFullEvents: 2000,
+  allowanceFullBytes: 16_777_216,
+  trustAgeSeconds: 2_592_000,
+  trustPaidMsat: 10_000_000,
+  windowSeconds: 3600,
+  stepEvents: 100,
+  stepBytes: 1_048_576,
+  networkStepEvents: 500,
+  networkStepBytes: 5_242_880,
+  networkAdmissionStep: 10,
+  maxMultiplier: 1024,
+  capacityPerSecond: 0,
+};
 
 const seed = (admissionMsat: number): PriceSettings => ({
   admissionMsat,
@@ -19,6 +38,7 @@ const seed = (admissionMsat: number): PriceSettings => ({
   publicationKinds: { '1': 100 },
   publicationPerKbMsat: 0,
   eventMsat: 2000,
+  spam,
 });
 
 describe.each(backends)('stored prices on $name', (backend) => {
@@ -67,6 +87,45 @@ describe.each(backends)('stored prices on $name', (backend) => {
     }
     expect(await getPriceSettings(db.kysely)).toEqual(before);
     expect(await listPriceChanges(db.kysely, { limit: 10 })).toHaveLength(2);
+  });
+
+  it('a spam policy change merges the named fields over the stored policy; the history keeps both policies', async () => {
+    const before = await getPriceSettings(db.kysely);
+    const change = { spam: { enabled: false, allowanceFreshEvents: 5 } };
+    const r = await db.kysely.transaction().execute((trx) => updatePriceSettings(trx, change, 'ef'.repeat(32), 500));
+    const off = { ...spam, enabled: false, allowanceFreshEvents: 5 };
+    expect(r.old.spam).toEqual(spam);
+    expect(r.new).toEqual({ ...r.old, spam: off });
+    expect(await getPriceSettings(db.kysely)).toEqual({ ...before, spam: off, updatedAt: 500, updatedBy: 'ef'.repeat(32) });
+    const [latest] = await listPriceChanges(db.kysely, { limit: 1 });
+    expect(latest).toMatchObject({ pubkey: 'ef'.repeat(32), old: { spam }, new: { spam: off } });
+    // Switched back on, the values kept while it was off come back.
+    const on = await db.kysely.transaction().execute((trx) => updatePriceSettings(trx, { spam: { enabled: true } }, 'ef'.repeat(32), 600));
+    expect(on.new.spam).toEqual({ ...off, enabled: true });
+  });
+
+  it("a row from before 0008 (no spam policy) gets the environment's on the next start, recorded as a change", async () => {
+    await sql`UPDATE price_settings SET spam_policy = NULL`.execute(db.kysely);
+    await sql`INSERT INTO price_changes (at, pubkey, old, new) VALUES (650, NULL, NULL, ${JSON.stringify({ ...seed(1), spam: undefined })}::jsonb)`.execute(
+      db.kysely,
+    );
+    expect((await getPriceSettings(db.kysely))?.spam).toBeNull();
+    // A history row written before 0008 reads with a null policy.
+    expect((await listPriceChanges(db.kysely, { limit: 1 }))[0].new.spam).toBeNull();
+    await expect(
+      db.kysely.transaction().execute((trx) => updatePriceSettings(trx, { spam: { maxMultiplier: 8 } }, 'ef'.repeat(32), 660)),
+    ).rejects.toThrow(/no spam policy/);
+    const fromEnv = { ...spam, maxMultiplier: 64 };
+    const r = await seedPriceSettings(db.kysely, { ...seed(7), spam: fromEnv }, 700);
+    expect(r.seeded).toBe(false);
+    expect(r.prices.spam).toEqual(fromEnv);
+    expect(r.prices.admissionMsat).toBe(1000);
+    const [latest] = await listPriceChanges(db.kysely, { limit: 1 });
+    expect(latest).toMatchObject({ at: 700, pubkey: null, old: { spam: null, admissionMsat: 1000 }, new: { spam: fromEnv } });
+    // Seeded once: a later start with another environment changes nothing.
+    await seedPriceSettings(db.kysely, { ...seed(7), spam: { ...spam, maxMultiplier: 2 } }, 800);
+    expect((await getPriceSettings(db.kysely))?.spam).toEqual(fromEnv);
+    expect((await listPriceChanges(db.kysely, { limit: 1 }))[0].id).toBe(latest.id);
   });
 });
 

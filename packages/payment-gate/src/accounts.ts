@@ -1,7 +1,7 @@
 import { ACCOUNTS_CHANNEL, type Bus } from '@paidrelay/bus';
 import { listAccounts, type AccountRow, type Database } from '@paidrelay/db';
 import { nowSeconds } from '@paidrelay/nostr';
-import type { Account } from '@paidrelay/pricing';
+import type { Account, History } from '@paidrelay/pricing';
 import type { Logger } from 'pino';
 
 const REFRESH_MS = 30_000;
@@ -11,7 +11,7 @@ const REFRESH_MS = 30_000;
  * any admission replica reaches here within a second), and re-read periodically as a backstop.
  */
 export class AccountCache {
-  private accounts = new Map<string, Account & { createdAt: number; version: number }>();
+  private accounts = new Map<string, Account & { createdAt: number; paidMsat: number; version: number }>();
   /** msat taken by this replica's writes that passed the gate and are not committed yet. */
   private reserved = new Map<string, number>();
   private version = 0;
@@ -46,12 +46,15 @@ export class AccountCache {
     }
   }
 
-  put(row: AccountRow): void {
+  /** A row from the database or the bus; one without paid history (an admin's grant) keeps the one known. */
+  put(row: Omit<AccountRow, 'paidMsat'> & { paidMsat?: number }): void {
+    const known = this.accounts.get(row.pubkey);
     this.accounts.set(row.pubkey, {
       admitted: row.admitted,
       admittedUntil: row.admittedUntil,
       balanceMsat: row.balanceMsat,
-      createdAt: row.createdAt,
+      createdAt: row.createdAt ?? known?.createdAt ?? nowSeconds(),
+      paidMsat: row.paidMsat ?? known?.paidMsat ?? 0,
       version: ++this.version,
     });
   }
@@ -63,6 +66,12 @@ export class AccountCache {
   /** When the account was made (its age, for the spam pricing's trust), if there is one. */
   createdAt(pubkey: string): number | null {
     return this.accounts.get(pubkey)?.createdAt ?? null;
+  }
+
+  /** The key's history for the spam pricing's trust: its account's age and what it has paid in all. */
+  history(pubkey: string): History {
+    const a = this.accounts.get(pubkey);
+    return { admittedSince: a?.createdAt ?? null, paidMsat: a?.paidMsat ?? 0 };
   }
 
   /** The account as the gate must see it: its balance less what in-flight writes have reserved. */

@@ -11,10 +11,23 @@ import {
 } from '@paidrelay/db';
 import { randomUUID } from 'node:crypto';
 import { nowSeconds, type NostrEvent } from '@paidrelay/nostr';
-import { gate, heldEventPrice, isAdmitted, payUrl, type Pricing, type SurgeInputs } from '@paidrelay/pricing';
+import {
+  counterKeys,
+  gate,
+  heldEventPrice,
+  isAdmitted,
+  payUrl,
+  surgeWindow,
+  writeMultiplier,
+  type History,
+  type Pricing,
+  type SurgeInputs,
+  type SurgePolicy,
+} from '@paidrelay/pricing';
 import type { Logger } from 'pino';
 import { AccountCache } from './accounts.ts';
 import { HoldQueue } from './hold.ts';
+import { LoadMonitor } from './load.ts';
 import { VolumeTracker } from './volume.ts';
 
 /**
@@ -47,9 +60,20 @@ export type PaymentGate = {
   charges: { cover: typeof affordableCharges; debit: typeof debitForEvent };
   /** The refusal of a write whose balance, read at commit time, did not cover its price. */
   unpaidReason(ev: NostrEvent, json: string, balanceMsat: number): string;
+  /**
+   * The heaviest senders of the spam window (every replica's counts), heaviest first by events,
+   * each with the multiplier its next write beyond the allowance pays from its own volume and the
+   * relay's load (its network is not known here, so a network surge is not in it). Empty with
+   * spam pricing off.
+   */
+  topSenders(limit: number): Promise<TopSender[]>;
+  /** The relay-wide load level and every replica's write rate, as of the last evaluation (metrics). */
+  load(): { level: number; writesPerSecond: number; evaluations: number };
   /** Stops the cache and writes the held events still queued. */
   close(): Promise<void>;
 };
+
+export type TopSender = { pubkey: string; events: number; bytes: number; multiplier: number };
 
 /** Members-only reads: allow-listed, or admitted (one-time or a subscription still running). A cache lookup. */
 function memberCheck(pricing: Pricing, cache: AccountCache): (pubkey: string, at: number) => boolean {
@@ -111,9 +135,12 @@ export async function createPaymentGate(
     check(ev: NostrEvent, json: string, ip = ''): GateDecision {
       const bytes = Buffer.byteLength(json);
       const at = nowSeconds();
-      const volume = spam?.inputs(ev.pubkey, ip, cache.createdAt(ev.pubkey));
+      const volume = spam.inputs(ev.pubkey, ip, cache.history(ev.pubkey));
       const d = gate(pricing, ev, bytes, cache.available(ev.pubkey), at, volume?.inputs);
-      if (d.action === 'refuse') return d;
+      if (d.action === 'refuse') {
+        volume?.refused();
+        return d;
+      }
       const counted = volume?.count(bytes);
       if (d.action === 'accept') return counted ? { action: 'accept', settle: counted } : d;
       const reserved = cache.reserve(ev.pubkey, d.amountMsat);
@@ -133,6 +160,8 @@ export async function createPaymentGate(
         : `blocked: payment required: the balance was spent elsewhere: ${payUrl(pricing, ev.pubkey, ev.id)}`;
     },
     isMember: memberCheck(pricing, cache),
+    topSenders: (limit) => spam.topSenders(limit),
+    load: () => spam.load(),
     hold(ev: NostrEvent, json: string, network: string, eventMsat?: number) {
       const bytes = Buffer.byteLength(json);
       if (bytes > config.HELD_EVENT_MAX_BYTES) return;
@@ -154,7 +183,7 @@ export async function createPaymentGate(
     charges: { cover: affordableCharges, debit: debitForEvent },
     async close() {
       cache.close();
-      await spam?.close();
+      await spam.close();
       await holds.drain();
     },
   };
@@ -164,37 +193,79 @@ export async function createPaymentGate(
  * Spam pricing's inputs to the gate: the sender's writing in the last day (its allowance) and in
  * the window, and its network's, from the volume counters every replica shares (Redis; this
  * process's own without REDIS_URL). A write that passes is counted at once (a burst sees its own
- * earlier events) and taken back if it is not stored.
+ * earlier events) and taken back if it is not stored. A stored write also counts in the
+ * relay-wide load (load.ts), whose level is the gate's `loadLevel`.
  */
 function spamPricing(config: Config, pricing: Pricing, log: Logger) {
-  if (!pricing.surge) return undefined;
-  const store: VolumeCounters = config.REDIS_URL ? new RedisVolumes(config.REDIS_URL, log) : new LocalVolumes();
-  const tracker = new VolumeTracker(store, randomUUID(), log);
-  tracker.start();
+  // Made at the first decision with spam pricing on: an admin may switch it on at run time.
+  // `reader`: the admin's top-senders read, on a connection of its own with a longer bound (a
+  // slow read must not leave the gate's counters stalled).
+  let counters: { store: VolumeCounters; tracker: VolumeTracker; load: LoadMonitor; reader: VolumeCounters } | undefined;
+  const started = () => {
+    if (counters) return counters;
+    const store: VolumeCounters = config.REDIS_URL
+      ? new RedisVolumes(config.REDIS_URL, log, { prefix: `${config.REDIS_PREFIX}vol:` })
+      : new LocalVolumes();
+    const tracker = new VolumeTracker(store, randomUUID(), log);
+    tracker.start();
+    // The policy read at each evaluation: admins change it (and its capacity) at run time.
+    const load = new LoadMonitor(
+      store,
+      () => pricing.surge,
+      () => tracker.replicasSeen,
+      log,
+    );
+    load.start();
+    const reader = config.REDIS_URL
+      ? new RedisVolumes(config.REDIS_URL, log, { timeoutMs: 2_000, prefix: `${config.REDIS_PREFIX}vol:` })
+      : store;
+    counters = { store, tracker, load, reader };
+    return counters;
+  };
+  // On at start: the load level is followed from the first second, before this replica's first write.
+  if (pricing.surge) started();
   return {
-    inputs(pubkey: string, ip: string, createdAt: number | null) {
-      // The policy as it is now (admins change it at run time).
+    async topSenders(limit: number): Promise<TopSender[]> {
+      const policy = pricing.surge;
+      if (!policy) return [];
+      const { reader, load } = started();
+      const window = surgeWindow(policy);
+      const rows = await reader.top(windowGroup(window), window, limit);
+      return rows.map((r) => ({
+        pubkey: r.member,
+        events: r.events,
+        bytes: r.bytes,
+        multiplier: senderMultiplier(policy, r, load.level),
+      }));
+    },
+    load() {
+      const load = counters?.load;
+      return { level: load?.level ?? 0, writesPerSecond: load?.writesPerSecond ?? 0, evaluations: load?.evaluations ?? 0 };
+    },
+    inputs(pubkey: string, ip: string, history: History) {
+      // The policy as it is now (admins change it at run time; switched off, nothing is counted).
       const policy = pricing.surge;
       if (!policy) return undefined;
-      const window: VolumeWindow = { slotSeconds: Math.max(1, Math.round(policy.windowSeconds / 60)), slots: 60 };
-      const keys = {
-        day: `d:${pubkey}`,
-        window: `w:${pubkey}`,
-        network: `n:${networkKey(ip, config.SURGE_V6_PREFIX, config.SURGE_V4_PREFIX)}`,
-      };
+      const { tracker, load } = started();
+      const window = surgeWindow(policy);
+      // The keys the admission API reads too (the slot size is in the window keys).
+      const keys = counterKeys(pubkey, networkKey(ip, config.SURGE_V6_PREFIX, config.SURGE_V4_PREFIX), policy);
       const inputs: SurgeInputs = {
         policy,
-        history: { admittedSince: createdAt, paidMsat: 0 },
+        // Trust grows with the account's age and with what the key has paid in all.
+        history,
         day: tracker.view(keys.day, DAY),
         window: tracker.view(keys.window, window),
         networkWindow: ip ? tracker.view(keys.network, window) : { events: 0, bytes: 0 },
-        networkAdmissions: 0,
-        loadLevel: 0,
+        // Admissions bought from the network lately (counted by the admission service when paid):
+        // the admission price a refusal names is the one the pay page asks.
+        networkAdmissions: ip ? tracker.view(keys.admissions, window).events : 0,
+        loadLevel: load.level,
       };
       const count = (bytes: number): ((committed: boolean) => void) => {
         const add = (sign: number) => {
           tracker.count(keys.day, DAY, sign, sign * bytes);
-          tracker.count(keys.window, window, sign, sign * bytes);
+          tracker.count(keys.window, window, sign, sign * bytes, windowGroup(window));
           if (ip) tracker.count(keys.network, window, sign, sign * bytes);
         };
         add(1);
@@ -203,13 +274,46 @@ function spamPricing(config: Config, pricing: Pricing, log: Logger) {
           if (done) return;
           done = true;
           if (!committed) add(-1);
+          else load.count();
         };
       };
-      return { inputs, count };
+      // A refusal may name the admission price: the network's admissions are followed from now on
+      // (one counter per network, refreshed while in use; a flood of fresh keys adds none).
+      const refused = () => {
+        if (ip) tracker.count(keys.admissions, window, 0, 0);
+      };
+      return { inputs, count, refused };
     },
     async close() {
-      await tracker.close();
-      await store.close();
+      if (!counters) return;
+      if (counters.reader !== counters.store) await counters.reader.close();
+      await counters.load.close();
+      await counters.tracker.close();
+      await counters.store.close();
     },
   };
+}
+
+/**
+ * The senders' window counters, ranked (top senders). The slot size is in the keys: after a
+ * change of the window, counters of another slot size (whose slot numbers mean other times) are
+ * not read as this one's.
+ */
+function windowGroup(w: VolumeWindow): string {
+  return `w:${w.slotSeconds}:`;
+}
+
+/** The multiplier of a sender's next write beyond its allowance, from its own volume and the load. */
+function senderMultiplier(policy: SurgePolicy, window: { events: number; bytes: number }, loadLevel: number): number {
+  const none = { events: 0, bytes: 0 };
+  const inputs: SurgeInputs = {
+    policy,
+    history: { admittedSince: null, paidMsat: 0 },
+    day: none,
+    window,
+    networkWindow: none,
+    networkAdmissions: 0,
+    loadLevel,
+  };
+  return writeMultiplier(inputs).multiplier;
 }

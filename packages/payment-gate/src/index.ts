@@ -4,7 +4,19 @@
  */
 export { AccountCache } from './accounts.ts';
 export { HoldQueue } from './hold.ts';
-export { createPaymentGate, type GateDecision, type PaymentGate, type PaymentGateOptions } from './gate.ts';
-export { LivePrices, parsePriceChange, pricesJson, settingsOfPrices, PRICES_RELOAD_MS } from './prices.ts';
+export { createPaymentGate, type GateDecision, type PaymentGate, type PaymentGateOptions, type TopSender } from './gate.ts';
+export { LOAD_KEY, LOAD_WINDOW, LoadMonitor, windowRate, type LoadMonitorOptions } from './load.ts';
+export {
+  LivePrices,
+  parsePriceChange,
+  pricesJson,
+  settingsJson,
+  spamJson,
+  spamPolicyProblem,
+  spamSettingsOf,
+  surgeOfSettings,
+  settingsOfPrices,
+  PRICES_RELOAD_MS,
+} from './prices.ts';
 export { releaseHeldEvents } from './release.ts';
 export { paymentInfo } from './nip11.ts';

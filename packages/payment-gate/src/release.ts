@@ -13,7 +13,7 @@ import type { Kysely } from 'kysely';
 export async function releaseHeldEvents(
   trx: Kysely<Schema>,
   pricing: Pricing,
-  account: Omit<AccountRow, 'createdAt'>,
+  account: Omit<AccountRow, 'createdAt' | 'paidMsat'>,
   at: number,
 ): Promise<string[]> {
   const acc = { admitted: account.admitted, admittedUntil: account.admittedUntil, balanceMsat: account.balanceMsat };

@@ -3,11 +3,15 @@ import type { Logger } from 'pino';
 
 type Entry = {
   w: VolumeWindow;
+  /** The ranked group the counter is in (VolumeCounters.add), if any. */
+  group?: string;
   /** The total of every replica at the last reply, and when it came (ms). */
   shared: Volume;
   sharedAt: number;
   /** Counted here and not yet sent. */
   pending: Volume;
+  /** Sent, and not yet in `shared` (its reply is awaited): still part of the view. */
+  inflight: Volume;
   /** A reply is awaited. */
   asking: boolean;
   /** Last read by the gate (ms): only counters in use are refreshed. */
@@ -68,18 +72,19 @@ export class VolumeTracker {
     if (e.viewedAt - e.sharedAt >= REFRESH_MS) void this.send(key, e);
     const fresh = e.viewedAt - e.sharedAt < w.slotSeconds * w.slots * 1000;
     const shared = fresh ? e.shared : ZERO;
-    return plus(shared, e.pending, this.store.usable() ? 1 : this.replicas);
+    return plus(shared, plus(e.pending, e.inflight), this.store.usable() ? 1 : this.replicas);
   }
 
-  count(key: string, w: VolumeWindow, events: number, bytes: number): void {
-    const e = this.entry(key, w);
+  /** `group`: the counter is ranked in that group (top senders: VolumeCounters.top). */
+  count(key: string, w: VolumeWindow, events: number, bytes: number, group?: string): void {
+    const e = this.entry(key, w, group);
     e.pending = plus(e.pending, { events, bytes });
   }
 
-  private entry(key: string, w: VolumeWindow): Entry {
+  private entry(key: string, w: VolumeWindow, group?: string): Entry {
     let e = this.entries.get(key);
     if (!e) {
-      e = { w, shared: ZERO, sharedAt: 0, pending: ZERO, asking: false, viewedAt: 0 };
+      e = { w, group, shared: ZERO, sharedAt: 0, pending: ZERO, inflight: ZERO, asking: false, viewedAt: 0 };
       this.entries.set(key, e);
       if (this.entries.size > this.maxKeys) this.entries.delete(this.entries.keys().next().value as string);
       void this.send(key, e);
@@ -92,13 +97,15 @@ export class VolumeTracker {
     e.asking = true;
     const sent = e.pending;
     e.pending = ZERO;
+    e.inflight = sent;
     try {
-      e.shared = await this.store.add(key, e.w, sent.events, sent.bytes);
+      e.shared = await this.store.add(key, e.w, sent.events, sent.bytes, e.group);
       e.sharedAt = Date.now();
     } catch (err) {
       e.pending = plus(e.pending, sent);
       this.log.debug({ err, key }, 'volume counters: count kept for the next flush');
     } finally {
+      e.inflight = ZERO;
       e.asking = false;
     }
   }

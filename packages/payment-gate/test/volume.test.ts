@@ -46,6 +46,40 @@ describe.runIf(redisUrl)('volume tracker', () => {
     expect(b.t.view('pk:x', HOUR)).toEqual({ events: 30, bytes: 3_000 });
   });
 
+  it('counts on their way to Redis stay in the view until the reply has them', async () => {
+    const prefix = `test:vt:${randomBytes(6).toString('hex')}:`;
+    const store = new RedisVolumes(redisUrl as string, log, { prefix, timeoutMs: 1_000, connectTimeoutMs: 300 });
+    closers.push(() => store.close());
+    await until(() => store.usable());
+    // The store's replies are held back until released: the view is read while a count is in flight.
+    let release: () => void = () => {};
+    let held = 0;
+    let answered: Promise<unknown> = Promise.resolve();
+    const slow: typeof store = Object.create(store);
+    slow.add = async (...a: Parameters<typeof store.add>) => {
+      held++;
+      await new Promise<void>((r) => (release = r));
+      answered = store.add(...a);
+      return answered as ReturnType<typeof store.add>;
+    };
+    const t = new VolumeTracker(slow, 'slow', log, 60_000);
+    closers.push(() => t.close());
+    t.count('pk:z', HOUR, 3, 30);
+    await until(() => held === 1);
+    expect(t.view('pk:z', HOUR)).toEqual({ events: 3, bytes: 30 });
+    release();
+    await until(() => held === 1 && t.view('pk:z', HOUR).events === 3);
+    await answered;
+    await new Promise((r) => setImmediate(r));
+    t.count('pk:z', HOUR, 1, 10);
+    const flushed = t.flush();
+    await until(() => held === 2);
+    expect(t.view('pk:z', HOUR)).toEqual({ events: 4, bytes: 40 });
+    release();
+    await flushed;
+    expect(t.view('pk:z', HOUR)).toEqual({ events: 4, bytes: 40 });
+  });
+
   it('while Redis is down, counts are kept and multiplied by the replicas last seen; sent when it is back', async () => {
     const prefix = `test:vt:${randomBytes(6).toString('hex')}:`;
     const proxy = await RedisProxy.forwarding(redisUrl as string);

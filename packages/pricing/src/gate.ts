@@ -1,7 +1,7 @@
 import { isWalletKind, isWellFormedZapReceipt, KIND_ZAP_RECEIPT, powDifficulty, type NostrEvent } from '@paidrelay/nostr';
 import { isAdmitted } from '@paidrelay/db/accounts';
+import { admissionBecause, admissionOffer } from './sender.ts';
 import {
-  admissionMultiplier,
   allowanceLeft,
   dailyAllowance,
   doublings,
@@ -145,8 +145,9 @@ export function gate(
 
   if (requiresAdmission(p) && !isAdmitted(account, now)) {
     const base = p.admissionMsat > 0 ? p.admissionMsat : p.subscriptionMsat;
-    const amount = surged(base, surge ? admissionMultiplier(surge.networkAdmissions, surge.policy) : 1);
-    const busy = amount > base ? ` (many admissions from your network lately; ${formatSats(base)} when quiet)` : '';
+    const offer = admissionOffer(base, surge?.networkAdmissions ?? 0, surge?.policy);
+    const amount = offer.amountMsat;
+    const busy = admissionBecause(offer);
     const what = p.admissionMsat > 0 ? 'for admission' : `for ${Math.round(p.subscriptionPeriodSeconds / 86400)} days of writing`;
     const orThisEvent = perEvent > 0 ? ` or ${thisEvent.text()}` : '';
     return refuse(amount, `${formatSats(amount)} ${what}${busy}${orThisEvent}`);

@@ -1,3 +1,4 @@
 export * from './pricing.ts';
 export * from './gate.ts';
 export * from './surge.ts';
+export * from './sender.ts';

@@ -30,6 +30,11 @@ export type Pricing = Prices & {
    * decision: LivePrices keeps it as the admins set it.
    */
   surge?: SurgePolicy;
+  /**
+   * The config's spam policy whether SPAM_PRICING is on or off: what LivePrices stores on a
+   * first start (switched off, it is kept for when an admin switches it on).
+   */
+  surgeSeed?: SurgePolicy;
 };
 
 /** Pubkeys are parsed by the protocol core; re-exported for the admission API. */
@@ -91,6 +96,7 @@ export function pricingFromConfig(config: Config, extra: PricingContext = {}): P
     freePowDifficulty: config.FREE_POW_DIFFICULTY,
     paymentsUrl: config.PAYMENTS_URL,
     surge: surgePolicyFromConfig(config),
+    surgeSeed: surgeValuesFromConfig(config),
   };
 }
 
@@ -199,7 +205,11 @@ export function nip11Payments(p: Pricing): {
 
 /** The spam pricing policy of the config (surge.ts), or none with SPAM_PRICING off. */
 export function surgePolicyFromConfig(c: Config): SurgePolicy | undefined {
-  if (!c.SPAM_PRICING) return undefined;
+  return c.SPAM_PRICING ? surgeValuesFromConfig(c) : undefined;
+}
+
+/** The config's spam policy values, whatever SPAM_PRICING says (the seed of the stored policy). */
+export function surgeValuesFromConfig(c: Config): SurgePolicy {
   return {
     ...DEFAULT_SURGE,
     allowanceFresh: { events: c.ALLOWANCE_FRESH_EVENTS, bytes: c.ALLOWANCE_FRESH_BYTES },
@@ -210,5 +220,6 @@ export function surgePolicyFromConfig(c: Config): SurgePolicy | undefined {
     pubkeyStep: { events: c.SURGE_STEP_EVENTS, bytes: c.SURGE_STEP_BYTES },
     networkStep: { events: c.SURGE_NETWORK_STEP_EVENTS, bytes: c.SURGE_NETWORK_STEP_BYTES },
     maxMultiplier: c.SURGE_MAX_MULTIPLIER,
+    capacityPerSecond: c.SURGE_CAPACITY_PER_SECOND,
   };
 }

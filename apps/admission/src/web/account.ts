@@ -1,9 +1,9 @@
 /** The key the page pays for and its account (admission, balance), looked up as it is typed. */
 import { decode as nip19Decode, npubEncode } from 'nostr-tools/nip19';
-import type { AccountView } from '../api-types.ts';
+import type { AccountView, SenderView } from '../api-types.ts';
 import { api, ApiError, clock } from './api.ts';
 import { $, $input, h, setFieldError, show } from './dom.ts';
-import { formatDate, formatRelative, formatSats, shorten } from './format.ts';
+import { formatAllowanceLeft, formatDate, formatMultiplier, formatRelative, formatSats, shorten } from './format.ts';
 
 export interface ParsedKey {
   /** What we send to the service: the npub or hex as typed (the service validates it). */
@@ -51,6 +51,11 @@ export async function loadAccount(pubkeyHex: string | null, opts: { quiet?: bool
   }
   if (!opts.quiet) panel.setAttribute('aria-busy', 'true');
   try {
+    // The sender's price now is extra: without it (an older service, an error) the account still shows.
+    const sender = api.pricingFor(pubkeyHex).then(
+      (p) => p.sender,
+      () => undefined,
+    );
     let acct: AccountView;
     try {
       acct = await api.account(pubkeyHex);
@@ -59,8 +64,10 @@ export async function loadAccount(pubkeyHex: string | null, opts: { quiet?: bool
         acct = { pubkey: pubkeyHex, admitted: false, admitted_until: null, balance_msat: 0 };
       } else throw err;
     }
+    const s = await sender;
     if (seq !== accountSeq) return acct;
     renderAccount(acct);
+    renderSender(s);
     return acct;
   } catch (err) {
     if (seq === accountSeq) {
@@ -101,6 +108,20 @@ function renderAccount(a: AccountView): void {
   const bal = $('account-balance');
   bal.textContent = formatSats(a.balance_msat);
   bal.dataset.msat = String(a.balance_msat);
+}
+
+/** The multiplier with its reason, and the allowance left today; hidden while spam pricing is off. */
+function renderSender(s: SenderView | undefined): void {
+  const allowance = s?.allowance;
+  const left = s?.allowance_left;
+  const on = Boolean(s && allowance && left);
+  show($('account-price-row'), on);
+  show($('account-allowance-row'), on);
+  if (!s || !allowance || !left) return;
+  const price = $('account-multiplier');
+  price.textContent = formatMultiplier(s.multiplier, s.why);
+  price.dataset.multiplier = String(s.multiplier);
+  $('account-allowance').textContent = formatAllowanceLeft(left, allowance);
 }
 
 let accountDebounce: number | undefined;

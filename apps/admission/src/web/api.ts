@@ -64,6 +64,8 @@ async function request<T>(path: string, init?: RequestInit): Promise<T> {
 
 export const api = {
   pricing: () => request<PricingView>('/api/pricing'),
+  /** The prices and this sender's spam pricing now (`sender`: its multiplier and allowance left). */
+  pricingFor: (pubkey: string) => request<PricingView>(`/api/pricing?pubkey=${encodeURIComponent(pubkey)}`),
   createInvoice: (body: CreateInvoiceBody) =>
     request<InvoiceView>('/api/invoices', {
       method: 'POST',

@@ -103,3 +103,27 @@ export const KIND_NAMES: Record<string, string> = {
   '10002': 'relay list',
   '30023': 'long-form article',
 };
+
+/** 350 -> "350 bytes", 40960 -> "40 KB", 1572864 -> "1.5 MB" (1 KB = 1024 bytes, as the allowance counts them). */
+export function formatBytes(bytes: number): string {
+  if (bytes < 1024) return `${intFmt.format(bytes)} ${bytes === 1 ? 'byte' : 'bytes'}`;
+  const [n, unit] = bytes < 1024 * 1024 ? [bytes / 1024, 'KB'] : bytes < 1024 ** 3 ? [bytes / 1024 ** 2, 'MB'] : [bytes / 1024 ** 3, 'GB'];
+  return `${oneDecimal.format(n)} ${unit}`;
+}
+const oneDecimal = new Intl.NumberFormat('en-US', { maximumFractionDigits: 1 });
+
+/**
+ * A sender's price now, from /api/pricing?pubkey= (`multiplier`, and `why` in the refusal's
+ * words): "4x the base: 350 events from you in the last hour", or "the base price" at 1x.
+ */
+export function formatMultiplier(multiplier: number, why: string): string {
+  if (!(multiplier > 1)) return 'the base price';
+  const times = `${intFmt.format(multiplier)}x the base`;
+  return why ? `${times}: ${why}` : times;
+}
+
+/** What is left of the daily allowance: "12 of 50 events, 40 KB of 256 KB left today". */
+export function formatAllowanceLeft(left: { events: number; bytes: number }, allowance: { events: number; bytes: number }): string {
+  const events = `${intFmt.format(left.events)} of ${intFmt.format(allowance.events)} ${allowance.events === 1 ? 'event' : 'events'}`;
+  return `${events}, ${formatBytes(left.bytes)} of ${formatBytes(allowance.bytes)} left today`;
+}

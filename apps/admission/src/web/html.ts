@@ -139,6 +139,8 @@ ${pageHead({
           <div><dt>Write access</dt><dd id="account-admitted" data-testid="account-admitted"></dd></div>
           <div><dt>Admitted until</dt><dd id="account-admitted-until" data-testid="account-admitted-until"></dd></div>
           <div><dt>Credit balance</dt><dd id="account-balance" data-testid="account-balance"></dd></div>
+          <div id="account-price-row" hidden><dt>Your price now</dt><dd id="account-multiplier" data-testid="account-multiplier"></dd></div>
+          <div id="account-allowance-row" hidden><dt>Daily allowance</dt><dd id="account-allowance" data-testid="account-allowance"></dd></div>
         </dl>
       </section>
 

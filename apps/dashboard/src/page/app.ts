@@ -8,7 +8,7 @@ import { npubEncode } from 'nostr-tools/nip19';
 import type { WindowNostr } from 'nostr-tools/nip07';
 import { getToken } from 'nostr-tools/nip98';
 import uPlot from 'uplot';
-import { PRICE_FIELDS, PRICE_KINDS_FIELD } from './prices.ts';
+import { PRICE_FIELDS, PRICE_KINDS_FIELD, SPAM_FIELDS, spamShown, spamStored } from './prices.ts';
 
 declare global {
   interface Window {
@@ -518,7 +518,9 @@ async function loadModeration(): Promise<void> {
 // ---------------------------------------------------------------------------------------------
 // Pricing: the stored prices (NIP-86 getprices / setprices) and their history
 
-type Prices = Record<string, number> & { publication_kinds: Record<string, number> };
+/** The spam policy as NIP-86 shows it (null: a database from before it was stored). */
+type Spam = Record<string, number> & { enabled: boolean };
+type Prices = Record<string, number> & { publication_kinds: Record<string, number>; spam: Spam | null };
 let prices: Prices | undefined;
 
 /** Fields in the form's order (the history lists them so). */
@@ -549,6 +551,24 @@ function parseKinds(text: string): Record<string, number> {
   }
   return out;
 }
+const SPAM_UNIT = new Map(SPAM_FIELDS.map(([field, label, unit]) => [field, { label, unit }]));
+const spamValue = (field: string, v: unknown): string => {
+  if (field === 'enabled') return v ? 'on' : 'off';
+  const f = SPAM_UNIT.get(field);
+  return f ? `${spamShown(f.unit, v as number).toLocaleString()} ${f.unit}` : String(v);
+};
+const spamLabel = (field: string) => {
+  const f = SPAM_UNIT.get(field);
+  return field === 'enabled' ? 'spam pricing' : f ? `spam: ${f.label.toLowerCase()} (${f.unit})` : `spam: ${field}`;
+};
+/** What a history row changed in the spam policy, as text. */
+function spamChanges(old: Spam | null | undefined, next: Spam | null | undefined, first: boolean): string[] {
+  if (!next) return [];
+  if (!old) return [first ? `spam pricing: ${spamValue('enabled', next.enabled)}` : 'spam policy stored (from the environment)'];
+  return ['enabled', ...SPAM_FIELDS.map(([f]) => f)]
+    .filter((f) => old[f] !== next[f])
+    .map((f) => `${spamLabel(f)}: ${spamValue(f, old[f])} → ${spamValue(f, next[f])}`);
+}
 const shown = (field: string, v: unknown): string =>
   field === PRICE_KINDS_FIELD
     ? kindsText(v as Record<string, number>) || 'none'
@@ -557,8 +577,9 @@ const shown = (field: string, v: unknown): string =>
       : sats(v as number);
 
 async function loadPrices(): Promise<void> {
-  const [p, history] = await Promise.all([rpc<Prices>('getprices'), rpc('listpricechanges', [{ limit: 100 }])]);
+  const [p, history] = await Promise.all([rpc<Prices>('getprices'), rpc('listpricechanges', [{ limit: 100 }]), loadTopSenders()]);
   prices = p;
+  fillSpam(p.spam);
   const form = $('prices-form') as HTMLFormElement;
   for (const [field, , unit] of PRICE_FIELDS) {
     (form.elements.namedItem(field) as HTMLInputElement).value = String(unit === 'sats' ? p[field] / 1000 : p[field]);
@@ -573,6 +594,7 @@ async function loadPrices(): Promise<void> {
         ? `${LABELS.get(f) ?? f}: ${shown(f, c.new[f])}`
         : `${LABELS.get(f) ?? f}: ${shown(f, c.old[f])} → ${shown(f, c.new[f])}`,
     );
+    what.push(...spamChanges(c.old?.spam, c.new.spam, c.old === null));
     body.append(
       h(
         'tr',
@@ -604,6 +626,84 @@ async function savePrices(form: HTMLFormElement): Promise<void> {
   if (names.length > 0) await rpc('setprices', [change]);
   $('prices-result').textContent = names.length ? `Saved (${names.map((n) => LABELS.get(n) ?? n).join(', ')}).` : 'Nothing changed.';
   await loadPrices();
+}
+
+function fillSpam(spam: Spam | null): void {
+  const form = $('spam-form') as HTMLFormElement;
+  // Before the policy is stored (an upgrade, until the next start seeds it) there is nothing to edit.
+  for (const el of Array.from(form.elements)) (el as HTMLInputElement).disabled = spam === null;
+  if (!spam) {
+    $('spam-result').textContent = 'The spam policy is not stored yet: it is seeded from the environment on the next start.';
+    return;
+  }
+  (form.elements.namedItem('enabled') as HTMLInputElement).checked = spam.enabled;
+  for (const [field, , unit] of SPAM_FIELDS) {
+    (form.elements.namedItem(field) as HTMLInputElement).value = String(spamShown(unit, spam[field]));
+  }
+}
+
+/** The fields of the spam form that differ from the stored policy, as `setprices` takes them. */
+function spamChange(form: HTMLFormElement, spam: Spam): Record<string, number | boolean> {
+  const f = formValues(form);
+  const change: Record<string, number | boolean> = {};
+  const enabled = (form.elements.namedItem('enabled') as HTMLInputElement).checked;
+  if (enabled !== spam.enabled) change.enabled = enabled;
+  for (const [field, label, unit] of SPAM_FIELDS) {
+    const v = spamStored(unit, f[field] ?? '');
+    if (Number.isNaN(v)) throw new Error(`${label}: not a number of ${unit}`);
+    if (v !== spam[field]) change[field] = v;
+  }
+  return change;
+}
+
+async function saveSpam(form: HTMLFormElement): Promise<void> {
+  if (!prices?.spam) return;
+  const change = spamChange(form, prices.spam);
+  const names = Object.keys(change);
+  if (names.length > 0) await rpc('setprices', [{ spam: change }]);
+  $('spam-result').textContent = names.length ? `Saved (${names.map(spamLabel).join(', ')}).` : 'Nothing changed.';
+  await loadPrices();
+}
+
+type TopSenders = { window_seconds: number; senders: { pubkey: string; events: number; bytes: number; multiplier: number }[] };
+
+/** The senders with the most volume in the window (NIP-86 `listtopsenders`), or "not available" on a relay without it. */
+async function loadTopSenders(): Promise<void> {
+  const body = $('top-senders');
+  const note = $('top-senders-note');
+  let top: TopSenders;
+  try {
+    top = await rpc<TopSenders>('listtopsenders', [{ limit: 20 }]);
+  } catch (err) {
+    if (!(err instanceof RpcError) || !/unsupported method|unknown method|-32601/i.test(err.message)) throw err;
+    body.textContent = '';
+    note.textContent = 'Not available: this relay does not list its top senders.';
+    return;
+  }
+  note.textContent =
+    top.window_seconds > 0
+      ? `By volume in the last ${durationText(top.window_seconds)}; the multiplier is what the next paid write of each costs, times the base.`
+      : 'Spam pricing is off: no volume is counted.';
+  body.textContent = '';
+  for (const s of top.senders) {
+    body.append(
+      h(
+        'tr',
+        { 'data-testid': 'top-sender', 'data-pubkey': s.pubkey },
+        h('td', { 'data-label': 'Pubkey' }, h('code', { class: 'wrap-any', title: s.pubkey }, npub(s.pubkey))),
+        h('td', { 'data-label': 'Events' }, count(s.events)),
+        h('td', { 'data-label': 'Bytes' }, count(s.bytes)),
+        h('td', { 'data-label': 'Multiplier' }, `${count(s.multiplier)}×`),
+      ),
+    );
+  }
+  if (top.senders.length === 0) body.append(h('tr', {}, h('td', { colspan: '4', class: 'muted small' }, 'Nobody wrote in the window.')));
+}
+
+/** Seconds as a person reads a window: "hour", "2 hours", "10 minutes". */
+function durationText(seconds: number): string {
+  const [n, unit] = seconds % 3600 === 0 ? [seconds / 3600, 'hour'] : seconds % 60 === 0 ? [seconds / 60, 'minute'] : [seconds, 'second'];
+  return n === 1 ? unit : `${count(n)} ${unit}s`;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -712,6 +812,7 @@ for (const form of document.querySelectorAll<HTMLFormElement>('[data-mod-form]')
   });
 }
 onSubmit('prices-form', savePrices);
+onSubmit('spam-form', saveSpam);
 onSubmit('info-form', saveInfo);
 $('audit-first').addEventListener('click', () => loadAudit(undefined).catch(fail));
 $('audit-next').addEventListener('click', () => auditNext !== null && loadAudit(auditNext).catch(fail));

@@ -1,6 +1,6 @@
 /** The dashboard's HTML shell: the static structure of every tab; app.ts fills it in. */
 import { escapeHtml, pageHead } from '@paidrelay/page';
-import { PRICE_FIELDS, PRICE_KINDS_FIELD } from './prices.ts';
+import { PRICE_FIELDS, PRICE_KINDS_FIELD, SPAM_FIELDS } from './prices.ts';
 
 const FAVICON =
   "data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 24 24'%3E%3Crect width='24' height='24' rx='6' fill='%23334155'/%3E%3Cpath d='M5 18V9m5 9V5m5 13v-6m5 6V8' stroke='%23fbbf24' stroke-width='2.5' stroke-linecap='round'/%3E%3C/svg%3E";
@@ -44,6 +44,10 @@ export function renderShell(o: { title: string; relayUrl: string; jsUrl: string;
   const prices = PRICE_FIELDS.map(
     ([field, label, unit]) =>
       `<label>${label} (${unit}) <input name="${field}" type="number" min="${unit === 'seconds' ? 1 : 0}" step="${unit === 'seconds' ? 1 : 0.001}" required data-testid="price-${field}"></label>`,
+  ).join('');
+  const spam = SPAM_FIELDS.map(
+    ([field, label, unit, help]) =>
+      `<label>${label} (${unit}) <input name="${field}" type="number" min="${field === 'max_multiplier' ? 1 : 0}" step="any" required data-testid="spam-${field}" aria-describedby="help-${field}"><span id="help-${field}" class="muted small">${help}</span></label>`,
   ).join('');
   return `<!doctype html>
 <html lang="en">
@@ -166,6 +170,22 @@ ${pageHead({ title: `Dashboard · ${o.title}`, favicon: FAVICON, cssUrl: o.cssUr
         <button type="submit" class="primary" data-testid="prices-save">Save prices</button>
         <p id="prices-result" class="muted small" role="status" data-testid="prices-result"></p>
       </form>
+      <form id="spam-form" class="card stack" data-testid="spam-form" aria-labelledby="spam-title">
+        <h2 id="spam-title">Spam pricing</h2>
+        <p class="muted small">A daily allowance per key that grows with trust, and beyond it a price that doubles with the sender's and its network's volume in the window, up to the cap. Every replica and the pay page follow a change within a second; the environment's <code>SPAM_PRICING</code>, <code>ALLOWANCE_*</code>, <code>TRUST_*</code> and <code>SURGE_*</code> only seeded these.</p>
+        <label class="check"><input name="enabled" type="checkbox" data-testid="spam-enabled"> Spam pricing on <span class="muted small">Off: admitted keys write without an allowance and prices never surge (the values are kept).</span></label>
+        ${spam}
+        <button type="submit" class="primary" data-testid="spam-save">Save spam pricing</button>
+        <p id="spam-result" class="muted small" role="status" data-testid="spam-result"></p>
+      </form>
+      <section class="card table-card" aria-labelledby="top-senders-title">
+        <h2 id="top-senders-title">Top senders</h2>
+        <p id="top-senders-note" class="muted small" data-testid="top-senders-note"></p>
+        <table class="table" data-testid="top-senders">
+          <thead><tr><th>Pubkey</th><th>Events</th><th>Bytes</th><th>Multiplier</th></tr></thead>
+          <tbody id="top-senders"></tbody>
+        </table>
+      </section>
       <section class="card table-card" aria-labelledby="price-history-title">
         <h2 id="price-history-title">Change history</h2>
         <table class="table" data-testid="price-history">

@@ -5,6 +5,8 @@ import { m0003_held_limits } from './0003_held_limits.ts';
 import { m0004_admin } from './0004_admin.ts';
 import { m0005_settings } from './0005_settings.ts';
 import { m0006_read_indexes } from './0006_read_indexes.ts';
+import { m0007_paid_history } from './0007_paid_history.ts';
+import { m0008_spam_settings } from './0008_spam_settings.ts';
 
 /**
  * A migration that runs outside a transaction (`online`: CREATE INDEX CONCURRENTLY on a table
@@ -23,6 +25,8 @@ export const migrations: Record<string, OnlineMigration> = {
   '0004_admin': m0004_admin,
   '0005_settings': m0005_settings,
   '0006_read_indexes': m0006_read_indexes,
+  '0007_paid_history': m0007_paid_history,
+  '0008_spam_settings': m0008_spam_settings,
 };
 
 /** A static provider (no folder scan), so it works the same under tsx, vitest and bundlers. */

@@ -11,6 +11,8 @@ export type AccountRow = {
   balanceMsat: number;
   /** When the account was made (unix seconds): its age, for the spam pricing's trust. */
   createdAt: number;
+  /** What the key has paid in all (msat, every settled invoice; admin grants excluded): its paid history, for trust. */
+  paidMsat: number;
 };
 
 /**
@@ -29,6 +31,7 @@ export function toAccount(r: Selectable<AccountsTable>): AccountRow {
     admittedUntil: r.admitted_until,
     balanceMsat: r.balance_msat,
     createdAt: Number(r.created_at),
+    paidMsat: Number(r.paid_msat),
   };
 }
 

@@ -21,10 +21,15 @@ export type InvoiceRow = {
   /** Id of the kind-9735 receipt, once recorded with setZapReceipt (zaps only). */
   zapReceiptId: string | null;
   description: string | null;
+  /** The network (IPv4 /24, IPv6 /56) it was asked from; null when unknown. */
+  network: string | null;
 };
 
 /** What createInvoice takes: `id` is generated when omitted. */
-export type NewInvoice = Omit<InvoiceRow, 'id' | 'status' | 'paidAt' | 'zapReceiptId'> & { id?: string };
+export type NewInvoice = Omit<InvoiceRow, 'id' | 'status' | 'paidAt' | 'zapReceiptId' | 'network'> & {
+  id?: string;
+  network?: string | null;
+};
 
 const INVOICE_ID = /^[A-Za-z0-9_-]{1,64}$/;
 const PRODUCTS: ReadonlySet<string> = new Set(['admission', 'subscription', 'credit', 'event', 'zap']);
@@ -50,6 +55,7 @@ export function toInvoice(r: Selectable<InvoicesTable>): InvoiceRow {
     zapRequest: r.zap_request,
     zapReceiptId: r.zap_receipt_id === null ? null : bufHex(r.zap_receipt_id),
     description: r.description,
+    network: r.network,
   };
 }
 
@@ -69,6 +75,9 @@ export async function createInvoice(db: Kysely<Schema>, inv: NewInvoice): Promis
     if (typeof inv.zapRequest !== 'string' || inv.zapRequest.length === 0) throw new TypeError('a zap invoice needs zapRequest');
   } else if (inv.zapRequest != null) throw new TypeError('zapRequest is only for product "zap"');
   if (inv.description != null && typeof inv.description !== 'string') throw new TypeError('description must be a string');
+  if (inv.network != null && (typeof inv.network !== 'string' || inv.network.length > 64)) {
+    throw new TypeError('network must be a string of at most 64 characters');
+  }
 
   const row = await db
     .insertInto('invoices')
@@ -87,6 +96,7 @@ export async function createInvoice(db: Kysely<Schema>, inv: NewInvoice): Promis
       zap_request: inv.product === 'zap' ? (inv.zapRequest as string) : null,
       zap_receipt_id: null,
       description: inv.description ?? null,
+      network: inv.network ?? null,
     })
     .returningAll()
     .executeTakeFirstOrThrow();

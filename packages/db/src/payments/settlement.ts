@@ -28,6 +28,11 @@ export type SettleResult = {
   account?: AccountRow;
   /** Product 'event': the held event, now removed from held_events; the caller stores/publishes it. */
   heldEvent?: { id: string; raw: string };
+  /**
+   * This settlement bought admission or writing time (an admission, a subscription, a zap that
+   * admitted): what counts as an admission bought from the invoice's network. Only when settled.
+   */
+  admits?: boolean;
 };
 
 /** A payment that cannot be settled: unknown payment hash, or less received than invoiced. */
@@ -54,6 +59,9 @@ export class PaymentError extends Error {
  *   is credited to the payer's balance instead;
  * - zap: per `opts.zap` (see SettleOptions).
  * Anything received above the invoice amount is credited to the payer's balance.
+ * Whatever the product, what was received is added to the payer's `paid_msat` (its paid
+ * history, for the spam pricing's trust), so the payer always has an account afterwards. The
+ * gate on the invoice's status makes that, like everything else here, happen once per invoice.
  *
  * Returns settled: true the first time; settled: false (and changes nothing) when the invoice
  * was already paid, also when two settlers race (the row lock makes the second wait, and then
@@ -153,30 +161,26 @@ export async function settleInvoice(db: Kysely<Schema>, paymentHash: string, opt
     }
     if (credit > 0) entries.push({ account: user, amount: credit });
 
-    let account: AccountRow | undefined;
-    if (admit !== null || credit > 0) {
-      acc ??= await lockAccount(trx, pubkey, now);
-      let until = acc.admitted_until;
-      if (admit === 'forever') until = null;
-      else if (admit === 'extend' && !(acc.admitted && acc.admitted_until === null)) {
-        until = Math.max(now, acc.admitted_until ?? 0) + opts.subscriptionPeriodSeconds;
-      }
-      const updated = await trx
-        .updateTable('accounts')
-        .set((eb) => ({
-          admitted: acc!.admitted || admit !== null,
-          admitted_until: until,
-          balance_msat: eb('balance_msat', '+', credit),
-          updated_at: now,
-        }))
-        .where('pubkey', '=', pubkey)
-        .returningAll()
-        .executeTakeFirstOrThrow();
-      account = toAccount(updated);
-    } else {
-      const r = await trx.selectFrom('accounts').selectAll().where('pubkey', '=', pubkey).executeTakeFirst();
-      account = r && toAccount(r);
+    // Every payment is paid history: the account is made if need be (a paid held event).
+    acc ??= await lockAccount(trx, pubkey, now);
+    let until = acc.admitted_until;
+    if (admit === 'forever') until = null;
+    else if (admit === 'extend' && !(acc.admitted && acc.admitted_until === null)) {
+      until = Math.max(now, acc.admitted_until ?? 0) + opts.subscriptionPeriodSeconds;
     }
+    const updated = await trx
+      .updateTable('accounts')
+      .set((eb) => ({
+        admitted: acc!.admitted || admit !== null,
+        admitted_until: until,
+        balance_msat: eb('balance_msat', '+', credit),
+        paid_msat: eb('paid_msat', '+', received),
+        updated_at: now,
+      }))
+      .where('pubkey', '=', pubkey)
+      .returningAll()
+      .executeTakeFirstOrThrow();
+    const account: AccountRow = toAccount(updated);
 
     await writeLedger(trx, `invoice:${invoice.id}`, entries, {
       invoiceId: invoice.id,
@@ -185,8 +189,7 @@ export async function settleInvoice(db: Kysely<Schema>, paymentHash: string, opt
       now,
     });
 
-    const result: SettleResult = { settled: true, invoice };
-    if (account) result.account = account;
+    const result: SettleResult = { settled: true, invoice, account, admits: admit !== null };
     if (heldEvent) result.heldEvent = heldEvent;
     return result;
   });
