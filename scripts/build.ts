@@ -80,7 +80,9 @@ async function bundle(app: string, entries: string[]): Promise<void> {
       js: "import { createRequire as __paidrelayCreateRequire } from 'node:module'; const require = __paidrelayCreateRequire(import.meta.url);",
     },
     external: EXTERNAL,
-    define: { __PAIDRELAY_BUNDLE__: 'true' },
+    // CommonJS dependencies that name their own file (write-file-atomic's temporary names) get the
+    // chunk's: Node 20.11+ has import.meta.filename and import.meta.dirname.
+    define: { __PAIDRELAY_BUNDLE__: 'true', __filename: 'import.meta.filename', __dirname: 'import.meta.dirname' },
     // Constant folding drops the from-source branches (tsx in the worker bootstrap, esbuild for
     // the pay page); names and line structure stay readable, and the source maps point at the .ts.
     minifySyntax: true,
