@@ -1,5 +1,5 @@
 import { ACCOUNTS_CHANNEL, encodeEventMessage, EVENTS_CHANNEL, INVOICES_CHANNEL } from '@paidrelay/bus';
-import { getInvoiceByHash, setZapReceipt, settleInvoice, storeEvents } from '@paidrelay/db';
+import { atomically, getInvoiceByHash, setZapReceipt, settleInvoice, storeEvents } from '@paidrelay/db';
 import { releaseHeldEvents } from '@paidrelay/payment-gate';
 import { admissionOffer, counterKeys, surgeWindow } from '@paidrelay/pricing';
 import { eventToJson, type NostrEvent } from '@paidrelay/nostr';
@@ -31,7 +31,9 @@ export async function settle(ctx: AdmissionContext, paymentHash: string, amountM
       ? admissionOffer(ctx.pricing.admissionMsat, await networkAdmissions(ctx, known.network ?? ''), ctx.pricing.surge).amountMsat
       : ctx.pricing.admissionMsat;
   const at = now();
-  const result = await ctx.db.kysely.transaction().execute(async (trx) => {
+  // Run again on a deadlock (a relay replica holding this key's refused events at the same
+  // moment locks held_events rows in another order): a payment is never left ungranted for it.
+  const result = await atomically(ctx.db.kysely, async (trx) => {
     if (ctx.db.kind === 'postgres') await sql`SELECT pg_advisory_xact_lock(${SETTLE_LOCK})`.execute(trx);
     const r = await settleInvoice(trx, paymentHash, {
       now: at,
