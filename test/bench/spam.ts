@@ -196,11 +196,15 @@ async function honestEvents(keys: Key[], perKey: number, runId: string): Promise
   });
 }
 
-type Honest = { key: Key; client: RelayClient; events: NostrEvent[]; next: number };
+/** `replica`: which replica the key writes to (index in the replica list). */
+type Honest = { key: Key; client: RelayClient; events: NostrEvent[]; next: number; replica: number };
 
 /** Each honest key writes every 1-3 s (random) for the phase; counts OKs, refusals and silence. */
 async function honestPhase(honest: Honest[], ms: number) {
   const lat = new Samples();
+  // Per replica too: replica 1 also runs the admission API and the dev Lightning network, so a
+  // paying flood's wallet work lands on its event loop and not on replica 2's.
+  const byReplica = new Map<number, Samples>();
   const refusals = new ReasonTally();
   let sent = 0;
   let refused = 0;
@@ -217,6 +221,8 @@ async function honestPhase(honest: Honest[], ms: number) {
           h.client.publish(ev).then((r) => {
             answered++;
             lat.push(r.ms);
+            if (!byReplica.has(h.replica)) byReplica.set(h.replica, new Samples());
+            byReplica.get(h.replica)?.push(r.ms);
             if (!r.ok) {
               refused++;
               refusals.add(r.message);
@@ -228,7 +234,16 @@ async function honestPhase(honest: Honest[], ms: number) {
     }),
   );
   await Promise.race([Promise.all(pending), new Promise((r) => setTimeout(r, GRACE_MS))]);
-  return { sent, ok: answered - refused, refused, unanswered: sent - answered, ack_ms: lat.summary(), refusals: refusals.toJSON() };
+  const ackByReplica = [...byReplica].sort(([a], [b]) => a - b).map(([, v]) => v.summary());
+  return {
+    sent,
+    ok: answered - refused,
+    refused,
+    unanswered: sent - answered,
+    ack_ms: lat.summary(),
+    ack_ms_by_replica: ackByReplica,
+    refusals: refusals.toJSON(),
+  };
 }
 
 /** What a flood's keys stored and paid, from Postgres: events and their bytes, settled invoices. */
@@ -441,6 +456,7 @@ async function main(): Promise<void> {
       client: await RelayClient.connect(urls[i % urls.length], 10_000, `127.1.${i}.1`),
       events: honestPools[i],
       next: 0,
+      replica: i % urls.length,
     })),
   );
 
@@ -517,7 +533,7 @@ async function main(): Promise<void> {
     process.stdout.write(JSON.stringify(line) + '\n');
     const f = line.flood as FloodResult | undefined;
     log(
-      `${phase}: honest ${h.ok}/${h.sent} ok, ${h.refused} refused, ${h.unanswered} unanswered, p50 ${h.ack_ms.p50} ms p99 ${h.ack_ms.p99} ms` +
+      `${phase}: honest ${h.ok}/${h.sent} ok, ${h.refused} refused, ${h.unanswered} unanswered, p50 ${h.ack_ms.p50} ms p99 ${h.ack_ms.p99} ms (by replica: ${h.ack_ms_by_replica.map((r) => r.p99).join(' / ')})` +
         (f
           ? `; flood stored ${f.stored} (${f.bytes} B) for ${f.sats_paid} sats: ${f.msat_per_stored_event} msat/event, ${f.ratio_to_person_year}x`
           : ''),
