@@ -1,5 +1,5 @@
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { closeAll, connectMany, RelayClient, type Filter, type NostrEvent } from './client.ts';
+import { closeAll, RelayClient, type Filter, type NostrEvent } from './client.ts';
 import { perSecond, ReasonTally, round, Samples, type Summary } from './stats.ts';
 
 export type FanoutOptions = {
@@ -15,6 +15,8 @@ export type FanoutOptions = {
   authorFilterEvery: number;
   /** How long to wait for stragglers after the last publish. */
   drainMs: number;
+  /** Subscribers per loopback source address (below the relay's per-address connection limit). */
+  perAddress: number;
 };
 
 export type FanoutResult = {
@@ -45,6 +47,44 @@ export type FanoutResult = {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
+ * The i-th source address of a spread of loopback addresses (127.20.0.1, 127.20.0.2, ...): a
+ * relay limits connections per address (200 by default), and every 127/8 address reaches it.
+ */
+export function sourceAddress(i: number): string {
+  return `127.20.${Math.floor(i / 250)}.${(i % 250) + 1}`;
+}
+
+/**
+ * Opens `n` connections, `perAddress` from each source address in turn (counting from
+ * connection number `first`, to continue a spread), at most `parallel` handshakes at a time. On a failure every connection opened so far is closed and the error
+ * says how far it got (the file-descriptor limit, the relay's connection limit...).
+ */
+export async function connectSpread(url: string, n: number, perAddress: number, parallel = 50, first = 0): Promise<RelayClient[]> {
+  const out: RelayClient[] = new Array(n);
+  let next = 0;
+  let opened = 0;
+  let failure: Error | null = null;
+  const worker = async () => {
+    while (next < n && !failure) {
+      const i = next++;
+      try {
+        out[i] = await RelayClient.connect(url, 10_000, sourceAddress(Math.floor((first + i) / perAddress)));
+        opened++;
+      } catch (err) {
+        failure ??= err as Error;
+      }
+    }
+  };
+  // Every worker stops at the first failure; once they all have, nothing is left half-open.
+  await Promise.all(Array.from({ length: Math.min(parallel, n) }, worker));
+  if (failure) {
+    for (const c of out) c?.terminate();
+    throw new Error(`opened ${opened} of ${n} connections, then: ${(failure as Error).message}`);
+  }
+  return out;
+}
+
+/**
  * `subscribers` connections each hold one REQ that matches every published event; one more
  * connection publishes at a fixed rate. Delivery latency is publish send → receipt at a
  * subscriber (one process, one clock: the send time is kept by sequence number, which the
@@ -62,7 +102,7 @@ export async function runFanout(opts: FanoutOptions): Promise<FanoutResult> {
   let lastReceipt = 0;
 
   const subT0 = performance.now();
-  const subs = await connectMany(opts.url, opts.subscribers);
+  const subs = await connectSpread(opts.url, opts.subscribers, opts.perAddress);
   const publisher = await RelayClient.connect(opts.url);
   const got = subs.map(() => new Uint8Array(n));
   let ready = 0;

@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import { availableParallelism, cpus, loadavg, totalmem } from 'node:os';
 import { parseArgs } from 'node:util';
 import { runFanout, type FanoutResult } from './fanout.ts';
+import { raiseFdLimit, runIdle } from './idle.ts';
 import { runIngest, type IngestResult } from './ingest.ts';
 import { runQuery, type QueryResult } from './query.ts';
 import { metricsDelta, scrapeMetrics } from './metrics.ts';
@@ -34,6 +35,9 @@ const { values: args } = parseArgs({
     subscribers: { type: 'string', default: '500' },
     rate: { type: 'string', default: '200' },
     seconds: { type: 'string', default: '5' },
+    'per-address': { type: 'string', default: '100' },
+    idle: { type: 'string', default: '20000' },
+    'idle-seconds': { type: 'string', default: '10' },
     'sign-threads': { type: 'string', default: String(availableParallelism()) },
     timeout: { type: 'string', default: '150' },
     assert: { type: 'boolean', default: false },
@@ -63,8 +67,8 @@ const phases = new Set(
     .map((s) => s.trim()),
 );
 for (const p of phases) {
-  if (!['ingest', 'query', 'fanout'].includes(p)) {
-    process.stderr.write(`--phases: unknown phase "${p}" (ingest, query, fanout)\n`);
+  if (!['ingest', 'query', 'fanout', 'idle'].includes(p)) {
+    process.stderr.write(`--phases: unknown phase "${p}" (ingest, query, fanout, idle)\n`);
     process.exit(64);
   }
 }
@@ -89,6 +93,9 @@ const opts = {
   subscribers: int('subscribers', 1),
   rate: int('rate', 1),
   seconds: int('seconds', 1),
+  perAddress: int('per-address', 1),
+  idle: int('idle', 1),
+  idleSeconds: int('idle-seconds', 1),
   signThreads: int('sign-threads', 1),
   timeoutS: int('timeout', 10),
 };
@@ -185,6 +192,9 @@ async function checkRelayAlive(httpUrl: string): Promise<void> {
 async function main(): Promise<void> {
   const runId = Date.now().toString(36);
   result.phases = [...phases];
+  // Every WebSocket is a descriptor here and in the relay we spawn (it inherits the limit).
+  const sockets = Math.max(phases.has('idle') ? opts.idle : 0, phases.has('fanout') ? opts.subscribers : 0);
+  if (sockets > 0) result.fd_limit = raiseFdLimit(sockets + 1000);
 
   // 1. Sign everything first.
   const keys = Array.from({ length: opts.connections }, newKey);
@@ -304,10 +314,22 @@ async function main(): Promise<void> {
         rate: opts.rate,
         authorFilterEvery: 5,
         drainMs: 15_000,
+        perAddress: opts.perAddress,
       }),
     );
     log(
       `fan-out: ${fanout.delivered}/${fanout.expected_deliveries} delivered, p50 ${fanout.delivery_ms.p50} ms p99 ${fanout.delivery_ms.p99} ms`,
+    );
+  }
+
+  // 6. Idle connections: memory per connection.
+  if (phases.has('idle')) {
+    log(`idle: ${opts.idle} connections, ${opts.perAddress} per source address, one REQ each, held ${opts.idleSeconds} s`);
+    const idle = await phase('idle', httpUrl, () =>
+      runIdle({ url, connections: opts.idle, perAddress: opts.perAddress, holdMs: opts.idleSeconds * 1000, runId, relayPid }),
+    );
+    log(
+      `idle: ${idle.subscribed}/${idle.connections} held, relay RSS ${idle.relay_rss_mb_before} -> ${idle.relay_rss_mb_held} MB, ${idle.relay_bytes_per_connection} bytes per connection${idle.limited_by ? ` (${idle.limited_by})` : ''}`,
     );
   }
 

@@ -1,7 +1,7 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { matchFilters, type Filter, type NostrEvent } from '@paidrelay/nostr';
 import fc from 'fast-check';
-import { SubscriptionIndex } from '../src/fanout.ts';
+import { deliver, SubscriptionIndex } from '../src/fanout.ts';
 import type { Connection, Subscription } from '../src/connection.ts';
 
 const hex = (c: string) => c.repeat(64);
@@ -70,5 +70,74 @@ describe('SubscriptionIndex', () => {
       }),
       { numRuns: 300 },
     );
+  });
+
+  it('reads no tag of an event while no filter is filed under a tag, and only the filed tag names after', () => {
+    const index = new SubscriptionIndex();
+    index.add(sub('author', [{ authors: [hex('a')] }]));
+    let tagReads = 0;
+    const e = ev({
+      tags: [
+        ['p', hex('b')],
+        ['t', 'x'],
+      ],
+    });
+    const counted = Object.defineProperty({ ...e }, 'tags', {
+      get: () => {
+        tagReads++;
+        return e.tags;
+      },
+    }) as NostrEvent;
+    expect([...index.matching(counted)].map((s) => s.id)).toEqual(['author']);
+    expect(tagReads).toBe(0);
+    // Filed under #t: found through the event's t tag; two of them, one removed, the other still found.
+    const t1 = sub('t1', [{ '#t': ['x'] }]);
+    const t2 = sub('t2', [{ '#t': ['x', 'y'] }]);
+    index.add(t1);
+    index.add(t2);
+    const both = ev({
+      tags: [
+        ['t', 'x'],
+        ['t', 'y'],
+      ],
+    });
+    expect([...index.matching(both)].map((s) => s.id).sort()).toEqual(['author', 't1', 't2']);
+    index.remove(t1);
+    expect([...index.matching(both)].map((s) => s.id).sort()).toEqual(['author', 't2']);
+    index.remove(t2);
+    tagReads = 0;
+    index.matching(counted);
+    expect(tagReads).toBe(0);
+  });
+});
+
+describe('deliver', () => {
+  /** A connection whose socket records the frames written to it (connection.ts corks and writes them a turn later). */
+  const recordingConn = (frames: string[]) =>
+    ({ closed: false, ws: { cork: (fn: () => void) => fn(), send: (m: string) => frames.push(m) } }) as unknown as Connection;
+
+  it('builds the EVENT frame once per subscription id, and every subscription gets its own id', async () => {
+    const index = new SubscriptionIndex();
+    const frames: string[][] = [];
+    const names = ['feed', 'feed', 'feed', 'feed', 'other', 'feed'];
+    names.forEach((name) => {
+      const got: string[] = [];
+      frames.push(got);
+      index.add({ conn: recordingConn(got), id: name, filters: [{ kinds: [1] }], backlog: null });
+    });
+    const e = ev({});
+    const json = JSON.stringify(e);
+    const stringify = vi.spyOn(JSON, 'stringify');
+    let n: number;
+    try {
+      n = deliver(index, e, json);
+    } finally {
+      // The subscription ids are serialised as JSON strings: one per distinct id, not per subscription.
+      expect(stringify).toHaveBeenCalledTimes(2);
+      stringify.mockRestore();
+    }
+    expect(n).toBe(6);
+    await new Promise((r) => setImmediate(r));
+    expect(frames).toEqual(names.map((name) => [`["EVENT","${name}",${json}]`]));
   });
 });
