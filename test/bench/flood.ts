@@ -11,14 +11,10 @@
  * run nearest before it (phases may repeat: alternate baselines and floods on a shared machine),
  * and no honest write refused or unanswered. See README.md beside this file.
  */
-import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { Worker } from 'node:worker_threads';
-import { createInvoice, openDatabase, settleInvoice } from '@paidrelay/db';
 import { RelayClient, type NostrEvent } from './client.ts';
+import { grantPaid, runWorker } from './grants.ts';
 import type { FloodCounts, FloodJob } from './flood-worker.ts';
 import { createBenchDatabase, spawnRelay, type BenchDatabase, type RelayProcess } from './relay.ts';
 import { coresUsed, cpuSnapshot } from './resources.ts';
@@ -68,59 +64,6 @@ async function finish(code: number, error?: string): Promise<never> {
 setTimeout(() => void finish(1, `timed out after ${args.timeout} s`), Number(args.timeout) * 1000).unref();
 process.on('SIGINT', () => void finish(130, 'interrupted'));
 process.on('SIGTERM', () => void finish(143, 'terminated'));
-
-/** Admission and credit written the way a settled payment writes them (invoice, settlement, ledger). */
-async function grant(databaseUrl: string, grants: { pubkey: string; creditMsat: number }[]): Promise<void> {
-  const dataDir = mkdtempSync(join(tmpdir(), 'paidrelay-flood-'));
-  const d = await openDatabase({ databaseUrl, dataDir });
-  try {
-    await d.migrate();
-    const now = Math.floor(Date.now() / 1000);
-    for (const g of grants) {
-      const buys = [
-        { product: 'admission' as const, amountMsat: PRICE_ADMISSION },
-        ...(g.creditMsat > 0 ? [{ product: 'credit' as const, amountMsat: g.creditMsat }] : []),
-      ];
-      for (const b of buys) {
-        const paymentHash = randomBytes(32).toString('hex');
-        await createInvoice(d.kysely, {
-          paymentHash,
-          bolt11: 'lnbcrt1bench',
-          pubkey: g.pubkey,
-          product: b.product,
-          amountMsat: b.amountMsat,
-          createdAt: now,
-          expiresAt: now + 900,
-          eventId: null,
-          zapRequest: null,
-          description: 'flood bench',
-        });
-        await settleInvoice(d.kysely, paymentHash, { now, subscriptionPeriodSeconds: 2_592_000 });
-      }
-    }
-  } finally {
-    await d.close();
-    rmSync(dataDir, { recursive: true, force: true });
-  }
-}
-
-function runFlood(job: FloodJob): Promise<FloodCounts> {
-  const bootstrap = `
-    const { register } = await import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))});
-    register();
-    await import(${JSON.stringify(new URL('./flood-worker.ts', import.meta.url).href)});
-  `;
-  return new Promise((resolve, reject) => {
-    const w = new Worker(bootstrap, { eval: true, type: 'module' } as never);
-    w.once('message', (m: { counts?: FloodCounts; error?: string }) => {
-      void w.terminate();
-      if (m.counts) resolve(m.counts);
-      else reject(new Error(m.error));
-    });
-    w.once('error', reject);
-    w.postMessage(job);
-  });
-}
 
 /**
  * CPU seconds of the relay's main thread (the event loop every message goes through), from
@@ -195,11 +138,16 @@ async function main(): Promise<void> {
 
   db = await createBenchDatabase(process.env.BENCH_DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/test');
   log(`created database ${db.name}; granting admission and credit`);
-  await grant(db.url, [
-    ...honestKeys.map((k) => ({ pubkey: k.pubkey, creditMsat: 1_000_000 })),
-    { pubkey: shortKey.pubkey, creditMsat: 30_000 },
-    { pubkey: fastKey.pubkey, creditMsat: 100_000_000 },
-  ]);
+  await grantPaid(
+    db.url,
+    [
+      ...honestKeys.map((k) => ({ pubkey: k.pubkey, creditMsat: 1_000_000 })),
+      { pubkey: shortKey.pubkey, creditMsat: 30_000 },
+      { pubkey: fastKey.pubkey, creditMsat: 100_000_000 },
+    ],
+    PRICE_ADMISSION,
+    'flood bench',
+  );
   relay = await spawnRelay({
     databaseUrl: db.url,
     redisUrl: process.env.BENCH_REDIS_URL || 'redis://127.0.0.1:6379',
@@ -251,7 +199,10 @@ async function main(): Promise<void> {
     const c0 = cpuSnapshot(relay.pid, db.name);
     const main0 = mainThreadCpuSeconds(relay.pid);
     const job = floods[phase]?.(SECONDS * 1000);
-    const [h, f] = await Promise.all([honestPhase(honest, SECONDS * 1000), job ? runFlood(job) : Promise.resolve(undefined)]);
+    const [h, f] = await Promise.all([
+      honestPhase(honest, SECONDS * 1000),
+      job ? runWorker<FloodJob, FloodCounts>(new URL('./flood-worker.ts', import.meta.url), job) : Promise.resolve(undefined),
+    ]);
     const cpu = coresUsed(c0, cpuSnapshot(relay.pid, db.name));
     const mainCpu = mainThreadCpuSeconds(relay.pid) - main0;
     const flood = f && {

@@ -15,18 +15,16 @@
  * phase on stdout, then a summary with the targets, each PASS or FAIL; exit 0 whatever the
  * targets say, 1 on a harness failure, 64 on bad flags. See README.md beside this file.
  */
-import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { Worker } from 'node:worker_threads';
 import pg from 'pg';
 import { loadConfig } from '@paidrelay/config';
 import { NWCClient } from '@paidrelay/lightning';
-import { createInvoice, openDatabase, settleInvoice } from '@paidrelay/db';
 import { pricingFromConfig, surgePolicyFromConfig } from '@paidrelay/pricing';
 import { RelayClient, type NostrEvent } from './client.ts';
+import { grantPaid, runWorker } from './grants.ts';
 import { personYear } from './person-year.ts';
 import { createBenchDatabase, freePort, spawnRelay, waitHealthy, type BenchDatabase, type RelayProcess } from './relay.ts';
 import { loadFinalize, newKey, signAll, type Key, type SignJob } from './sign.ts';
@@ -91,58 +89,6 @@ async function finish(code: number, error?: string): Promise<never> {
 setTimeout(() => void finish(1, `timed out after ${args.timeout} s`), Number(args.timeout) * 1000).unref();
 process.on('SIGINT', () => void finish(130, 'interrupted'));
 process.on('SIGTERM', () => void finish(143, 'terminated'));
-
-/** Admission and credit of the honest keys, written the way a settled payment writes them (as bench:flood does). */
-async function grant(databaseUrl: string, pubkeys: string[], creditMsat: number, admissionMsat: number): Promise<void> {
-  const dataDir = mkdtempSync(join(tmpdir(), 'paidrelay-spam-'));
-  const d = await openDatabase({ databaseUrl, dataDir });
-  try {
-    await d.migrate();
-    const now = Math.floor(Date.now() / 1000);
-    for (const pubkey of pubkeys) {
-      for (const b of [
-        { product: 'admission' as const, amountMsat: admissionMsat },
-        { product: 'credit' as const, amountMsat: creditMsat },
-      ]) {
-        const paymentHash = randomBytes(32).toString('hex');
-        await createInvoice(d.kysely, {
-          paymentHash,
-          bolt11: 'lnbcrt1bench',
-          pubkey,
-          product: b.product,
-          amountMsat: b.amountMsat,
-          createdAt: now,
-          expiresAt: now + 900,
-          eventId: null,
-          zapRequest: null,
-          description: 'spam bench: honest user',
-        });
-        await settleInvoice(d.kysely, paymentHash, { now, subscriptionPeriodSeconds: 2_592_000 });
-      }
-    }
-  } finally {
-    await d.close();
-    rmSync(dataDir, { recursive: true, force: true });
-  }
-}
-
-function runFlood(job: SpamJob): Promise<SpamCounts> {
-  const bootstrap = `
-    const { register } = await import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))});
-    register();
-    await import(${JSON.stringify(new URL('./spam-worker.ts', import.meta.url).href)});
-  `;
-  return new Promise((resolve, reject) => {
-    const w = new Worker(bootstrap, { eval: true, type: 'module' } as never);
-    w.once('message', (m: { counts?: SpamCounts; error?: string }) => {
-      void w.terminate();
-      if (m.counts) resolve(m.counts);
-      else reject(new Error(m.error));
-    });
-    w.once('error', reject);
-    w.postMessage(job);
-  });
-}
 
 /**
  * A person's writing: mostly notes, some reactions (kind 7, to an earlier note of anyone) and
@@ -416,11 +362,11 @@ async function main(): Promise<void> {
   const redisUrl = process.env.BENCH_REDIS_URL || 'redis://127.0.0.1:6379';
   // A relay fills its cache of accounts at start: the honest keys are granted before the relays start.
   log(`database ${stack.db.name}; granting the honest users admission and ${HONEST_CREDIT_MSAT / 1000} sats of credit`);
-  await grant(
+  await grantPaid(
     stack.db.url,
-    honestKeys.map((k) => k.pubkey),
-    HONEST_CREDIT_MSAT,
+    honestKeys.map((k) => ({ pubkey: k.pubkey, creditMsat: HONEST_CREDIT_MSAT })),
     config.PRICE_ADMISSION_MSAT,
+    'spam bench: honest user',
   );
 
   // The dev Lightning network keeps its wallets under DATA_DIR: one shared with the bench, to read payer.nwc.
@@ -504,7 +450,10 @@ async function main(): Promise<void> {
         ms: SECONDS * 1000,
       };
     }
-    const [h, counts] = await Promise.all([honestPhase(honest, SECONDS * 1000), job ? runFlood(job) : Promise.resolve(undefined)]);
+    const [h, counts] = await Promise.all([
+      honestPhase(honest, SECONDS * 1000),
+      job ? runWorker<SpamJob, SpamCounts>(new URL('./spam-worker.ts', import.meta.url), job) : Promise.resolve(undefined),
+    ]);
     const line: Record<string, unknown> = { phase, honest: h };
     if (counts && job) {
       await new Promise((r) => setTimeout(r, SETTLE_MS));
