@@ -13,13 +13,13 @@
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { RelayClient, type NostrEvent } from './client.ts';
-import { grantPaid, runWorker } from './grants.ts';
+import { RelayClient } from './client.ts';
+import { grantPaid, honestPhase, runWorker, type Honest } from './floods.ts';
 import type { FloodCounts, FloodJob } from './flood-worker.ts';
 import { createBenchDatabase, spawnRelay, type BenchDatabase, type RelayProcess } from './relay.ts';
 import { coresUsed, cpuSnapshot } from './resources.ts';
-import { newKey, signAll, type Key, type SignJob } from './sign.ts';
-import { perSecond, ReasonTally, round, Samples } from './stats.ts';
+import { newKey, signAll, type SignJob } from './sign.ts';
+import { perSecond, round } from './stats.ts';
 
 const { values: args } = parseArgs({
   args: process.argv.slice(2).filter((a) => a !== '--'),
@@ -42,8 +42,6 @@ if (!(SECONDS >= 1 && SECONDS <= 60) || !(HONEST >= 1 && HONEST <= 250)) {
 const log = (msg: string) => process.stderr.write(`[flood] ${msg}\n`);
 const PRICE_ADMISSION = 21_000;
 const PRICE_PUBLICATION = 1_000;
-/** Answers to honest writes still outstanding this long after a phase are "unanswered". */
-const GRACE_MS = 5_000;
 const PAUSE_MS = 2_000;
 
 let relay: RelayProcess | null = null;
@@ -78,41 +76,6 @@ function mainThreadCpuSeconds(pid: number): number {
   } catch {
     return Number.NaN;
   }
-}
-
-type Honest = { key: Key; client: RelayClient; events: NostrEvent[]; next: number };
-
-/** Each honest key posts a note every 1-3 s (random) for the phase; counts OKs, refusals and silence. */
-async function honestPhase(honest: Honest[], ms: number) {
-  const lat = new Samples();
-  const refusals = new ReasonTally();
-  let sent = 0;
-  let refused = 0;
-  let answered = 0;
-  const end = performance.now() + ms;
-  const pending: Promise<void>[] = [];
-  await Promise.all(
-    honest.map(async (h) => {
-      await new Promise((r) => setTimeout(r, Math.random() * 2000));
-      while (performance.now() < end && h.next < h.events.length) {
-        const ev = h.events[h.next++];
-        sent++;
-        pending.push(
-          h.client.publish(ev).then((r) => {
-            answered++;
-            lat.push(r.ms);
-            if (!r.ok) {
-              refused++;
-              refusals.add(r.message);
-            }
-          }),
-        );
-        await new Promise((r) => setTimeout(r, 1000 + Math.random() * 2000));
-      }
-    }),
-  );
-  await Promise.race([Promise.all(pending), new Promise((r) => setTimeout(r, GRACE_MS))]);
-  return { sent, ok: answered - refused, refused, unanswered: sent - answered, ack_ms: lat.summary(), refusals: refusals.toJSON() };
 }
 
 async function main(): Promise<void> {

@@ -170,7 +170,10 @@ export async function spawnRelay(opts: SpawnOptions): Promise<RelayProcess> {
     LOG_LEVEL: 'warn',
     ...(opts.defaultConfig ? {} : benchSettings),
     ...(opts.databaseUrl ? { DATABASE_URL: opts.databaseUrl } : {}),
-    ...(opts.redisUrl ? { REDIS_URL: opts.redisUrl } : {}),
+    // Each run's Redis keys of its own: counters and buckets of earlier runs (spam pricing's
+    // network volume above all) must not price this run's clients. Replicas of one run share it
+    // through extraEnv.
+    ...(opts.redisUrl ? { REDIS_URL: opts.redisUrl, REDIS_PREFIX: `paidrelay-bench-${port}-${Date.now()}:` } : {}),
     ...opts.extraEnv,
   });
   const root = opts.repoRoot ?? REPO_ROOT;

@@ -24,12 +24,12 @@ import { loadConfig } from '@paidrelay/config';
 import { NWCClient } from '@paidrelay/lightning';
 import { pricingFromConfig, surgePolicyFromConfig } from '@paidrelay/pricing';
 import { RelayClient, type NostrEvent } from './client.ts';
-import { grantPaid, runWorker } from './grants.ts';
+import { grantPaid, honestPhase, runWorker, type Honest } from './floods.ts';
 import { personYear } from './person-year.ts';
 import { createBenchDatabase, freePort, spawnRelay, waitHealthy, type BenchDatabase, type RelayProcess } from './relay.ts';
 import { loadFinalize, newKey, signAll, type Key, type SignJob } from './sign.ts';
 import type { SpamAgent, SpamCounts, SpamJob } from './spam-worker.ts';
-import { ReasonTally, round, Samples } from './stats.ts';
+import { round } from './stats.ts';
 
 const { values: args } = parseArgs({
   args: process.argv.slice(2).filter((a) => a !== '--'),
@@ -62,8 +62,6 @@ if (
 }
 
 const log = (msg: string) => process.stderr.write(`[spam] ${msg}\n`);
-/** Answers to honest writes still outstanding this long after a phase are "unanswered". */
-const GRACE_MS = 5_000;
 /** After a flood, settlements in flight publish their held events: wait this long before counting. */
 const SETTLE_MS = 3_000;
 /** Honest keys' credit: what they write beyond their allowance is debited from it, never refused. */
@@ -140,56 +138,6 @@ async function honestEvents(keys: Key[], perKey: number, runId: string): Promise
       return ev;
     });
   });
-}
-
-/** `replica`: which replica the key writes to (index in the replica list). */
-type Honest = { key: Key; client: RelayClient; events: NostrEvent[]; next: number; replica: number };
-
-/** Each honest key writes every 1-3 s (random) for the phase; counts OKs, refusals and silence. */
-async function honestPhase(honest: Honest[], ms: number) {
-  const lat = new Samples();
-  // Per replica too: replica 1 also runs the admission API and the dev Lightning network, so a
-  // paying flood's wallet work lands on its event loop and not on replica 2's.
-  const byReplica = new Map<number, Samples>();
-  const refusals = new ReasonTally();
-  let sent = 0;
-  let refused = 0;
-  let answered = 0;
-  const end = performance.now() + ms;
-  const pending: Promise<void>[] = [];
-  await Promise.all(
-    honest.map(async (h) => {
-      await new Promise((r) => setTimeout(r, Math.random() * 2000));
-      while (performance.now() < end && h.next < h.events.length) {
-        const ev = h.events[h.next++];
-        sent++;
-        pending.push(
-          h.client.publish(ev).then((r) => {
-            answered++;
-            lat.push(r.ms);
-            if (!byReplica.has(h.replica)) byReplica.set(h.replica, new Samples());
-            byReplica.get(h.replica)?.push(r.ms);
-            if (!r.ok) {
-              refused++;
-              refusals.add(r.message);
-            }
-          }),
-        );
-        await new Promise((r) => setTimeout(r, 1000 + Math.random() * 2000));
-      }
-    }),
-  );
-  await Promise.race([Promise.all(pending), new Promise((r) => setTimeout(r, GRACE_MS))]);
-  const ackByReplica = [...byReplica].sort(([a], [b]) => a - b).map(([, v]) => v.summary());
-  return {
-    sent,
-    ok: answered - refused,
-    refused,
-    unanswered: sent - answered,
-    ack_ms: lat.summary(),
-    ack_ms_by_replica: ackByReplica,
-    refusals: refusals.toJSON(),
-  };
 }
 
 /** What a flood's keys stored and paid, from Postgres: events and their bytes, settled invoices. */

@@ -20,7 +20,15 @@ export type RedisScriptsOptions = {
   what: string;
 };
 
-class Timeout extends Error {}
+class Timeout extends Error {
+  constructor(
+    message: string,
+    /** The timer itself fired late by more than half the bound: this process was busy or starved of CPU. */
+    readonly loopLate: boolean,
+  ) {
+    super(message);
+  }
+}
 
 /**
  * Quick Lua scripts on their own Redis connection (never the bus's: a slow stream read must not
@@ -28,13 +36,19 @@ class Timeout extends Error {}
  * once while disconnected (no offline queue) and is bounded by `timeoutMs`. After a reply that did
  * not come in time it says it is not usable for `stallBackoffMs` (callers decide locally
  * meanwhile, without waiting), and after three in a row the connection is dropped and made again
- * (a half-open connection).
+ * (a half-open connection). "In a row" means three silences one after another: commands that
+ * were in flight together and missed together are one; any reply, even one that came after its
+ * bound, shows the connection is alive (Redis is slow, a new connection would not be faster) and
+ * starts the count again; and a miss whose timer fired late (this process's event loop was busy or
+ * waiting for a CPU, so Redis had no fair bound) does not count at all.
  */
 export class RedisScripts {
   private client: RedisClientType | null = null;
   private closed = false;
   private stalledUntil = 0;
   private stalls = 0;
+  /** performance.now() of the last miss counted in `stalls`. */
+  private lastMissAt = Number.NEGATIVE_INFINITY;
   private warned = false;
   private readonly timeoutMs: number;
   private readonly connectTimeoutMs: number;
@@ -89,14 +103,15 @@ export class RedisScripts {
     const c = this.client;
     if (!c?.isReady || this.closed) throw new Error(`${this.what}: Redis not connected`);
     let timer: NodeJS.Timeout | undefined;
+    const sentAt = performance.now();
     const bound = new Promise<never>((_, reject) => {
       // Through setImmediate: when the event loop was busy past the bound, a reply that arrived
       // meanwhile is read (poll phase) before the timer's verdict, so a busy replica does not
       // mistake its own stall for Redis's.
-      timer = setTimeout(
-        () => setImmediate(() => reject(new Timeout(`${this.what}: no reply from Redis within ${this.timeoutMs} ms`))),
-        this.timeoutMs,
-      );
+      timer = setTimeout(() => {
+        const loopLate = performance.now() - sentAt - this.timeoutMs > this.timeoutMs / 2;
+        setImmediate(() => reject(new Timeout(`${this.what}: no reply from Redis within ${this.timeoutMs} ms`, loopLate)));
+      }, this.timeoutMs);
     });
     const run = async (): Promise<unknown> => {
       try {
@@ -106,22 +121,36 @@ export class RedisScripts {
         return c.eval(s.source, { keys, arguments: args });
       }
     };
+    const command = run();
+    // A reply, in time or late, shows the connection answers: the count of silences starts again.
+    command.then(
+      () => {
+        if (this.client === c) this.stalls = 0;
+      },
+      () => {},
+    );
     try {
-      const reply = await Promise.race([run(), bound]);
-      this.stalls = 0;
-      return reply;
+      return await Promise.race([command, bound]);
     } catch (err) {
-      if (err instanceof Timeout && this.client === c && !this.closed) {
-        this.stalledUntil = Date.now() + this.stallBackoffMs;
-        if (++this.stalls >= 3) {
-          this.log.warn(`${this.what}: Redis stopped answering, reconnecting`);
-          this.stalls = 0;
-          this.reset();
-        }
-      }
+      if (err instanceof Timeout && this.client === c && !this.closed) this.missed(sentAt, err.loopLate);
       throw err;
     } finally {
       clearTimeout(timer);
+    }
+  }
+
+  /** A command sent at `sentAt` had no reply within the bound. */
+  private missed(sentAt: number, loopLate: boolean): void {
+    // Callers decide locally for a while either way (nothing waits on a slow Redis) ...
+    this.stalledUntil = Date.now() + this.stallBackoffMs;
+    // ... but only a silence Redis had a fair bound for, after the last one counted, adds up to
+    // a reconnect: not our own late timer, not the other commands that were in flight with it.
+    if (loopLate || sentAt < this.lastMissAt) return;
+    this.lastMissAt = performance.now();
+    if (++this.stalls >= 3) {
+      this.log.warn(`${this.what}: Redis stopped answering, reconnecting`);
+      this.stalls = 0;
+      this.reset();
     }
   }
 

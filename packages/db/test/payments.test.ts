@@ -14,6 +14,8 @@ import {
   getInvoice,
   getInvoiceByHash,
   holdEvent,
+  holdEvents,
+  type HoldItem,
   ledgerBalance,
   ledgerTotal,
   listAccounts,
@@ -749,6 +751,108 @@ describe.each(backends)('payments on $name', (backend) => {
       const results = await Promise.all(Array.from({ length: 10 }, () => holdEvent(db.kysely, ev(pubkey), limits)));
       expect(results).toEqual(Array(10).fill('held'));
       expect(await heldIds(pubkey)).toHaveLength(3);
+    });
+
+    /** db.kysely that counts the statements sent through it (raw `sql` included; BEGIN/COMMIT not). */
+    const counting = () => {
+      const seen = { statements: 0 };
+      const kysely = db.kysely.withPlugin({
+        transformQuery: (a) => {
+          seen.statements++;
+          return a.node;
+        },
+        transformResult: async (a) => a.result,
+      });
+      return { kysely, seen };
+    };
+
+    it('holds a batch in a fixed number of statements, however large (a refusal stays cheap)', async () => {
+      const perIp = { ...limits, maxBytesPerIp: 5_000 };
+      const keys = [hex32(), hex32(), hex32()];
+      const ips = ['198.51.100.1', '198.51.100.2'];
+      for (const size of [1, 10, 200]) {
+        const batch = Array.from({ length: size }, (_, i) => ({ ...ev(keys[i % 3]), ip: ips[i % 2] }));
+        const { kysely, seen } = counting();
+        const results = await holdEvents(kysely, batch, { ...perIp, now: NOW + size });
+        expect(results).toEqual(Array(size).fill('held'));
+        // Lock pubkeys and addresses, read what they hold, write the difference.
+        expect(seen.statements).toBe(3);
+      }
+      for (const k of keys) expect(await heldIds(k)).toHaveLength(3);
+    });
+
+    it('events held in the same second go oldest first by id, as the index orders them', async () => {
+      const pubkey = hex32();
+      const es = Array.from({ length: 5 }, () => ev(pubkey));
+      expect(await holdEvents(db.kysely, es, limits)).toEqual(Array(5).fill('held'));
+      // Each one, at the limit, drops the smallest id held before it.
+      const kept: string[] = [];
+      for (const e of es) {
+        if (kept.length === limits.maxPerPubkey) kept.splice(kept.indexOf([...kept].sort()[0]), 1);
+        kept.push(e.id);
+      }
+      expect((await heldIds(pubkey)).sort()).toEqual(kept.sort());
+    });
+
+    it('a batch decides exactly as holding its events one after another would', async () => {
+      const perIp = { ...limits, maxBytes: 1_200, maxBytesPerIp: 3_000 };
+      const keys = [hex32(), hex32(), hex32()];
+      const ips = ['', '198.51.100.1', '198.51.100.2'];
+      const before = fc.record({
+        k: fc.nat(2),
+        ip: fc.nat(2),
+        size: fc.integer({ min: 1, max: 1_000 }),
+        age: fc.integer({ min: 0, max: 5_000 }),
+        paid: fc.boolean(),
+      });
+      const item = fc.record({ k: fc.nat(2), ip: fc.nat(2), size: fc.integer({ min: 1, max: 1_500 }), again: fc.option(fc.nat(30)) });
+      const table = async () =>
+        (
+          await db.kysely
+            .selectFrom('held_events')
+            .select(['event_id', 'pubkey', 'kind', 'raw', 'amount_msat', 'created_at', 'expires_at', 'ip', 'bytes'])
+            .orderBy('event_id')
+            .execute()
+        ).map((r) => ({ ...r, event_id: Buffer.from(r.event_id).toString('hex'), pubkey: Buffer.from(r.pubkey).toString('hex') }));
+      await fc.assert(
+        fc.asyncProperty(
+          fc.array(before, { maxLength: 8 }),
+          fc.array(item, { minLength: 1, maxLength: 20 }),
+          fc.integer({ min: 0, max: 4 }),
+          async (held, items, maxPerPubkey) => {
+            const opts = { ...perIp, maxPerPubkey };
+            const old = held.map((h) => ({ ...ev(keys[h.k], { raw: 'o'.repeat(h.size) }), ip: ips[h.ip], age: h.age, paid: h.paid }));
+            const setUp = async () => {
+              await truncate();
+              for (const h of old) {
+                await holdEvent(db.kysely, h, { ...opts, maxPerPubkey: 100, maxBytesPerIp: undefined, now: NOW - h.age });
+                if (h.paid)
+                  await createInvoice(
+                    db.kysely,
+                    newInvoice({ pubkey: h.pubkey, product: 'event', eventId: h.id, expiresAt: NOW + 10_000 }),
+                  );
+              }
+            };
+            // Some items send again an event held before or one earlier in the batch.
+            const batch: HoldItem[] = [];
+            for (const it of items) {
+              const pool = [...old, ...batch];
+              const again = it.again !== null && pool.length > 0 ? pool[it.again % pool.length] : undefined;
+              const e = again ?? { ...ev(keys[it.k], { raw: 'n'.repeat(it.size), amountMsat: it.size }), ip: ips[it.ip] };
+              batch.push({ id: e.id, pubkey: e.pubkey, kind: e.kind, raw: e.raw, amountMsat: e.amountMsat, ip: e.ip });
+            }
+            await setUp();
+            const together = await holdEvents(db.kysely, batch, opts);
+            const afterTogether = await table();
+            await setUp();
+            const oneByOne: string[] = [];
+            for (const b of batch) oneByOne.push(await holdEvent(db.kysely, b, opts));
+            expect(together).toEqual(oneByOne);
+            expect(afterTogether).toEqual(await table());
+          },
+        ),
+        { numRuns: 30 },
+      );
     });
 
     it('paying an event invoice releases the held event, in the same transaction as its insert', async () => {

@@ -1,6 +1,6 @@
 /** Held events: refused writes kept for a while so that they can be paid for and then published. */
 import { createHash } from 'node:crypto';
-import { sql, type ExpressionBuilder, type Kysely, type Selectable } from 'kysely';
+import { sql, type ExpressionBuilder, type Kysely, type RawBuilder, type Selectable } from 'kysely';
 import { isHex64 } from '@paidrelay/nostr';
 import type { HeldEventsTable, Schema } from '../schema.ts';
 import { atomically } from '../transaction.ts';
@@ -37,7 +37,10 @@ export async function holdEvent(db: Kysely<Schema>, ev: HoldItem, opts: HoldOpti
 
 /**
  * holdEvent for many events in one transaction (a refusal must stay cheap: the relay batches
- * the events it refuses, as it batches the ones it stores). Results are in input order.
+ * the events it refuses, as it batches the ones it stores). Results are in input order, exactly
+ * as if the events were held one after another; the whole batch costs a fixed number of
+ * statements however large it is: one to lock its pubkeys and addresses, one to read what they
+ * hold, one to write the difference (planHolds decides in memory, item by item).
  */
 export async function holdEvents(db: Kysely<Schema>, evs: HoldItem[], opts: HoldOptions): Promise<HoldResult[]> {
   for (const ev of evs) {
@@ -53,34 +56,43 @@ export async function holdEvents(db: Kysely<Schema>, evs: HoldItem[], opts: Hold
   checkInt(opts.maxBytes, 'maxBytes');
   const items = evs.map((ev) => ({ ev, bytes: Buffer.byteLength(ev.raw, 'utf8'), ip: ev.ip ?? '' }));
   const results: HoldResult[] = items.map((it) => (it.bytes > opts.maxBytes ? 'too-large' : 'held'));
-  const todo = items.map((it, i) => ({ ...it, i })).filter((it) => results[it.i] !== 'too-large');
+  const todo = items.filter((_, i) => results[i] !== 'too-large');
   if (todo.length === 0) return results;
 
   return atomically(db, async (trx) => {
     // Serialise holds of one pubkey, then of one address (each hashed to 2^32 keys), so the bounds
     // hold across replicas; every transaction takes its locks in the same order, so none deadlock.
     const perIp = opts.maxBytesPerIp !== undefined;
-    await lockAll(
-      trx,
-      HOLD_LOCK_NAMESPACE,
-      todo.map((t) => hexBuf(t.ev.pubkey).readInt32BE(0)),
-    );
-    if (perIp)
-      await lockAll(
-        trx,
-        HOLD_IP_LOCK_NAMESPACE,
-        todo.filter((t) => t.ip !== '').map((t) => addressLockKey(t.ip)),
-      );
-    for (const t of todo) results[t.i] = await holdOne(trx, t.ev, t.bytes, t.ip, opts);
-    return results;
+    const pubkeys = [...new Set(todo.map((t) => t.ev.pubkey))];
+    const ips = perIp ? [...new Set(todo.filter((t) => t.ip !== '').map((t) => t.ip))] : [];
+    await lockAll(trx, [
+      [HOLD_LOCK_NAMESPACE, pubkeys.map((p) => hexBuf(p).readInt32BE(0))],
+      [HOLD_IP_LOCK_NAMESPACE, ips.map(addressLockKey)],
+    ]);
+    const ids = [...new Set(todo.map((t) => t.ev.id))];
+    const before = await readHeld(trx, pubkeys, ips, ids, opts.now);
+    const plan = planHolds(before, todo, opts);
+    await writePlan(trx, plan, opts.now, opts.now + opts.ttlSeconds);
+    let k = 0;
+    return results.map((r) => (r === 'too-large' ? r : plan.results[k++]));
   });
 }
 
-/** Takes transaction-level advisory locks on `keys` in ascending order (duplicates once). */
-async function lockAll(trx: Kysely<Schema>, namespace: number, keys: number[]): Promise<void> {
-  const sorted = [...new Set(keys)].sort((a, b) => a - b);
-  if (sorted.length === 0) return;
-  await sql`SELECT count(pg_advisory_xact_lock(${namespace}::int4, k)) FROM (SELECT k FROM unnest(${sorted}::int4[]) k ORDER BY k) s`.execute(
+/**
+ * Takes transaction-level advisory locks, namespace by namespace in the order given and keys
+ * ascending within one (duplicates once), in one statement.
+ */
+async function lockAll(trx: Kysely<Schema>, groups: [namespace: number, keys: number[]][]): Promise<void> {
+  const ns: number[] = [];
+  const ks: number[] = [];
+  for (const [namespace, keys] of groups) {
+    for (const k of [...new Set(keys)].sort((a, b) => a - b)) {
+      ns.push(namespace);
+      ks.push(k);
+    }
+  }
+  if (ks.length === 0) return;
+  await sql`SELECT count(pg_advisory_xact_lock(n, k)) FROM (SELECT n, k FROM unnest(${ns}::int4[], ${ks}::int4[]) WITH ORDINALITY AS l(n, k, o) ORDER BY o) s`.execute(
     trx,
   );
 }
@@ -89,64 +101,161 @@ function addressLockKey(ip: string): number {
   return createHash('sha256').update(ip).digest().readInt32BE(0);
 }
 
-async function holdOne(trx: Kysely<Schema>, ev: HoldItem, bytes: number, ip: string, opts: HoldOptions): Promise<HoldResult> {
+/** What planHolds needs of a held event (ids hex). */
+type HeldRow = {
+  id: string;
+  pubkey: string;
+  ip: string;
+  bytes: number;
+  createdAt: number;
+  expiresAt: number;
+  /** A pending, unexpired invoice is for this event: it is never dropped. */
+  beingPaid: boolean;
+};
+
+type Before = { rows: HeldRow[]; paidIds: Set<string> };
+
+/**
+ * One statement: the held events of the batch's pubkeys and addresses and its own ids, and the
+ * batch's ids that a pending invoice is for although they are not held (held again, they are
+ * being paid for).
+ */
+async function readHeld(trx: Kysely<Schema>, pubkeys: string[], ips: string[], ids: string[], now: number): Promise<Before> {
+  const pending = (id: RawBuilder<unknown>) =>
+    sql`EXISTS (SELECT 1 FROM invoices i WHERE i.event_id = ${id} AND i.status = 'pending' AND i.expires_at > ${now})`;
+  const r = await sql<{
+    event_id: Uint8Array;
+    pubkey: Uint8Array | null;
+    ip: string | null;
+    bytes: number | null;
+    created_at: number | null;
+    expires_at: number | null;
+    being_paid: boolean;
+  }>`
+    SELECT h.event_id, h.pubkey, h.ip, h.bytes, h.created_at, h.expires_at, ${pending(sql`h.event_id`)} AS being_paid
+      FROM held_events h
+      WHERE h.pubkey = ANY(${pubkeys.map(hexBuf)}::bytea[]) OR h.ip = ANY(${ips}::text[]) OR h.event_id = ANY(${ids.map(hexBuf)}::bytea[])
+    UNION ALL
+    SELECT x.id, NULL, NULL, NULL, NULL, NULL, true
+      FROM unnest(${ids.map(hexBuf)}::bytea[]) AS x(id)
+      WHERE ${pending(sql`x.id`)} AND NOT EXISTS (SELECT 1 FROM held_events h WHERE h.event_id = x.id)`.execute(trx);
+  const rows: HeldRow[] = [];
+  const paidIds = new Set<string>();
+  for (const x of r.rows) {
+    if (x.pubkey === null) paidIds.add(bufHex(x.event_id));
+    else
+      rows.push({
+        id: bufHex(x.event_id),
+        pubkey: bufHex(x.pubkey),
+        ip: x.ip ?? '',
+        bytes: Number(x.bytes),
+        createdAt: Number(x.created_at),
+        expiresAt: Number(x.expires_at),
+        beingPaid: x.being_paid,
+      });
+  }
+  return { rows, paidIds };
+}
+
+type PlanItem = { ev: HoldItem; bytes: number; ip: string };
+
+type HoldPlan = {
+  results: HoldResult[];
+  /** Held before, gone after. */
+  deleted: string[];
+  /** Held before and kept as they were, their expiry pushed to now + ttl. */
+  refreshed: string[];
+  /** To insert (an id held before, dropped and held again within the batch: to overwrite). */
+  inserted: { item: HoldItem; bytes: number; ip: string }[];
+};
+
+/** (created_at, event_id) ascending: the order in which the oldest go first. */
+const oldestFirst = (a: HeldRow, b: HeldRow) => a.createdAt - b.createdAt || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+
+/**
+ * Decides a batch of holds in memory from what was held before it, item by item in input order,
+ * as holding them one after another would (later items see the effect of earlier ones), and says
+ * what to write. Pure.
+ */
+function planHolds(before: Before, items: PlanItem[], opts: HoldOptions): HoldPlan {
   const { now } = opts;
   const expiresAt = now + opts.ttlSeconds;
-  const id = hexBuf(ev.id);
-  const pk = hexBuf(ev.pubkey);
-  const refreshed = await trx
-    .updateTable('held_events')
-    .set((eb) => ({ expires_at: eb.fn('greatest', ['expires_at', eb.val(expiresAt)]) }))
-    .where('event_id', '=', id)
-    .executeTakeFirst();
-  if (Number(refreshed.numUpdatedRows) > 0) return 'already-held';
-  if (opts.maxPerPubkey === 0) return 'limit-reached';
+  const held = new Map<string, HeldRow>();
+  const byPubkey = new Map<string, Set<string>>();
+  const byIp = new Map<string, Set<string>>();
+  const index = (m: Map<string, Set<string>>, k: string) => {
+    let s = m.get(k);
+    if (!s) m.set(k, (s = new Set()));
+    return s;
+  };
+  const add = (r: HeldRow) => {
+    held.set(r.id, r);
+    index(byPubkey, r.pubkey).add(r.id);
+    index(byIp, r.ip).add(r.id);
+  };
+  const remove = (id: string) => {
+    const r = held.get(id)!;
+    held.delete(id);
+    byPubkey.get(r.pubkey)?.delete(id);
+    byIp.get(r.ip)?.delete(id);
+  };
+  const rowsOf = (ids: Set<string> | undefined) => [...(ids ?? [])].map((id) => held.get(id)!).sort(oldestFirst);
+  for (const r of before.rows) add({ ...r });
+  const existed = new Set(held.keys());
+  const refreshed = new Set<string>();
+  const inserted = new Map<string, PlanItem>();
 
-  const rows = await trx
-    .selectFrom('held_events as h')
-    .select(['h.event_id', 'h.expires_at'])
-    .select((eb) => beingPaid(eb, now))
-    .where('h.pubkey', '=', pk)
-    .orderBy('h.created_at')
-    .orderBy('h.event_id')
-    .execute();
-  // Drop what has expired (unless being paid), then the oldest until there is room.
-  const drop: Uint8Array[] = [];
+  const results = items.map(({ ev, bytes, ip }): HoldResult => {
+    const same = held.get(ev.id);
+    if (same) {
+      same.expiresAt = Math.max(same.expiresAt, expiresAt);
+      if (!inserted.has(ev.id)) refreshed.add(ev.id);
+      return 'already-held';
+    }
+    if (opts.maxPerPubkey === 0) return 'limit-reached';
+    const drop = dropForPubkey(rowsOf(byPubkey.get(ev.pubkey)), opts.maxPerPubkey, now);
+    if (drop === undefined) return 'limit-reached';
+    if (ip !== '' && opts.maxBytesPerIp !== undefined) {
+      if (!dropForAddress(rowsOf(byIp.get(ip)), bytes, opts.maxBytesPerIp, drop)) return 'limit-reached';
+    }
+    for (const id of drop) {
+      remove(id);
+      refreshed.delete(id);
+      inserted.delete(id);
+    }
+    add({ id: ev.id, pubkey: ev.pubkey, ip, bytes, createdAt: now, expiresAt, beingPaid: before.paidIds.has(ev.id) });
+    inserted.set(ev.id, { ev, bytes, ip });
+    return 'held';
+  });
+  return {
+    results,
+    deleted: [...existed].filter((id) => !held.has(id)),
+    refreshed: [...refreshed],
+    inserted: [...inserted.values()].map(({ ev, bytes, ip }) => ({ item: ev, bytes, ip })),
+  };
+}
+
+/**
+ * Per-pubkey bound, over its held events oldest first: drops what has expired (unless being
+ * paid), then the oldest until there is room. The ids to drop, or undefined when there is no room.
+ */
+function dropForPubkey(rows: HeldRow[], max: number, now: number): Set<string> | undefined {
+  const drop = new Set<string>();
   let live = rows.length;
   for (const r of rows) {
-    if (!r.being_paid && r.expires_at <= now) {
-      drop.push(r.event_id);
+    if (!r.beingPaid && r.expiresAt <= now) {
+      drop.add(r.id);
       live--;
     }
   }
   for (const r of rows) {
-    if (live < opts.maxPerPubkey) break;
-    if (!r.being_paid && r.expires_at > now) {
-      drop.push(r.event_id);
+    if (live < max) break;
+    if (!r.beingPaid && r.expiresAt > now) {
+      drop.add(r.id);
       live--;
     }
   }
-  if (live >= opts.maxPerPubkey) return 'limit-reached';
-  if (ip !== '' && opts.maxBytesPerIp !== undefined) {
-    const room = await makeRoomForAddress(trx, ip, bytes, opts.maxBytesPerIp, now, drop);
-    if (!room) return 'limit-reached';
-  }
-  if (drop.length > 0) await trx.deleteFrom('held_events').where('event_id', 'in', drop).execute();
-  await trx
-    .insertInto('held_events')
-    .values({
-      event_id: id,
-      pubkey: pk,
-      kind: ev.kind,
-      raw: ev.raw,
-      amount_msat: ev.amountMsat,
-      created_at: now,
-      expires_at: expiresAt,
-      ip,
-      bytes,
-    })
-    .execute();
-  return 'held';
+  return live >= max ? undefined : drop;
 }
 
 /**
@@ -154,34 +263,41 @@ async function holdOne(trx: Kysely<Schema>, ev: HoldItem, bytes: number, ip: str
  * `maxPerPubkey × keys` events. Adds to `drop` the address's oldest held events (never one
  * being paid for) until `bytes` more fit under `maxBytes`; false when they cannot.
  */
-async function makeRoomForAddress(
-  trx: Kysely<Schema>,
-  ip: string,
-  bytes: number,
-  maxBytes: number,
-  now: number,
-  drop: Uint8Array[],
-): Promise<boolean> {
+function dropForAddress(rows: HeldRow[], bytes: number, maxBytes: number, drop: Set<string>): boolean {
   if (bytes > maxBytes) return false;
-  const rows = await trx
-    .selectFrom('held_events as h')
-    .select(['h.event_id', 'h.bytes'])
-    .select((eb) => beingPaid(eb, now))
-    .where('h.ip', '=', ip)
-    .orderBy('h.created_at')
-    .orderBy('h.event_id')
-    .execute();
-  const dropping = new Set(drop.map((d) => bufHex(d)));
   let used = 0;
-  for (const r of rows) if (!dropping.has(bufHex(r.event_id))) used += r.bytes;
+  for (const r of rows) if (!drop.has(r.id)) used += r.bytes;
   for (const r of rows) {
     if (used + bytes <= maxBytes) break;
-    if (r.being_paid || dropping.has(bufHex(r.event_id))) continue;
-    drop.push(r.event_id);
-    dropping.add(bufHex(r.event_id));
+    if (r.beingPaid || drop.has(r.id)) continue;
+    drop.add(r.id);
     used -= r.bytes;
   }
   return used + bytes <= maxBytes;
+}
+
+/**
+ * The plan in one statement: delete, push expiries, insert. An id dropped and held again within
+ * the batch is overwritten (ON CONFLICT) rather than deleted and inserted in the same statement.
+ */
+async function writePlan(trx: Kysely<Schema>, plan: HoldPlan, now: number, expiresAt: number): Promise<void> {
+  const { deleted, refreshed, inserted } = plan;
+  if (deleted.length + refreshed.length + inserted.length === 0) return;
+  const col = <T>(f: (x: HoldPlan['inserted'][number]) => T) => inserted.map(f);
+  await sql`
+    WITH gone AS (
+      DELETE FROM held_events WHERE event_id = ANY(${deleted.map(hexBuf)}::bytea[])
+    ), pushed AS (
+      UPDATE held_events SET expires_at = greatest(expires_at, ${expiresAt}) WHERE event_id = ANY(${refreshed.map(hexBuf)}::bytea[])
+    )
+    INSERT INTO held_events (event_id, pubkey, kind, raw, amount_msat, created_at, expires_at, ip, bytes)
+    SELECT x.id, x.pubkey, x.kind, x.raw, x.amount, ${now}, ${expiresAt}, x.ip, x.bytes
+      FROM unnest(${col((x) => hexBuf(x.item.id))}::bytea[], ${col((x) => hexBuf(x.item.pubkey))}::bytea[], ${col((x) => x.item.kind)}::int4[],
+        ${col((x) => x.item.raw)}::text[], ${col((x) => x.item.amountMsat)}::int8[], ${col((x) => x.ip)}::text[], ${col((x) => x.bytes)}::int4[])
+        AS x(id, pubkey, kind, raw, amount, ip, bytes)
+    ON CONFLICT (event_id) DO UPDATE SET pubkey = excluded.pubkey, kind = excluded.kind, raw = excluded.raw,
+      amount_msat = excluded.amount_msat, created_at = excluded.created_at, expires_at = excluded.expires_at,
+      ip = excluded.ip, bytes = excluded.bytes`.execute(trx);
 }
 
 /** The held event `h` has a pending invoice that has not expired: someone is paying for it. */
@@ -194,10 +310,6 @@ function paymentPending(eb: ExpressionBuilder<Schema & { h: Schema['held_events'
       .where('i.status', '=', 'pending')
       .where('i.expires_at', '>', now),
   );
-}
-
-function beingPaid(eb: ExpressionBuilder<Schema & { h: Schema['held_events'] }, 'h'>, now: number) {
-  return paymentPending(eb, now).as('being_paid');
 }
 
 function toHeldEvent(r: Selectable<HeldEventsTable>): HeldEvent {

@@ -1,6 +1,7 @@
 /**
  * What the flood and spam benches share besides the relay: paid accounts written before the
- * relays start, and a flood run on a worker thread of its own (its own event loop).
+ * relays start, the honest users' phase, and a flood run on a worker thread of its own (its own
+ * event loop).
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -8,6 +9,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { createInvoice, openDatabase, settleInvoice } from '@paidrelay/db';
+import type { Key } from './sign.ts';
+import type { NostrEvent, RelayClient } from './client.ts';
+import { ReasonTally, Samples } from './stats.ts';
+
+/** Answers to honest writes still outstanding this long after a phase are "unanswered". */
+const GRACE_MS = 5_000;
 
 /**
  * Admission and credit written the way a settled payment writes them (invoice, settlement,
@@ -69,4 +76,54 @@ export function runWorker<Job, Counts>(file: URL, job: Job): Promise<Counts> {
     w.once('error', reject);
     w.postMessage(job);
   });
+}
+
+/** `replica`: which replica the key writes to (index in the replica list), when there are several. */
+export type Honest = { key: Key; client: RelayClient; events: NostrEvent[]; next: number; replica?: number };
+
+/** Each honest key writes every 1-3 s (random) for the phase; counts OKs, refusals and silence. */
+export async function honestPhase(honest: Honest[], ms: number) {
+  const lat = new Samples();
+  // Per replica too: replica 1 also runs the admission API and the dev Lightning network, so a
+  // paying flood's wallet work lands on its event loop and not on replica 2's.
+  const byReplica = new Map<number, Samples>();
+  const refusals = new ReasonTally();
+  let sent = 0;
+  let refused = 0;
+  let answered = 0;
+  const end = performance.now() + ms;
+  const pending: Promise<void>[] = [];
+  await Promise.all(
+    honest.map(async (h) => {
+      await new Promise((r) => setTimeout(r, Math.random() * 2000));
+      while (performance.now() < end && h.next < h.events.length) {
+        const ev = h.events[h.next++];
+        sent++;
+        pending.push(
+          h.client.publish(ev).then((r) => {
+            answered++;
+            lat.push(r.ms);
+            if (!byReplica.has(h.replica ?? 0)) byReplica.set(h.replica ?? 0, new Samples());
+            byReplica.get(h.replica ?? 0)?.push(r.ms);
+            if (!r.ok) {
+              refused++;
+              refusals.add(r.message);
+            }
+          }),
+        );
+        await new Promise((r) => setTimeout(r, 1000 + Math.random() * 2000));
+      }
+    }),
+  );
+  await Promise.race([Promise.all(pending), new Promise((r) => setTimeout(r, GRACE_MS))]);
+  const ackByReplica = [...byReplica].sort(([a], [b]) => a - b).map(([, v]) => v.summary());
+  return {
+    sent,
+    ok: answered - refused,
+    refused,
+    unanswered: sent - answered,
+    ack_ms: lat.summary(),
+    ack_ms_by_replica: ackByReplica,
+    refusals: refusals.toJSON(),
+  };
 }
