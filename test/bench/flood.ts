@@ -14,7 +14,7 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { RelayClient } from './client.ts';
-import { grantPaid, honestPhase, runWorker, type Honest } from './floods.ts';
+import { grantPaid, honestPhase, pinCores, runWorker, type Honest } from './floods.ts';
 import type { FloodCounts, FloodJob } from './flood-worker.ts';
 import { createBenchDatabase, spawnRelay, type BenchDatabase, type RelayProcess } from './relay.ts';
 import { coresUsed, cpuSnapshot } from './resources.ts';
@@ -29,6 +29,10 @@ const { values: args } = parseArgs({
     phases: { type: 'string', default: 'baseline,unpaid,short-balance,one-key' },
     timeout: { type: 'string', default: '180' },
     'cpu-prof': { type: 'string' },
+    // Cores for the relay and its Postgres backends, and for this bench (honest keys and floods).
+    pin: { type: 'boolean', default: false },
+    'relay-cpus': { type: 'string', default: '0' },
+    'bench-cpus': { type: 'string', default: '1' },
   },
 });
 const SECONDS = Number(args.seconds);
@@ -47,7 +51,9 @@ const PAUSE_MS = 2_000;
 let relay: RelayProcess | null = null;
 let db: BenchDatabase | null = null;
 let done = false;
+let unpin = () => {};
 async function cleanup(): Promise<void> {
+  unpin();
   await relay?.stop().catch(() => {});
   await db?.drop().catch(() => {});
 }
@@ -117,6 +123,7 @@ async function main(): Promise<void> {
     rateLimits: true,
     // --cpu-prof DIR: the relay's V8 CPU profiles (main thread and workers) for finding its stalls.
     nodeArgs: args['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${args['cpu-prof']}`] : [],
+    cpus: args.pin ? args['relay-cpus'] : undefined,
     extraEnv: {
       PRICE_ADMISSION_MSAT: String(PRICE_ADMISSION),
       PRICE_EVENT_MSAT: '2000',
@@ -128,6 +135,10 @@ async function main(): Promise<void> {
   });
   relay.child.once('exit', (code, signal) => done || void finish(1, `relay exited (code ${code}, signal ${signal})`));
   log(`relay at ${relay.url} (pid ${relay.pid})`);
+  if (args.pin) {
+    unpin = pinCores(db.name, String(args['relay-cpus']), String(args['bench-cpus']));
+    log(`pinned: relay and its Postgres backends on cores ${args['relay-cpus']}, this bench on ${args['bench-cpus']}`);
+  }
 
   const honest: Honest[] = await Promise.all(
     honestKeys.map(async (key, i) => ({

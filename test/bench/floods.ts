@@ -3,6 +3,7 @@
  * relays start, the honest users' phase, and a flood run on a worker thread of its own (its own
  * event loop).
  */
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -11,6 +12,7 @@ import { Worker } from 'node:worker_threads';
 import { createInvoice, openDatabase, settleInvoice } from '@paidrelay/db';
 import type { Key } from './sign.ts';
 import type { NostrEvent, RelayClient } from './client.ts';
+import { postgresCpuByPid } from './resources.ts';
 import { ReasonTally, Samples } from './stats.ts';
 
 /** Answers to honest writes still outstanding this long after a phase are "unanswered". */
@@ -126,4 +128,30 @@ export async function honestPhase(honest: Honest[], ms: number) {
     ack_ms_by_replica: ackByReplica,
     refusals: refusals.toJSON(),
   };
+}
+
+/**
+ * `--pin`: the load generator on cores of its own, the relay and its database on the others, so a
+ * flood's cost to the relay shows apart from the machine's (on 2 cores the generator, the relay
+ * and Postgres otherwise all burst on the same cores). Pins this process (all its threads, and
+ * the workers it starts later) to `benchCpus`, and every Postgres backend serving `database` to
+ * `relayCpus` as they appear (the pool opens connections over time), until the returned stop.
+ */
+export function pinCores(database: string, relayCpus: string, benchCpus: string): () => void {
+  execFileSync('taskset', ['-a', '-p', '-c', benchCpus, String(process.pid)], { stdio: 'ignore' });
+  const pinned = new Set<string>();
+  const pinBackends = () => {
+    for (const pid of postgresCpuByPid(database).keys()) {
+      if (pinned.has(pid)) continue;
+      try {
+        execFileSync('taskset', ['-p', '-c', relayCpus, pid], { stdio: 'ignore' });
+        pinned.add(pid);
+      } catch {
+        // exited meanwhile
+      }
+    }
+  };
+  pinBackends();
+  const timer = setInterval(pinBackends, 500);
+  return () => clearInterval(timer);
 }

@@ -136,6 +136,7 @@ async function relaySettingNames(): Promise<string[]> {
 /** `nodeArgs`: extra node flags for the relay (e.g. `--cpu-prof`, which NODE_OPTIONS does not take). */
 /** `entry`: another entry point of this repository (e.g. the all-in-one), relative to its root. */
 /** `defaultConfig`: none of the bench's own settings (open relay, no limits): the relay as `pnpm start` configures it. */
+/** `cpus`: the cores the relay may run on (a `taskset -c` list, e.g. "0"), to keep a load generator off them. */
 export type SpawnOptions = {
   entry?: string;
   defaultConfig?: boolean;
@@ -145,6 +146,7 @@ export type SpawnOptions = {
   rateLimits?: boolean;
   repoRoot?: string;
   nodeArgs?: string[];
+  cpus?: string;
 };
 
 /** Starts apps/relay/src/main.ts under tsx on a free 127.0.0.1 port and waits for GET /healthz. */
@@ -178,7 +180,10 @@ export async function spawnRelay(opts: SpawnOptions): Promise<RelayProcess> {
   });
   const root = opts.repoRoot ?? REPO_ROOT;
   const main = opts.repoRoot || opts.entry ? join(root, opts.entry ?? 'apps/relay/src/main.ts') : RELAY_MAIN;
-  const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), '--import', 'tsx', main], {
+  const argv = [...(opts.nodeArgs ?? []), '--import', 'tsx', main];
+  // taskset execs node in place, so the child's pid is the relay's.
+  const [file, args] = opts.cpus ? ['taskset', ['-c', opts.cpus, process.execPath, ...argv]] : [process.execPath, argv];
+  const child = spawn(file, args, {
     cwd: root,
     env,
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -47,7 +47,7 @@ function runQueueWaitSeconds(pid: number): number {
  * known (the server may be serving others too), else every Postgres process. A backend that
  * exits between two snapshots takes its time with it, so this can only under-count.
  */
-function postgresCpuByPid(database?: string): Map<string, number> {
+export function postgresCpuByPid(database?: string): Map<string, number> {
   const out = new Map<string, number>();
   for (const pid of readdirSync('/proc')) {
     if (!/^\d+$/.test(pid)) continue;

@@ -10,12 +10,12 @@ export type WriteOutcome = StoreOutcome | { status: 'unpaid'; balanceMsat: numbe
 /**
  * How the writer takes prices from prepaid balances inside its transaction (the payment gate
  * provides it; an open relay has none). `cover` locks the payers' balances for the
- * transaction and says which charges they cover; `debit` then takes each covered one whose
- * event is stored.
+ * transaction and says which charges they cover; `debit` then takes, in one statement, every
+ * covered one whose event is stored, and throws if a balance cannot pay after all.
  */
 export interface Charges {
   cover(trx: Kysely<Schema>, charges: { pubkey: string; amountMsat: number }[]): Promise<{ covered: boolean; balanceMsat: number }[]>;
-  debit(trx: Kysely<Schema>, pubkey: string, eventId: string, amountMsat: number, now: number): Promise<boolean>;
+  debit(trx: Kysely<Schema>, items: { pubkey: string; eventId: string; amountMsat: number }[], now: number): Promise<unknown[]>;
 }
 
 type Job = {
@@ -118,12 +118,14 @@ export class GroupCommitWriter {
       if (balance !== undefined) return { status: 'unpaid', balanceMsat: balance };
       return storedOf.get(j) ?? { status: 'stored' }; // an ephemeral event is only charged
     });
-    for (let i = 0; i < batch.length; i++) {
-      const j = batch[i];
-      if (j.charge === undefined || outcomes[i].status !== 'stored') continue;
-      // Covered under lock, so this cannot fail on the balance; if it does, nothing commits.
-      if (!(await this.charges!.debit(trx, j.event.pubkey, j.event.id, j.charge, now))) throw new Error('a covered debit failed');
-    }
+    const debits = batch.flatMap((j, i) =>
+      j.charge !== undefined && outcomes[i].status === 'stored'
+        ? [{ pubkey: j.event.pubkey, eventId: j.event.id, amountMsat: j.charge }]
+        : [],
+    );
+    // One round trip for the whole batch. Covered under lock, so it cannot fail on the balance;
+    // if it does, it throws and nothing commits.
+    if (debits.length > 0) await this.charges!.debit(trx, debits, now);
     return outcomes;
   }
 

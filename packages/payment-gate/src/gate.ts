@@ -1,14 +1,6 @@
 import { DAY, LocalVolumes, RedisVolumes, type Bus, type VolumeCounters, type VolumeWindow } from '@paidrelay/bus';
 import { networkKey, type Config } from '@paidrelay/config';
-import {
-  affordableCharges,
-  debitForEvent,
-  holdEvents,
-  purgeHeldEvents,
-  trimHeldEvents,
-  type Database,
-  type HeldStats,
-} from '@paidrelay/db';
+import { affordableCharges, debitEvents, holdEvents, purgeHeldEvents, trimHeldEvents, type Database, type HeldStats } from '@paidrelay/db';
 import { randomUUID } from 'node:crypto';
 import { nowSeconds, type NostrEvent } from '@paidrelay/nostr';
 import {
@@ -57,7 +49,7 @@ export type PaymentGate = {
   /** Writes the queued held events, then drops those that are due or over the global bound. */
   purge(now: number): Promise<number>;
   /** The writer's hook: balances locked and debited in the transaction that stores the events. */
-  charges: { cover: typeof affordableCharges; debit: typeof debitForEvent };
+  charges: { cover: typeof affordableCharges; debit: typeof debitEvents };
   /** The refusal of a write whose balance, read at commit time, did not cover its price. */
   unpaidReason(ev: NostrEvent, json: string, balanceMsat: number): string;
   /**
@@ -180,7 +172,7 @@ export async function createPaymentGate(
       await holds.drain();
       return (await purgeHeldEvents(db.kysely, at)) + (await trim(at));
     },
-    charges: { cover: affordableCharges, debit: debitForEvent },
+    charges: { cover: affordableCharges, debit: debitEvents },
     async close() {
       cache.close();
       await spam.close();

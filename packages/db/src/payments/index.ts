@@ -26,7 +26,7 @@ export {
   type NewInvoice,
 } from './invoices.ts';
 export { settleInvoice, PaymentError, type SettleOptions, type SettleResult } from './settlement.ts';
-export { debitForEvent, affordableCharges } from './debit.ts';
+export { debitForEvent, debitEvents, affordableCharges, type DebitItem, type DebitOutcome } from './debit.ts';
 export {
   holdEvent,
   holdEvents,
