@@ -13,6 +13,7 @@ import type { PaymentGate } from './gate.ts';
 import type { Nip11Hook } from './hooks.ts';
 import type { ManagementMethod } from './management.ts';
 import type { RateLimiter } from './rate-limit.ts';
+import type { RecentCache } from './recent-cache.ts';
 import type { GroupCommitWriter } from './store.ts';
 import type { VerifyPool } from './verify.ts';
 
@@ -34,6 +35,8 @@ export type RelayContext = {
   key: RelayKey;
   /** Sender id of this relay's messages on the events channel (its own are not delivered twice). */
   instanceId: string;
+  /** The newest events of recently read authors, answering REQs by authors (recent-cache.ts); none when RECENT_CACHE_MB is 0. */
+  recentCache?: RecentCache;
   /** Ids of events recently delivered to this process's subscribers (live), so none is delivered twice. */
   recentEvents: RecentIds;
   /** The write gate handed in as a hook (RelayHooks.gate); none on an open relay. */

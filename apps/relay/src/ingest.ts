@@ -21,12 +21,16 @@ import { networkKey } from './limits.ts';
 import { runPolicies } from './policy.ts';
 import { closeSub, handleCount, handleReq } from './query.ts';
 import { limitRead, type Verdict } from './rate-limit.ts';
+import { isUtf8 } from 'node:buffer';
 
-// fatal: invalid UTF-8 (possible in a binary frame; uWS closes text frames that are not UTF-8)
-// is refused with a NOTICE instead of being turned into U+FFFD and parsed.
+// Invalid UTF-8 (possible in a binary frame; uWS closes text frames that are not UTF-8) is
+// refused with a NOTICE instead of being turned into U+FFFD and parsed: checked first (isUtf8),
+// decoded only when the text is needed (a frame the address's bucket drops never is).
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 /** A frame that is an EVENT, told from its first characters (whitespace allowed, as JSON allows it). */
 const EVENT_FRAME = /^\s*\[\s*"EVENT"\s*,/;
+/** `"EVENT"` in UTF-8. */
+const EVENT_VERB = Buffer.from('"EVENT"');
 /**
  * The event's id as the frame spells it, found without parsing: for the OK of a refusal decided
  * before parsing. Only a key can be followed by `:`, and a quote inside a JSON string is escaped,
@@ -44,12 +48,13 @@ export const REFUSAL_ANSWERS_BURST = 10;
 
 /**
  * First stage: one client message in, dispatched by verb. Never throws. `data` is the frame as
- * uWS gives it (only valid during the call, so it is measured and decoded before anything
- * else); the size limit is in bytes of the frame, whatever the characters.
+ * uWS gives it (only valid during the call: it is measured and checked first, and decoded only
+ * when its text is needed, never for an EVENT the address's bucket drops); the size limit is in
+ * bytes of the frame, whatever the characters.
  */
 export function ingest(ctx: RelayContext, conn: Connection, data: ArrayBuffer | string): void {
   if (!conn.bucket.take()) {
-    ctx.metrics.messages.inc({ type: 'rate-limited' });
+    ctx.metrics.tallies.messages.inc('rate-limited');
     // One NOTICE per run of refused messages (a flood is not answered message by message), and
     // a connection that sends a further burst's worth without slowing down is closed: refusing
     // costs this thread too, and honest clients' writes wait behind it.
@@ -63,32 +68,45 @@ export function ingest(ctx: RelayContext, conn: Connection, data: ArrayBuffer | 
   conn.overLimit = 0;
   const bytes = typeof data === 'string' ? Buffer.byteLength(data, 'utf8') : data.byteLength;
   if (bytes > ctx.config.MAX_MESSAGE_LENGTH) {
-    ctx.metrics.messages.inc({ type: 'too-large' });
+    ctx.metrics.tallies.messages.inc('too-large');
     send(conn, encodeNotice(reason('invalid', `message is larger than ${ctx.config.MAX_MESSAGE_LENGTH} bytes`)));
     return;
   }
-  let text: string;
-  try {
-    text = typeof data === 'string' ? data : utf8.decode(data);
-  } catch {
-    ctx.metrics.messages.inc({ type: 'bad-utf8' });
+  if (typeof data !== 'string' && !isUtf8(data)) {
+    ctx.metrics.tallies.messages.inc('bad-utf8');
     send(conn, encodeNotice(reason('invalid', 'message is not valid UTF-8 text')));
     return;
   }
   // The address's EVENT bucket before anything is parsed: a flood from one address costs this
-  // thread a look at the frame's text and an answer per message, nothing more.
-  const limiter = ctx.rateLimiter?.eventsPerIp && EVENT_FRAME.test(text) ? ctx.rateLimiter : undefined;
+  // thread a look at the frame's first bytes and, within its answers, an answer per message.
+  const limiter = ctx.rateLimiter?.eventsPerIp && isEventFrame(data) ? ctx.rateLimiter : undefined;
   const byAddress = limiter?.eventFromAddress(conn.ip);
-  if (typeof byAddress === 'string') {
-    refuseUnparsed(ctx, conn, text, byAddress);
-    return;
+  if (byAddress === undefined) {
+    if (limiter) conn.addressRefused = 0;
+    dispatch(ctx, conn, textOf(data));
+  } else if (typeof byAddress === 'string') {
+    refuseUnparsed(ctx, conn, data, byAddress);
+  } else {
+    // A burst beyond this replica's share waits for Redis's answer, and is still decided before it
+    // is parsed (the frame is only valid during this call: its text is kept for then). Such a
+    // refusal is always answered: it is a client's burst, not a flood the relay already refuses.
+    const text = textOf(data);
+    const decided = byAddress.then((why) => {
+      if (why !== undefined) return refuseUnparsed(ctx, conn, text, why, true);
+      conn.addressRefused = 0;
+      dispatch(ctx, conn, text);
+    });
+    guard(ctx, decided, () => send(conn, encodeNotice(reason('error', 'could not process the message, try again'))));
   }
-  if (limiter && byAddress === undefined) conn.addressRefused = 0;
+}
+
+/** The frame parsed (valid UTF-8, past the address's bucket) and handled by its verb. */
+function dispatch(ctx: RelayContext, conn: Connection, text: string): void {
   const msg = parseClientMessage(text, ctx.limits);
-  ctx.metrics.messages.inc({ type: msg.type });
+  ctx.metrics.tallies.messages.inc(msg.type);
   switch (msg.type) {
     case 'EVENT':
-      guard(ctx, handleEvent(ctx, conn, msg.event, byAddress), () =>
+      guard(ctx, handleEvent(ctx, conn, msg.event), () =>
         send(conn, encodeOk(msg.event.id, false, reason('error', 'could not process the event, try again'))),
       );
       return;
@@ -132,7 +150,7 @@ export function ingest(ctx: RelayContext, conn: Connection, data: ArrayBuffer | 
       return;
     case 'EVENT_INVALID':
     case 'AUTH_INVALID':
-      ctx.metrics.events.inc({ result: 'refused', reason: 'invalid' });
+      ctx.metrics.tallies.events.inc('refused', 'invalid');
       send(conn, msg.id ? encodeOk(msg.id, false, msg.reason) : encodeNotice(msg.reason));
       return;
     case 'SUB_INVALID':
@@ -171,29 +189,67 @@ function nulTagValue(filters: Filter[]): string | undefined {
   return undefined;
 }
 
+/** A frame's text; `data` is valid UTF-8 (checked in `ingest`). */
+function textOf(data: ArrayBuffer | string): string {
+  return typeof data === 'string' ? data : utf8.decode(data);
+}
+
+/**
+ * The frame is an EVENT (EVENT_FRAME), told from its first bytes without decoding it. A frame whose
+ * first characters are not all ASCII (a byte-order mark, a Unicode space) is decoded and its text
+ * tested, so the answer is EVENT_FRAME's in every case.
+ */
+function isEventFrame(data: ArrayBuffer | string): boolean {
+  if (typeof data === 'string') return EVENT_FRAME.test(data);
+  return eventFrameInAscii(new Uint8Array(data)) ?? EVENT_FRAME.test(textOf(data));
+}
+
+/** EVENT_FRAME read on the bytes; undefined where a non-ASCII byte is in the way (the text decides). */
+function eventFrameInAscii(bytes: Uint8Array): boolean | undefined {
+  let i = asciiSpaces(bytes, 0);
+  if (i < 0) return undefined;
+  if (bytes[i] !== 0x5b) return false; // [
+  i = asciiSpaces(bytes, i + 1);
+  if (i < 0) return undefined;
+  for (let k = 0; k < EVENT_VERB.length; k++) if (bytes[i + k] !== EVENT_VERB[k]) return false;
+  i = asciiSpaces(bytes, i + EVENT_VERB.length);
+  if (i < 0) return undefined;
+  return bytes[i] === 0x2c; // ,
+}
+
+/** The index past the ASCII whitespace (what `\s` matches in ASCII) from `i`, or -1 at a non-ASCII byte. */
+function asciiSpaces(bytes: Uint8Array, i: number): number {
+  for (; i < bytes.length; i++) {
+    const b = bytes[i];
+    if (b >= 0x80) return -1;
+    if (b !== 0x20 && (b < 0x09 || b > 0x0d)) return i;
+  }
+  return i;
+}
+
 /** Closed after what was queued for it (a NOTICE, OKs) has been written: refusing a flood costs too. */
 function closeFlooding(ctx: RelayContext, conn: Connection, why: string): void {
-  ctx.metrics.messages.inc({ type: 'flood-closed' });
+  ctx.metrics.tallies.messages.inc('flood-closed');
   setImmediate(() => !conn.closed && conn.ws?.end(1008, why));
 }
 
 /**
  * An EVENT refused by its address's bucket, from the frame's text alone: OK false with the
- * frame's id (a NOTICE when it has none), within the connection's answers for such refusals;
- * past them, dropped unanswered. A connection that sends a burst's worth in a row without
- * heeding the `retry in` is closed.
+ * frame's id (a NOTICE when it has none), within the connection's answers for such refusals
+ * (or `always`); past them, dropped unanswered. A connection that sends a burst's worth in a row
+ * without heeding the `retry in` is closed.
  */
-function refuseUnparsed(ctx: RelayContext, conn: Connection, text: string, why: string): void {
-  const answer = conn.refusalAnswers.take();
-  ctx.metrics.events.inc({ result: answer ? 'refused' : 'dropped', reason: 'rate-limited' });
+function refuseUnparsed(ctx: RelayContext, conn: Connection, data: ArrayBuffer | string, why: string, always = false): void {
+  const answer = always || conn.refusalAnswers.take();
+  ctx.metrics.tallies.events.inc(answer ? 'refused' : 'dropped', 'rate-limited');
   if (answer) {
-    const id = RAW_ID.exec(text)?.[1];
+    const id = RAW_ID.exec(textOf(data))?.[1];
     send(conn, id ? encodeOk(id, false, why) : encodeNotice(why));
   }
   countAddressRefusal(ctx, conn);
 }
 
-/** One more EVENT refused in a row by the address's bucket (decided at once or after waiting for Redis). */
+/** One more EVENT refused in a row by the address's bucket. */
 function countAddressRefusal(ctx: RelayContext, conn: Connection): void {
   if (++conn.addressRefused === ctx.config.RATE_EVENTS_BURST_PER_IP + 1) {
     send(conn, encodeNotice(reason('rate-limited', 'too many EVENTs from this address, slow down')));
@@ -202,25 +258,17 @@ function countAddressRefusal(ctx: RelayContext, conn: Connection): void {
 }
 
 function refuse(ctx: RelayContext, conn: Connection, id: string, why: string): void {
-  ctx.metrics.events.inc({ result: 'refused', reason: why.slice(0, why.indexOf(':')) });
+  ctx.metrics.tallies.events.inc('refused', why.slice(0, why.indexOf(':')));
   // auth-required: the client also gets a fresh AUTH challenge to act on (NIP-42).
   sendRefusal(conn, encodeOk(id, false, why), why);
 }
 
 /**
- * EVENT: the cheap checks first (the address's bucket, taken in `ingest`; the id; whether the gate
- * would refuse it), then the signature, the author's bucket, policies, gate, store (group
- * commit), OK, fan-out.
+ * EVENT: the cheap checks first (the address's bucket, taken in `ingest` before parsing; the id;
+ * whether the gate would refuse it), then the signature, the author's bucket, policies, gate,
+ * store (group commit), OK, fan-out.
  */
-async function handleEvent(ctx: RelayContext, conn: Connection, ev: NostrEvent, byAddress?: Promise<Verdict>): Promise<void> {
-  if (byAddress) {
-    const why = await byAddress;
-    if (why) {
-      refuse(ctx, conn, ev.id, why);
-      return countAddressRefusal(ctx, conn);
-    }
-    conn.addressRefused = 0;
-  }
+async function handleEvent(ctx: RelayContext, conn: Connection, ev: NostrEvent): Promise<void> {
   if (!hasValidId(ev)) return refuse(ctx, conn, ev.id, reason('invalid', 'event id does not match the event'));
   const json = eventToJson(ev);
   // A decision known at once is not awaited: each await is a turn of the microtask queue per event.
@@ -249,7 +297,7 @@ async function handleEvent(ctx: RelayContext, conn: Connection, ev: NostrEvent, 
   }
   if (kindClass(ev.kind) === 'ephemeral' && charge === undefined) {
     settle?.(true);
-    ctx.metrics.events.inc({ result: 'accepted', reason: 'ephemeral' });
+    ctx.metrics.tallies.events.inc('accepted', 'ephemeral');
     send(conn, encodeOk(ev.id, true, ''));
     publish(ctx, ev, json);
     return;
@@ -263,7 +311,7 @@ async function handleEvent(ctx: RelayContext, conn: Connection, ev: NostrEvent, 
   }
   settle?.(outcome.status === 'stored');
   if (outcome.status === 'stored') {
-    ctx.metrics.events.inc({ result: 'accepted', reason: '' });
+    ctx.metrics.tallies.events.inc('accepted', '');
     send(conn, encodeOk(ev.id, true, ''));
     publish(ctx, ev, json);
   } else if (outcome.status === 'unpaid') {
@@ -272,7 +320,7 @@ async function handleEvent(ctx: RelayContext, conn: Connection, ev: NostrEvent, 
     if (kindClass(ev.kind) !== 'ephemeral') gate.hold(ev, json, networkKey(conn.ip));
     refuse(ctx, conn, ev.id, gate.unpaidReason(ev, json, outcome.balanceMsat));
   } else if (outcome.status === 'duplicate') {
-    ctx.metrics.events.inc({ result: 'duplicate', reason: 'duplicate' });
+    ctx.metrics.tallies.events.inc('duplicate', 'duplicate');
     send(conn, encodeOk(ev.id, true, reason('duplicate', outcome.message)));
   } else {
     refuse(ctx, conn, ev.id, reason(outcome.status === 'deleted' ? 'blocked' : 'duplicate', outcome.message));

@@ -5,6 +5,7 @@ export function createMetrics() {
   const registry = new Registry();
   /** Read at scrape time; the relay sets them once the parts exist. */
   const probes = { busUp: () => true };
+  const tallies = { messages: new Tally('type'), events: new Tally('result', 'reason') };
   collectDefaultMetrics({ register: registry });
   return {
     registry,
@@ -24,14 +25,28 @@ export function createMetrics() {
       help: 'Client messages received, by verb',
       labelNames: ['type'],
       registers: [registry],
+      collect() {
+        tallies.messages.addTo(this);
+      },
     }),
     events: new Counter({
       name: 'relay_events_total',
       help: 'EVENT messages answered, by result and reason prefix (result "dropped": refused unanswered, a flood)',
       labelNames: ['result', 'reason'],
       registers: [registry],
+      collect() {
+        tallies.events.addTo(this);
+      },
     }),
+    /** The same two counters on the path of every message (ingest.ts): see Tally. */
+    tallies,
     delivered: new Counter({ name: 'relay_events_delivered_total', help: 'Events sent to live subscriptions', registers: [registry] }),
+    recentCache: new Counter({
+      name: 'relay_recent_cache_total',
+      help: 'The recent-events cache (recent-cache.ts): REQs answered from it (hit) or sent to Postgres (miss), author windows loaded and evicted',
+      labelNames: ['outcome'],
+      registers: [registry],
+    }),
     queryDuration: new Histogram({
       name: 'relay_query_duration_seconds',
       help: 'Time to answer the stored part of a REQ or COUNT',
@@ -67,3 +82,45 @@ export function createMetrics() {
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;
+
+type Cell = { labels: Record<string, string>; n: number };
+
+/**
+ * Increments of a counter with one or two labels, by their values, for a path every message
+ * takes (a flood's too): prom-client's `inc(labels)` writes the labels out as a string and looks
+ * it up on every call, which cost a refused message as much as its refusal. Here the values find
+ * their cell in two map lookups, and the counts are added to the counter when it is read (its
+ * `collect`, before every scrape or `get()`).
+ */
+export class Tally {
+  private readonly cells = new Map<string, Map<string, Cell>>();
+  private readonly names: [string] | [string, string];
+
+  constructor(...names: [string] | [string, string]) {
+    this.names = names;
+  }
+
+  inc(first: string, second = ''): void {
+    let byFirst = this.cells.get(first);
+    if (!byFirst) this.cells.set(first, (byFirst = new Map()));
+    const cell = byFirst.get(second);
+    if (cell) cell.n++;
+    else byFirst.set(second, { labels: this.labels(first, second), n: 1 });
+  }
+
+  /** Adds what was counted since the last call to `counter`. */
+  addTo(counter: Counter<string>): void {
+    for (const byFirst of this.cells.values()) {
+      for (const cell of byFirst.values()) {
+        if (cell.n === 0) continue;
+        counter.inc(cell.labels, cell.n);
+        cell.n = 0;
+      }
+    }
+  }
+
+  private labels(first: string, second: string): Record<string, string> {
+    const [a, b] = this.names;
+    return b === undefined ? { [a]: first } : { [a]: first, [b]: second };
+  }
+}

@@ -72,6 +72,12 @@ export class Moderation {
   private loaded = false;
   private reloading?: Promise<void>;
   private again = false;
+  /**
+   * Called when stored events may have been removed or become visible again (a ban, an unban, a
+   * banned event deleted), here or on another replica: before the reload for a change announced
+   * on the bus, and after a reload that found one. The recent-events cache drops what it holds.
+   */
+  onChange?: () => void;
 
   constructor(
     private readonly db: Database,
@@ -86,7 +92,9 @@ export class Moderation {
 
   async start(): Promise<void> {
     await this.bus.subscribe(MODERATION_CHANNEL, (msg) => {
-      if (msg !== this.instanceId) void this.reload();
+      if (msg === this.instanceId) return;
+      this.onChange?.();
+      void this.reload();
     });
     await this.reload();
     this.timer = setInterval(() => void this.reload(), RELOAD_MS);
@@ -99,6 +107,7 @@ export class Moderation {
 
   /** After a change committed on this replica: every replica (this one first) reloads. */
   async changed(): Promise<void> {
+    this.onChange?.();
     this.bus.publish(MODERATION_CHANNEL, this.instanceId);
     await this.reload();
   }
@@ -141,6 +150,7 @@ export class Moderation {
         this.log.warn({ err }, 'moderation: could not delete banned events'),
       );
     }
+    this.onChange?.();
   }
 
   private build(entries: ModerationEntry[], settings: Record<string, string>): State {

@@ -1,4 +1,4 @@
-import { countEvents, queryEvents } from '@paidrelay/db';
+import { countEvents, queryEvents, type QueryFilter } from '@paidrelay/db';
 import { encodeClosed, encodeCount, encodeEose, encodeEvent, nowSeconds, reason, type Filter } from '@paidrelay/nostr';
 import pLimit from 'p-limit';
 import { send, sendRefusal, type Connection, type Subscription } from './connection.ts';
@@ -33,7 +33,7 @@ export async function handleReq(ctx: RelayContext, conn: Connection, subId: stri
   let stored: string[];
   const end = ctx.metrics.queryDuration.startTimer({ type: 'req' });
   try {
-    stored = narrowed.length === 0 ? [] : await conn.querySlots(() => ctx.db.read((db) => queryEvents(db, narrowed, nowSeconds())));
+    stored = narrowed.length === 0 ? [] : await conn.querySlots(() => readStored(ctx, narrowed));
   } catch (err) {
     ctx.log.warn({ err }, 'query failed');
     if (conn.subs.get(subId) === sub) {
@@ -55,6 +55,13 @@ export async function handleReq(ctx: RelayContext, conn: Connection, subId: stri
   sub.backlog = null;
   for (const item of backlog) if (!sent.has(item.id)) send(conn, encodeEvent(subId, item.json));
   if (sent.size > 0) sub.sentStored = { ids: sent, until: Date.now() + STORED_IDS_KEPT_MS };
+}
+
+/** The stored part of a REQ: from the recent-events cache when it can answer exactly, else from the store. */
+function readStored(ctx: RelayContext, filters: QueryFilter[]): Promise<string[]> {
+  const now = nowSeconds();
+  const fromStore = () => ctx.db.read((db) => queryEvents(db, filters, now));
+  return ctx.recentCache ? ctx.recentCache.read(filters, now, fromStore) : fromStore();
 }
 
 /** How long a subscription remembers its stored part's ids (longer than a bus catch-up takes). */

@@ -1,19 +1,20 @@
 import { randomBytes } from 'node:crypto';
-import { createBus, decodeEventMessage, EVENTS_CHANNEL, RecentIds } from '@paidrelay/bus';
+import { createBus, decodeEventMessage, EVENTS_CHANNEL, RecentIds, type Bus } from '@paidrelay/bus';
 import { loadRelayKey, type Config } from '@paidrelay/config';
-import { databaseOptions, openDatabase } from '@paidrelay/db';
-import { parsePubkeyList, type NostrEvent, type ParseLimits } from '@paidrelay/nostr';
+import { databaseOptions, openDatabase, queryEvents, type Database } from '@paidrelay/db';
+import { nowSeconds, parsePubkeyList, type NostrEvent, type ParseLimits } from '@paidrelay/nostr';
 import type { Logger } from 'pino';
 import type { RelayOptions } from './app.ts';
 import type { RelayContext } from './context.ts';
 import { deliver, SubscriptionIndex } from './fanout.ts';
 import { resolveHooks } from './hooks.ts';
-import { createMetrics } from './metrics.ts';
+import { createMetrics, type Metrics } from './metrics.ts';
 import { Moderation } from './moderation.ts';
 import { defaultPolicies } from './policy.ts';
 import { createRateLimiter } from './rate-limit.ts';
 import { defaultReadPolicies } from './read-policy.ts';
-import { GroupCommitWriter } from './store.ts';
+import { RecentCache } from './recent-cache.ts';
+import { GroupCommitWriter, type WriteOutcome } from './store.ts';
 import { VerifyPool } from './verify.ts';
 
 export type Services = {
@@ -40,6 +41,9 @@ export async function buildServices(config: Config, log: Logger, opts: RelayOpti
   // to ALLOWED_PUBKEYS) is what a payment gate hook takes as free.
   const moderation = new Moderation(db, bus, log, instanceId, new Set(parsePubkeyList('ALLOWED_PUBKEYS', config.ALLOWED_PUBKEYS)));
   await moderation.start();
+  const recentCache = config.RECENT_CACHE_MB > 0 ? newRecentCache(config.RECENT_CACHE_MB, db, bus, metrics) : undefined;
+  // What moderation removes (banned events) or shows again (unbanned pubkeys): every window goes.
+  if (recentCache) moderation.onChange = () => recentCache.clear();
   const hooks = await resolveHooks(opts.hooks ?? [], {
     config,
     log,
@@ -68,7 +72,7 @@ export async function buildServices(config: Config, log: Logger, opts: RelayOpti
     log,
     db,
     bus,
-    writer: new GroupCommitWriter(
+    writer: new (recentCache ? cachingWriter(recentCache) : GroupCommitWriter)(
       db,
       config.WRITE_BATCH_MAX,
       metrics,
@@ -85,6 +89,7 @@ export async function buildServices(config: Config, log: Logger, opts: RelayOpti
     relayUrl: config.RELAY_URL ?? `ws://localhost:${config.PORT}`,
     key,
     instanceId,
+    recentCache,
     recentEvents: new RecentIds(),
     gate: hooks.gate,
     // Its own Redis connection, made in the background: a start without Redis is not delayed.
@@ -102,6 +107,7 @@ export async function buildServices(config: Config, log: Logger, opts: RelayOpti
       for (const hook of hooks.onClose) await hook();
       await ctx.rateLimiter?.close();
       moderation.close();
+      recentCache?.close();
       if (!opts.bus) await bus.close();
       if (!opts.db) await db.close();
     },
@@ -115,6 +121,8 @@ async function followOtherReplicas(ctx: RelayContext): Promise<void> {
     if (!m || m.sender === ctx.instanceId) return;
     try {
       const ev = JSON.parse(m.eventJson) as NostrEvent;
+      // Stored elsewhere (this replica's own writes reach the cache from its writer).
+      ctx.recentCache?.stored(ev, m.eventJson);
       // At most once per subscription: an id this process already delivered (a bus entry seen
       // twice, or an event relayed by two replicas) is not delivered again.
       if (!ctx.recentEvents.add(ev.id)) return;
@@ -123,4 +131,33 @@ async function followOtherReplicas(ctx: RelayContext): Promise<void> {
       ctx.log.warn({ err }, 'bus: bad event message');
     }
   });
+}
+
+/**
+ * Windows are loaded on the primary: a replica that lags could miss an event whose bus message
+ * this process has already applied, and the window would then lack it for good.
+ */
+function newRecentCache(mb: number, db: Database, bus: Bus, metrics: Metrics): RecentCache {
+  return new RecentCache({
+    maxBytes: mb * 1024 * 1024,
+    load: (authors, limit) =>
+      queryEvents(
+        db.kysely,
+        authors.map((a) => ({ authors: [a], limit })),
+        nowSeconds(),
+      ),
+    healthy: () => bus.healthy(),
+    count: (outcome, n = 1) => metrics.recentCache.inc({ outcome }, n),
+  });
+}
+
+/** The writer, telling the cache of each event it stored before its caller (and so the client's OK) hears of it. */
+function cachingWriter(cache: RecentCache): typeof GroupCommitWriter {
+  return class extends GroupCommitWriter {
+    override async write(event: NostrEvent, raw: string, charge?: number): Promise<WriteOutcome> {
+      const outcome = await super.write(event, raw, charge);
+      if (outcome.status === 'stored') cache.stored(event, raw);
+      return outcome;
+    }
+  };
 }

@@ -112,6 +112,11 @@ export const configSchema = z.object({
   MAX_FILTERS: int(10, 1),
   MAX_LIMIT: int(1000, 1),
   DEFAULT_LIMIT: int(500, 1),
+  /**
+   * Memory (MB, estimated) for each replica's cache of recently read authors' newest events, which
+   * answers REQs by `authors` without Postgres, kept exact by the store and the bus (0: off).
+   */
+  RECENT_CACHE_MB: int(64),
   MAX_SUBID_LENGTH: int(64, 1),
   MAX_EVENT_TAGS: int(2000, 1),
   MAX_CONTENT_LENGTH: int(65536, 1),

@@ -216,6 +216,17 @@ function spamPricing(config: Config, pricing: Pricing, log: Logger) {
   };
   // On at start: the load level is followed from the first second, before this replica's first write.
   if (pricing.surge) started();
+  // Client address to its network, remembered: asked for every write, a flood's included.
+  const networks = new Map<string, string>();
+  const network = (ip: string): string => {
+    let key = networks.get(ip);
+    if (key === undefined) {
+      key = networkKey(ip, config.SURGE_V6_PREFIX, config.SURGE_V4_PREFIX);
+      if (networks.size >= NETWORKS_MAX) networks.delete(networks.keys().next().value as string);
+      networks.set(ip, key);
+    }
+    return key;
+  };
   return {
     async topSenders(limit: number): Promise<TopSender[]> {
       const policy = pricing.surge;
@@ -234,47 +245,12 @@ function spamPricing(config: Config, pricing: Pricing, log: Logger) {
       const load = counters?.load;
       return { level: load?.level ?? 0, writesPerSecond: load?.writesPerSecond ?? 0, evaluations: load?.evaluations ?? 0 };
     },
-    inputs(pubkey: string, ip: string, history: History) {
+    inputs(pubkey: string, ip: string, history: History): SenderVolume | undefined {
       // The policy as it is now (admins change it at run time; switched off, nothing is counted).
       const policy = pricing.surge;
       if (!policy) return undefined;
       const { tracker, load } = started();
-      const window = surgeWindow(policy);
-      // The keys the admission API reads too (the slot size is in the window keys).
-      const keys = counterKeys(pubkey, networkKey(ip, config.SURGE_V6_PREFIX, config.SURGE_V4_PREFIX), policy);
-      const inputs: SurgeInputs = {
-        policy,
-        // Trust grows with the account's age and with what the key has paid in all.
-        history,
-        day: tracker.view(keys.day, DAY),
-        window: tracker.view(keys.window, window),
-        networkWindow: ip ? tracker.view(keys.network, window) : { events: 0, bytes: 0 },
-        // Admissions bought from the network lately (counted by the admission service when paid):
-        // the admission price a refusal names is the one the pay page asks.
-        networkAdmissions: ip ? tracker.view(keys.admissions, window).events : 0,
-        loadLevel: load.level,
-      };
-      const count = (bytes: number): ((committed: boolean) => void) => {
-        const add = (sign: number) => {
-          tracker.count(keys.day, DAY, sign, sign * bytes);
-          tracker.count(keys.window, window, sign, sign * bytes, windowGroup(window));
-          if (ip) tracker.count(keys.network, window, sign, sign * bytes);
-        };
-        add(1);
-        let done = false;
-        return (committed) => {
-          if (done) return;
-          done = true;
-          if (!committed) add(-1);
-          else load.count();
-        };
-      };
-      // A refusal may name the admission price: the network's admissions are followed from now on
-      // (one counter per network, refreshed while in use; a flood of fresh keys adds none).
-      const refused = () => {
-        if (ip) tracker.count(keys.admissions, window, 0, 0);
-      };
-      return { inputs, count, refused };
+      return new SenderVolume(tracker, load, policy, pubkey, ip, network(ip), history);
     },
     async close() {
       if (!counters) return;
@@ -284,6 +260,75 @@ function spamPricing(config: Config, pricing: Pricing, log: Logger) {
       await counters.store.close();
     },
   };
+}
+
+/** Client addresses whose network is remembered; the oldest go first. */
+const NETWORKS_MAX = 100_000;
+
+/**
+ * Spam pricing for one decision: the gate's inputs for a sender and its network, and what the
+ * outcome counts. Made for every write, a flood's refusals included, so it is a class (its
+ * methods are made once) rather than closures made per write.
+ */
+class SenderVolume {
+  readonly inputs: SurgeInputs;
+  private readonly keys: ReturnType<typeof counterKeys>;
+  private readonly window: VolumeWindow;
+
+  constructor(
+    private readonly tracker: VolumeTracker,
+    private readonly load: LoadMonitor,
+    policy: SurgePolicy,
+    pubkey: string,
+    private readonly ip: string,
+    network: string,
+    history: History,
+  ) {
+    const window = surgeWindow(policy);
+    // The keys the admission API reads too (the slot size is in the window keys).
+    const keys = counterKeys(pubkey, network, policy);
+    const now = Date.now();
+    this.window = window;
+    this.keys = keys;
+    this.inputs = {
+      policy,
+      // Trust grows with the account's age and with what the key has paid in all.
+      history,
+      day: tracker.view(keys.day, DAY, now),
+      window: tracker.view(keys.window, window, now),
+      networkWindow: ip ? tracker.view(keys.network, window, now) : { events: 0, bytes: 0 },
+      // Admissions bought from the network lately (counted by the admission service when paid):
+      // the admission price a refusal names is the one the pay page asks.
+      networkAdmissions: ip ? tracker.view(keys.admissions, window, now).events : 0,
+      loadLevel: load.level,
+    };
+  }
+
+  /** Counts a write that passes at once; the settle it returns takes it back unless it was stored. */
+  count(bytes: number): (committed: boolean) => void {
+    this.add(1, bytes);
+    let done = false;
+    return (committed) => {
+      if (done) return;
+      done = true;
+      if (!committed) this.add(-1, bytes);
+      else this.load.count();
+    };
+  }
+
+  /**
+   * A refusal may name the admission price: the network's admissions are followed from now on
+   * (one counter per network, refreshed while in use; a flood of fresh keys adds none).
+   */
+  refused(): void {
+    if (this.ip) this.tracker.count(this.keys.admissions, this.window, 0, 0);
+  }
+
+  private add(sign: number, bytes: number): void {
+    this.tracker.count(this.keys.day, DAY, sign, sign * bytes);
+    this.tracker.count(this.keys.window, this.window, sign, sign * bytes, windowGroup(this.window));
+    if (this.ip) this.tracker.count(this.keys.network, this.window, sign, sign * bytes);
+  }
 }
 
 /**

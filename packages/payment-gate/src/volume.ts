@@ -22,6 +22,7 @@ type Entry = {
 const REFRESH_MS = 1_000;
 const ZERO: Volume = { events: 0, bytes: 0 };
 const plus = (a: Volume, b: Volume, times = 1): Volume => ({ events: a.events + b.events * times, bytes: a.bytes + b.bytes * times });
+const isZero = (v: Volume): boolean => v.events === 0 && v.bytes === 0;
 
 /**
  * This replica's view of the shared volume counters, read synchronously by the gate (the pure
@@ -60,25 +61,31 @@ export class VolumeTracker {
     return this.replicas;
   }
 
-  /** Every replica's volume on this counter, as far as this one knows. */
-  view(key: string, w: VolumeWindow): Volume {
+  /**
+   * Every replica's volume on this counter, as far as this one knows. `now` (ms): a caller
+   * reading several counters for one decision reads the clock once. The volume returned is
+   * not to be changed (it may be this tracker's own).
+   */
+  view(key: string, w: VolumeWindow, now = Date.now()): Volume {
     // Nothing is asked for a counter this replica has not counted in: a flood of fresh keys that
     // are all refused costs no Redis traffic. Its first count asks for the shared total.
     const e = this.entries.get(key);
     if (!e) return ZERO;
-    e.viewedAt = Date.now();
+    e.viewedAt = now;
     // A counter back in use after a pause is asked for at once: the writes after this one see
     // what the other replicas counted meanwhile (this one is decided on the last total known).
-    if (e.viewedAt - e.sharedAt >= REFRESH_MS) void this.send(key, e);
-    const fresh = e.viewedAt - e.sharedAt < w.slotSeconds * w.slots * 1000;
+    if (now - e.sharedAt >= REFRESH_MS) void this.send(key, e);
+    const fresh = now - e.sharedAt < w.slotSeconds * w.slots * 1000;
     const shared = fresh ? e.shared : ZERO;
+    // Nothing counted here since the last total (a flood's network counters, mostly): that total.
+    if (isZero(e.pending) && isZero(e.inflight)) return shared;
     return plus(shared, plus(e.pending, e.inflight), this.store.usable() ? 1 : this.replicas);
   }
 
   /** `group`: the counter is ranked in that group (top senders: VolumeCounters.top). */
   count(key: string, w: VolumeWindow, events: number, bytes: number, group?: string): void {
     const e = this.entry(key, w, group);
-    e.pending = plus(e.pending, { events, bytes });
+    if (events !== 0 || bytes !== 0) e.pending = plus(e.pending, { events, bytes });
   }
 
   private entry(key: string, w: VolumeWindow, group?: string): Entry {

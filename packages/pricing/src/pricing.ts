@@ -2,6 +2,7 @@ import type { Config } from '@paidrelay/config';
 import { DEFAULT_SURGE, type SurgePolicy } from './surge.ts';
 import { isHex64, parsePubkeyList } from '@paidrelay/nostr';
 import { getPublicKey } from 'nostr-tools/pure';
+import { randomBytes } from 'node:crypto';
 
 /** The prices an admin can change at run time (the environment only seeds them). All msat. */
 export type Prices = {
@@ -160,11 +161,28 @@ export function heldEventPrice(p: Pricing, kind: number, jsonBytes: number): num
 
 /** An amount as a person reads it: "1 sat", "21 sats", "10,000 sats", "1.5 sats" (msat kept exact). */
 export function formatSats(msat: number): string {
-  const sats = msat / 1000;
-  return `${SATS.format(sats)} ${sats === 1 ? 'sat' : 'sats'}`;
+  // -0 is not remembered: a Map takes it for 0, and the formatter writes "-0".
+  let text = Object.is(msat, -0) ? undefined : written.get(msat);
+  if (text === undefined) {
+    const sats = msat / 1000;
+    text = `${SATS.format(sats)} ${sats === 1 ? 'sat' : 'sats'}`;
+    if (!Object.is(msat, -0)) remember(written, msat, text);
+  }
+  return text;
 }
 /** Made once: toLocaleString makes a formatter per call, which a flood of refusals pays for. */
 const SATS = new Intl.NumberFormat('en-US', { maximumFractionDigits: 3 });
+/**
+ * Amounts already written out: a flood's refusals name the same few prices, and even a formatter
+ * made once costs a microsecond a call. Bounded: forgotten all at once when full.
+ */
+const written = new Map<number, string>();
+const WRITTEN_MAX = 1024;
+
+function remember<K, V>(map: Map<K, V>, key: K, value: V): void {
+  if (map.size >= WRITTEN_MAX) map.clear();
+  map.set(key, value);
+}
 
 /**
  * The pay page for this refused event (`<pay page>/e/<event id>`: the id alone names the held
@@ -172,6 +190,11 @@ const SATS = new Intl.NumberFormat('en-US', { maximumFractionDigits: 3 });
  * takes the long form `?pubkey=<hex>&event=<id>`.
  */
 export function payUrl(p: Pricing, pubkey: string, eventId?: string): string {
+  // An event id (hex) goes into the path as it is: only the pay page's URL needs the parser, once.
+  if (eventId && isHex64(eventId)) {
+    const around = eventUrlAround(p.paymentsUrl);
+    if (around) return around.before + eventId + around.after;
+  }
   const u = new URL(p.paymentsUrl);
   if (eventId) {
     u.pathname = `${u.pathname.replace(/\/$/, '')}/e/${eventId}`;
@@ -180,6 +203,27 @@ export function payUrl(p: Pricing, pubkey: string, eventId?: string): string {
   u.searchParams.set('pubkey', pubkey);
   return u.toString();
 }
+
+/**
+ * The event pay URL of a pay page split around the place of the id, made by the URL parser with a
+ * random stand-in for the id (so it is exactly what the parser writes, a query or fragment of the
+ * pay page included); undefined when the stand-in does not come out once and unchanged.
+ */
+function eventUrlAround(paymentsUrl: string): { before: string; after: string } | undefined {
+  let around = eventUrls.get(paymentsUrl);
+  if (around === undefined) {
+    const u = new URL(paymentsUrl);
+    u.pathname = `${u.pathname.replace(/\/$/, '')}/e/${STAND_IN}`;
+    const url = u.toString();
+    const at = url.indexOf(STAND_IN);
+    around = at >= 0 && url.indexOf(STAND_IN, at + 1) < 0 ? { before: url.slice(0, at), after: url.slice(at + STAND_IN.length) } : null;
+    remember(eventUrls, paymentsUrl, around);
+  }
+  return around ?? undefined;
+}
+/** Per pay page URL (one, unless an admin moves it). */
+const eventUrls = new Map<string, { before: string; after: string } | null>();
+const STAND_IN = randomBytes(32).toString('hex');
 
 /** NIP-11 fields describing exactly what is enforced. */
 export function nip11Payments(p: Pricing): {

@@ -172,6 +172,85 @@ type HoldPlan = {
 /** (created_at, event_id) ascending: the order in which the oldest go first. */
 const oldestFirst = (a: HeldRow, b: HeldRow) => a.createdAt - b.createdAt || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
 
+/** The held events of one pubkey or one address, oldest first, and their bytes. */
+type Group = { rows: HeldRow[]; bytes: number };
+
+/**
+ * Held events by pubkey and by address as a plan goes, each group kept in order: sorted once,
+ * then each change put in its place (an address near its bound holds thousands of events, and
+ * sorting them again for every item of a batch was most of a batch's cost).
+ */
+class HeldIndex {
+  readonly byId = new Map<string, HeldRow>();
+  private readonly byPubkey = new Map<string, Group>();
+  private readonly byIp = new Map<string, Group>();
+
+  constructor(rows: HeldRow[]) {
+    for (const r of rows) {
+      this.byId.set(r.id, r);
+      groupOf(this.byPubkey, r.pubkey).rows.push(r);
+      const g = groupOf(this.byIp, r.ip);
+      g.rows.push(r);
+      g.bytes += r.bytes;
+    }
+    for (const g of this.byPubkey.values()) g.rows.sort(oldestFirst);
+    for (const g of this.byIp.values()) g.rows.sort(oldestFirst);
+  }
+
+  pubkey(pubkey: string): Group {
+    return this.byPubkey.get(pubkey) ?? EMPTY;
+  }
+
+  ip(ip: string): Group {
+    return this.byIp.get(ip) ?? EMPTY;
+  }
+
+  add(r: HeldRow): void {
+    this.byId.set(r.id, r);
+    place(groupOf(this.byPubkey, r.pubkey), r);
+    place(groupOf(this.byIp, r.ip), r);
+  }
+
+  remove(r: HeldRow): void {
+    this.byId.delete(r.id);
+    unplace(this.byPubkey.get(r.pubkey), r);
+    unplace(this.byIp.get(r.ip), r);
+  }
+}
+
+const EMPTY: Group = { rows: [], bytes: 0 };
+
+function groupOf(m: Map<string, Group>, key: string): Group {
+  let g = m.get(key);
+  if (!g) m.set(key, (g = { rows: [], bytes: 0 }));
+  return g;
+}
+
+/** Where `r` goes in (or is in) rows ordered oldest first: the first row not older than it. */
+function position(rows: HeldRow[], r: HeldRow): number {
+  let lo = 0;
+  let hi = rows.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (oldestFirst(rows[mid], r) < 0) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+function place(g: Group, r: HeldRow): void {
+  g.rows.splice(position(g.rows, r), 0, r);
+  g.bytes += r.bytes;
+}
+
+function unplace(g: Group | undefined, r: HeldRow): void {
+  if (!g) return;
+  const i = position(g.rows, r);
+  if (g.rows[i] !== r) return;
+  g.rows.splice(i, 1);
+  g.bytes -= r.bytes;
+}
+
 /**
  * Decides a batch of holds in memory from what was held before it, item by item in input order,
  * as holding them one after another would (later items see the effect of earlier ones), and says
@@ -180,56 +259,36 @@ const oldestFirst = (a: HeldRow, b: HeldRow) => a.createdAt - b.createdAt || (a.
 function planHolds(before: Before, items: PlanItem[], opts: HoldOptions): HoldPlan {
   const { now } = opts;
   const expiresAt = now + opts.ttlSeconds;
-  const held = new Map<string, HeldRow>();
-  const byPubkey = new Map<string, Set<string>>();
-  const byIp = new Map<string, Set<string>>();
-  const index = (m: Map<string, Set<string>>, k: string) => {
-    let s = m.get(k);
-    if (!s) m.set(k, (s = new Set()));
-    return s;
-  };
-  const add = (r: HeldRow) => {
-    held.set(r.id, r);
-    index(byPubkey, r.pubkey).add(r.id);
-    index(byIp, r.ip).add(r.id);
-  };
-  const remove = (id: string) => {
-    const r = held.get(id)!;
-    held.delete(id);
-    byPubkey.get(r.pubkey)?.delete(id);
-    byIp.get(r.ip)?.delete(id);
-  };
-  const rowsOf = (ids: Set<string> | undefined) => [...(ids ?? [])].map((id) => held.get(id)!).sort(oldestFirst);
-  for (const r of before.rows) add({ ...r });
-  const existed = new Set(held.keys());
+  const held = new HeldIndex(before.rows.map((r) => ({ ...r })));
+  const existed = new Set(held.byId.keys());
   const refreshed = new Set<string>();
   const inserted = new Map<string, PlanItem>();
 
   const results = items.map(({ ev, bytes, ip }): HoldResult => {
-    const same = held.get(ev.id);
+    const same = held.byId.get(ev.id);
     if (same) {
       same.expiresAt = Math.max(same.expiresAt, expiresAt);
       if (!inserted.has(ev.id)) refreshed.add(ev.id);
       return 'already-held';
     }
     if (opts.maxPerPubkey === 0) return 'limit-reached';
-    const drop = dropForPubkey(rowsOf(byPubkey.get(ev.pubkey)), opts.maxPerPubkey, now);
+    const drop = dropForPubkey(held.pubkey(ev.pubkey).rows, opts.maxPerPubkey, now);
     if (drop === undefined) return 'limit-reached';
     if (ip !== '' && opts.maxBytesPerIp !== undefined) {
-      if (!dropForAddress(rowsOf(byIp.get(ip)), bytes, opts.maxBytesPerIp, drop)) return 'limit-reached';
+      if (!dropForAddress(held.ip(ip), ip, bytes, opts.maxBytesPerIp, drop)) return 'limit-reached';
     }
-    for (const id of drop) {
-      remove(id);
-      refreshed.delete(id);
-      inserted.delete(id);
+    for (const r of drop) {
+      held.remove(r);
+      refreshed.delete(r.id);
+      inserted.delete(r.id);
     }
-    add({ id: ev.id, pubkey: ev.pubkey, ip, bytes, createdAt: now, expiresAt, beingPaid: before.paidIds.has(ev.id) });
+    held.add({ id: ev.id, pubkey: ev.pubkey, ip, bytes, createdAt: now, expiresAt, beingPaid: before.paidIds.has(ev.id) });
     inserted.set(ev.id, { ev, bytes, ip });
     return 'held';
   });
   return {
     results,
-    deleted: [...existed].filter((id) => !held.has(id)),
+    deleted: [...existed].filter((id) => !held.byId.has(id)),
     refreshed: [...refreshed],
     inserted: [...inserted.values()].map(({ ev, bytes, ip }) => ({ item: ev, bytes, ip })),
   };
@@ -237,21 +296,21 @@ function planHolds(before: Before, items: PlanItem[], opts: HoldOptions): HoldPl
 
 /**
  * Per-pubkey bound, over its held events oldest first: drops what has expired (unless being
- * paid), then the oldest until there is room. The ids to drop, or undefined when there is no room.
+ * paid), then the oldest until there is room. The events to drop, or undefined when there is no room.
  */
-function dropForPubkey(rows: HeldRow[], max: number, now: number): Set<string> | undefined {
-  const drop = new Set<string>();
+function dropForPubkey(rows: HeldRow[], max: number, now: number): Set<HeldRow> | undefined {
+  const drop = new Set<HeldRow>();
   let live = rows.length;
   for (const r of rows) {
     if (!r.beingPaid && r.expiresAt <= now) {
-      drop.add(r.id);
+      drop.add(r);
       live--;
     }
   }
   for (const r of rows) {
     if (live < max) break;
     if (!r.beingPaid && r.expiresAt > now) {
-      drop.add(r.id);
+      drop.add(r);
       live--;
     }
   }
@@ -261,16 +320,17 @@ function dropForPubkey(rows: HeldRow[], max: number, now: number): Set<string> |
 /**
  * Per-address bound: fresh keys are free, so one address could otherwise hold
  * `maxPerPubkey × keys` events. Adds to `drop` the address's oldest held events (never one
- * being paid for) until `bytes` more fit under `maxBytes`; false when they cannot.
+ * being paid for) until `bytes` more fit under `maxBytes`; false when they cannot. `held`: the
+ * address's events, oldest first.
  */
-function dropForAddress(rows: HeldRow[], bytes: number, maxBytes: number, drop: Set<string>): boolean {
+function dropForAddress(held: Group, ip: string, bytes: number, maxBytes: number, drop: Set<HeldRow>): boolean {
   if (bytes > maxBytes) return false;
-  let used = 0;
-  for (const r of rows) if (!drop.has(r.id)) used += r.bytes;
-  for (const r of rows) {
+  let used = held.bytes;
+  for (const r of drop) if (r.ip === ip) used -= r.bytes;
+  for (const r of held.rows) {
     if (used + bytes <= maxBytes) break;
-    if (r.beingPaid || drop.has(r.id)) continue;
-    drop.add(r.id);
+    if (r.beingPaid || drop.has(r)) continue;
+    drop.add(r);
     used -= r.bytes;
   }
   return used + bytes <= maxBytes;
