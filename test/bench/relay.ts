@@ -149,7 +149,7 @@ export type SpawnOptions = {
   cpus?: string;
 };
 
-/** Starts apps/relay/src/main.ts under tsx on a free 127.0.0.1 port and waits for GET /healthz. */
+/** Starts apps/relay/src/main.ts under tsx (or `entry`) on a free 127.0.0.1 port and waits for GET /healthz. */
 export async function spawnRelay(opts: SpawnOptions): Promise<RelayProcess> {
   const port = await freePort();
   const dataDir = mkdtempSync(join(tmpdir(), 'paidrelay-bench-'));
@@ -180,7 +180,8 @@ export async function spawnRelay(opts: SpawnOptions): Promise<RelayProcess> {
   });
   const root = opts.repoRoot ?? REPO_ROOT;
   const main = opts.repoRoot || opts.entry ? join(root, opts.entry ?? 'apps/relay/src/main.ts') : RELAY_MAIN;
-  const argv = [...(opts.nodeArgs ?? []), '--import', 'tsx', main];
+  // A built bundle (`apps/relay/dist/main.js`) runs as it ships; tsx alone adds 100-130 MB of RSS.
+  const argv = [...(opts.nodeArgs ?? []), ...(main.endsWith('.ts') ? ['--import', 'tsx'] : []), main];
   // taskset execs node in place, so the child's pid is the relay's.
   const [file, args] = opts.cpus ? ['taskset', ['-c', opts.cpus, process.execPath, ...argv]] : [process.execPath, argv];
   const child = spawn(file, args, {

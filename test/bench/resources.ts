@@ -100,9 +100,22 @@ export function coresUsed(a: CpuSnapshot, b: CpuSnapshot) {
   };
 }
 
-/** Peak resident memory of a process, sampled from /proc/<pid>/status. */
+/** A `Name:  123 kB` field of /proc/<pid>/status, 0 when absent. */
+function statusKb(status: string, name: string): number {
+  const m = new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(status);
+  return m ? Number(m[1]) : 0;
+}
+
+/**
+ * Peak resident memory of a process, sampled from /proc/<pid>/status. Beside the total, the
+ * peaks of its two parts: anonymous memory (heaps, buffers: what the process itself holds) and
+ * file-backed pages (mapped binaries, and an mmap-ed database such as strfry's LMDB, which the
+ * kernel can drop and read again). Two relays compare fairly only with both parts in view.
+ */
 export class RssSampler {
   peakKb = 0;
+  peakAnonKb = 0;
+  peakFileKb = 0;
   private timer: NodeJS.Timeout;
 
   constructor(
@@ -115,9 +128,11 @@ export class RssSampler {
   }
 
   sample(): number {
-    const m = /VmRSS:\s+(\d+) kB/.exec(read(`/proc/${this.pid}/status`) ?? '');
-    const kb = m ? Number(m[1]) : 0;
-    if (kb > this.peakKb) this.peakKb = kb;
+    const status = read(`/proc/${this.pid}/status`) ?? '';
+    const kb = statusKb(status, 'VmRSS');
+    this.peakKb = Math.max(this.peakKb, kb);
+    this.peakAnonKb = Math.max(this.peakAnonKb, statusKb(status, 'RssAnon'));
+    this.peakFileKb = Math.max(this.peakFileKb, statusKb(status, 'RssFile'));
     return kb;
   }
 

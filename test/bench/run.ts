@@ -43,6 +43,10 @@ const { values: args } = parseArgs({
     assert: { type: 'boolean', default: false },
     'repo-root': { type: 'string' },
     'cpu-prof': { type: 'string' },
+    env: { type: 'string', multiple: true, default: [] },
+    'node-arg': { type: 'string', multiple: true, default: [] },
+    // Another entry of this repository, e.g. apps/relay/dist/main.js after `pnpm build` (the relay as it ships).
+    entry: { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
@@ -100,6 +104,17 @@ const opts = {
   timeoutS: int('timeout', 10),
 };
 
+/** `--env K=V` (repeatable): relay settings on top of the bench's own, e.g. VERIFY_WORKERS=1. */
+const extraEnv: Record<string, string> = {};
+for (const kv of args.env as string[]) {
+  const at = kv.indexOf('=');
+  if (at < 1) {
+    process.stderr.write(`--env must be KEY=VALUE, got "${kv}"\n`);
+    process.exit(64);
+  }
+  extraEnv[kv.slice(0, at)] = kv.slice(at + 1);
+}
+
 const log = (msg: string) => process.stderr.write(`[bench] ${msg}\n`);
 const started = performance.now();
 const loadAtStart = loadavg().map((x) => round(x, 2));
@@ -129,7 +144,14 @@ async function cleanup(): Promise<void> {
 
 function finalFields(): Output {
   return {
-    ...(sampler ? { relay_rss_mb_peak: round(sampler.peakKb / 1024, 1) } : {}),
+    ...(sampler
+      ? {
+          relay_rss_mb_peak: round(sampler.peakKb / 1024, 1),
+          // Each part's own peak (they need not peak together): see RssSampler.
+          relay_rss_anon_mb_peak: round(sampler.peakAnonKb / 1024, 1),
+          relay_rss_file_mb_peak: round(sampler.peakFileKb / 1024, 1),
+        }
+      : {}),
     ...(relay ? { relay_log: relay.logs, relay_exit: relay.exited } : {}),
     machine: {
       cores: availableParallelism(),
@@ -241,8 +263,10 @@ async function main(): Promise<void> {
     log('starting the relay');
     // --repo-root runs another checkout's relay under this bench (before/after in one harness);
     // --cpu-prof writes the relay's V8 CPU profiles (main thread and each worker) into that folder.
-    const nodeArgs = args['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${args['cpu-prof']}`] : [];
-    relay = await spawnRelay({ databaseUrl: db?.url, redisUrl, repoRoot: args['repo-root'], nodeArgs });
+    // --node-arg passes node flags (e.g. --max-semi-space-size=8), --env relay settings (e.g. VERIFY_WORKERS=2).
+    const profArgs = args['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${args['cpu-prof']}`] : [];
+    const nodeArgs = [...profArgs, ...(args['node-arg'] as string[])];
+    relay = await spawnRelay({ databaseUrl: db?.url, redisUrl, repoRoot: args['repo-root'], entry: args.entry, nodeArgs, extraEnv });
     relay.child.once('exit', (code, signal) => {
       if (!finished) void finish(`relay exited during the run (code ${code}, signal ${signal})`);
     });
