@@ -20,7 +20,7 @@ import { deliver } from './fanout.ts';
 import { networkKey } from './limits.ts';
 import { runPolicies } from './policy.ts';
 import { closeSub, handleCount, handleReq } from './query.ts';
-import { limitRead, type Verdict } from './rate-limit.ts';
+import { limitRead } from './rate-limit.ts';
 import { isUtf8 } from 'node:buffer';
 
 // Invalid UTF-8 (possible in a binary frame; uWS closes text frames that are not UTF-8) is
@@ -271,11 +271,15 @@ function refuse(ctx: RelayContext, conn: Connection, id: string, why: string): v
 async function handleEvent(ctx: RelayContext, conn: Connection, ev: NostrEvent): Promise<void> {
   if (!hasValidId(ev)) return refuse(ctx, conn, ev.id, reason('invalid', 'event id does not match the event'));
   const json = eventToJson(ev);
-  // A decision known at once is not awaited: each await is a turn of the microtask queue per event.
-  const overBudget = overUnpaidBudget(ctx, conn, ev, json);
-  const unpaid = overBudget instanceof Promise ? await overBudget : overBudget;
-  if (unpaid) return refuse(ctx, conn, ev.id, unpaid);
-  if (!(await ctx.verifier.verify(ev))) return refuse(ctx, conn, ev.id, reason('invalid', 'signature is invalid'));
+  const refusable = gateWouldRefuse(ctx, conn, ev, json);
+  if (refusable) {
+    // A decision known at once is not awaited: each await is a turn of the microtask queue per event.
+    const overBudget = ctx.rateLimiter?.unpaidFromAddress(conn.ip);
+    const unpaid = overBudget instanceof Promise ? await overBudget : overBudget;
+    if (unpaid) return refuse(ctx, conn, ev.id, unpaid);
+  }
+  // An event the gate would refuse waits for its signature check behind every other.
+  if (!(await ctx.verifier.verify(ev, refusable))) return refuse(ctx, conn, ev.id, reason('invalid', 'signature is invalid'));
   // The author's bucket after the signature: nobody can spend another key's.
   const fromPubkey = ctx.rateLimiter?.eventFromPubkey(ev.pubkey);
   const byPubkey = fromPubkey instanceof Promise ? await fromPubkey : fromPubkey;
@@ -328,20 +332,19 @@ async function handleEvent(ctx: RelayContext, conn: Connection, ev: NostrEvent):
 }
 
 /**
- * An event the gate would refuse (from its cache, before any signature work) is verified, and
- * then held, only within its address's budget of unpaid events: past it, the refusal is
- * `rate-limited:` and costs no verification, so a free flood costs the workers and the held-event
- * writes no more than that budget. A reservation the look made is given back at once: the gate
- * decides again once the signature is known, so a forged event reserves nothing.
+ * Whether the gate would refuse the event, from its cache, before any signature work. Such an
+ * event is verified (after every other waiting event), and then held, only within its address's
+ * budget of unpaid events: past it, the refusal is `rate-limited:` and costs no verification, so a
+ * free flood costs the workers and the held-event writes no more than that budget. A reservation
+ * the look made is given back at once: the gate decides again once the signature is known, so a
+ * forged event reserves nothing.
  */
-function overUnpaidBudget(ctx: RelayContext, conn: Connection, ev: NostrEvent, json: string): Verdict | Promise<Verdict> {
-  if (!ctx.gate) return undefined;
+function gateWouldRefuse(ctx: RelayContext, conn: Connection, ev: NostrEvent, json: string): boolean {
+  if (!ctx.gate) return false;
   const look = ctx.gate.check(ev, json, conn.ip);
-  if (look.action !== 'refuse') {
-    look.settle?.(false);
-    return undefined;
-  }
-  return ctx.rateLimiter?.unpaidFromAddress(conn.ip);
+  if (look.action === 'refuse') return true;
+  look.settle?.(false);
+  return false;
 }
 
 /** Local subscribers now, other replicas through the bus. */

@@ -58,15 +58,20 @@ function startWorker(): Worker {
   return new Worker(bootstrap, { eval: true, type: 'module' } as never);
 }
 
+/** Records (see RECORD_CHARS) waiting for a worker, and who waits for each. */
+type Lane = { records: string[]; resolvers: Waiter[] };
+
 /**
  * Signature checks run on worker threads, never on the event loop. Calls made in the same
  * tick are sent together as one batch; each worker gets the next batch as soon as it is free.
+ * Two lanes: events the payment gate would refuse (a free flood's, within its address's unpaid
+ * budget) go into a batch only after every other waiting event, so a flood's opening burst
+ * cannot delay a paying writer's signature.
  */
 export class VerifyPool {
   private workers: Slot[] = [];
-  /** Records (see RECORD_CHARS) waiting for a worker, and who waits for each. */
-  private queue: string[] = [];
-  private resolvers: Waiter[] = [];
+  private readonly first: Lane = { records: [], resolvers: [] };
+  private readonly later: Lane = { records: [], resolvers: [] };
   private closing = false;
   private inflight = new Map<number, Pending>();
   private nextBatch = 1;
@@ -140,12 +145,14 @@ export class VerifyPool {
     );
   }
 
-  verify(ev: Pick<NostrEvent, 'id' | 'pubkey' | 'sig'>): Promise<boolean> {
+  /** `later`: after every event waiting without it (see the class). */
+  verify(ev: Pick<NostrEvent, 'id' | 'pubkey' | 'sig'>, later = false): Promise<boolean> {
     const record = sigRecord(ev);
     if (record === undefined) return Promise.resolve(false);
+    const lane = later ? this.later : this.first;
     return new Promise((resolve, reject) => {
-      this.queue.push(record);
-      this.resolvers.push({ resolve, reject });
+      lane.records.push(record);
+      lane.resolvers.push({ resolve, reject });
       if (!this.scheduled) {
         this.scheduled = true;
         setImmediate(() => {
@@ -158,10 +165,15 @@ export class VerifyPool {
 
   private dispatch(): void {
     for (const slot of this.workers) {
-      if (this.queue.length === 0) return;
+      if (this.first.records.length + this.later.records.length === 0) return;
       if (slot.busy) continue;
-      const records = this.queue.splice(0, MAX_BATCH);
-      const resolvers = this.resolvers.splice(0, records.length);
+      const records = this.first.records.splice(0, MAX_BATCH);
+      const resolvers = this.first.resolvers.splice(0, records.length);
+      const room = MAX_BATCH - records.length;
+      if (room > 0) {
+        records.push(...this.later.records.splice(0, room));
+        resolvers.push(...this.later.resolvers.splice(0, room));
+      }
       const batch = this.nextBatch++;
       this.inflight.set(batch, { resolvers, slot });
       slot.busy = true;

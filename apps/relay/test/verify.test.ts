@@ -77,4 +77,19 @@ describe('VerifyPool', () => {
     expect(await pool.verify(good)).toBe(true);
     expect(await pool.verify({ ...good, sig: good.sig.replace(/^./, (c) => (c === '0' ? '1' : '0')) })).toBe(false);
   });
+  it('checks events marked `later` after every other waiting event: a flood cannot delay a paying writer', async () => {
+    const k = newKey();
+    const flood = Array.from({ length: 700 }, (_, i) => sign(k.sk, { content: `flood ${i}` }));
+    const paying = sign(newKey().sk, { content: 'paid' });
+    const order: string[] = [];
+    // One tick: 700 marked `later`, then one without. A batch holds 256 records.
+    const all = [
+      ...flood.map((ev) => pool.verify(ev, true).then((ok) => order.push(ok ? 'flood' : 'bad'))),
+      pool.verify(paying).then((ok) => order.push(ok ? 'paying' : 'bad')),
+    ];
+    await Promise.all(all);
+    expect(order).not.toContain('bad');
+    // Answered with the first batch, not after the 700 queued before it.
+    expect(order.indexOf('paying')).toBeLessThan(256);
+  });
 });
