@@ -1,15 +1,20 @@
 /**
- * The newest events of recently read authors, in this process, so that most feed REQs (filters
- * by `authors`, with `kinds`, `since`, `until`, `limit`) are answered without Postgres (issue 10).
+ * The newest events of recently read authors and tags, in this process, so that most feed REQs
+ * (filters by `authors`, with `kinds`, `since`, `until`, `limit`) and most thread, mention and
+ * topic REQs (one `#e`, `#p`, `#t`, ... condition, possibly with `authors` and the rest) are
+ * answered without Postgres (issue 10).
  *
  * Per author a window: that author's newest WINDOW_EVENTS stored events of every kind, in the
- * store's order (created_at DESC, then lowest id), or all of them (`complete`). A window is kept
- * exact by what the store and the bus say: an event stored here (the writer, before its OK) or
- * by another replica (the events channel) goes in; anything that can remove stored events of
- * an author (a deletion request, a replaceable or addressable event) drops that author's window,
- * and a moderation change or a bus outage drops them all. A dropped window is loaded again from
- * the primary on a later REQ. The answer is the store's (`queryEvents`) or none: when a window
- * cannot prove its answer exact, the REQ goes to Postgres as before.
+ * store's order (created_at DESC, then lowest id), or all of them (`complete`). Per tag (a letter
+ * and a value, as the store indexes them) a window likewise: the newest stored events carrying
+ * it, of any author and kind. A window is kept exact by what the store and the bus say: an event
+ * stored here (the writer, before its OK) or by another replica (the events channel) goes into
+ * its author's window and its tags' windows; anything that can remove stored events of an author
+ * (a deletion request, a replaceable or addressable event) can remove only that author's events
+ * (NIP-09, replacement), so it drops that author's window and every tag window holding one of
+ * the author's events; a moderation change or a bus outage drops them all. A dropped window is
+ * loaded again from the primary on a later REQ. The answer is the store's (`queryEvents`) or
+ * none: when a window cannot prove its answer exact, the REQ goes to Postgres as before.
  */
 import type { QueryFilter } from '@paidrelay/db';
 import { expirationOf, KIND_DELETION, kindClass, type NostrEvent } from '@paidrelay/nostr';
@@ -28,37 +33,96 @@ export const WINDOW_EVENTS = 99;
 export const WINDOW_MAX_AGE_MS = 30_000;
 /** Beyond the JSON text: the entry, its id string and the array slot (an estimate, for the budget). */
 const ENTRY_OVERHEAD_BYTES = 200;
-/** Authors loaded for one REQ at most (one query); a REQ with more missing goes to Postgres. */
-const MAX_LOAD_AUTHORS = 32;
+/** Windows (authors and tags) loaded for one REQ at most (one query each); a REQ with more missing goes to Postgres. */
+const MAX_LOAD_WINDOWS = 32;
 /**
- * Once the budget is used up, only a REQ missing this few authors waits for a load (each load
+ * Once the budget is used up, only a REQ missing this few windows waits for a load (each load
  * then evicts someone): a feed of many authors that do not fit would otherwise load for ever.
  */
-const MAX_LOAD_AUTHORS_WHEN_FULL = 2;
+const MAX_LOAD_WINDOWS_WHEN_FULL = 2;
 /**
  * Loads in flight at most; a REQ that would need one more goes to Postgres. When the authors read
  * do not fit the budget, loads would follow evictions without end: this keeps that to a trickle
  * (what each such REQ costs is then its query, as without the cache).
  */
 const MAX_LOADS_IN_FLIGHT = 2;
-/** Authors missed once, remembered so that only an author read twice is loaded (a one-off read costs no load). */
+/** Authors and tags missed once, remembered so that only one read twice is loaded (a one-off read costs no load). */
 const SEEN_MAX = 50_000;
 /** How often the bus's health is looked at between REQs (an outage between two REQs still clears). */
 const HEALTH_CHECK_MS = 500;
 
 type Entry = { id: string; createdAt: number; kind: number; expiresAt: number | undefined; raw: string; bytes: number; pubkey: string };
 
-type Window = { events: Entry[]; complete: boolean; bytes: number; loadedAt: number };
+/**
+ * `authors`: for a tag window, every author it has held an event of (a superset: events pushed
+ * out at the end stay counted), so that its entries in `RecentCache.holders` can be taken out.
+ */
+type Window = { events: Entry[]; complete: boolean; bytes: number; loadedAt: number; authors?: Set<string> };
 
-/** A load in flight for one author: what was stored meanwhile, or that it is void. */
-type Pending = { extra: Entry[]; dropped: boolean; done: Promise<void> };
+/**
+ * A load in flight for one window: what was stored meanwhile, or that it is void. `removedBy`
+ * (tag windows): authors whose events may have gone meanwhile; rows of theirs make the load void.
+ */
+type Pending = { extra: Entry[]; dropped: boolean; done: Promise<void>; removedBy?: Set<string> };
+
+/** A tag window's key: `#`, the letter, the value (one letter, so unambiguous; pubkeys, the authors' keys, are hex). */
+function tagKey(name: string, value: string): string {
+  return `#${name}${value}`;
+}
+
+const isTagKey = (key: string) => key.charCodeAt(0) === 35; /* '#' */
+
+/** A single ASCII letter, the tag names the store indexes. */
+function isTagLetter(name: string): boolean {
+  if (name.length !== 1) return false;
+  const c = name.charCodeAt(0);
+  return (c >= 97 && c <= 122) || (c >= 65 && c <= 90);
+}
+
+/** Longer tag values are not indexed by the store (events-write.ts, MAX_INDEXED_BYTES): no filter matches them. */
+const MAX_INDEXED_BYTES = 1024;
+
+/** A tag value the store indexes, so that a filter can match it (the same rule as events-write.ts's `indexable`). */
+function indexedValue(value: string): boolean {
+  if (value.includes('\u0000')) return false;
+  return value.length <= MAX_INDEXED_BYTES / 4 || Buffer.byteLength(value, 'utf8') <= MAX_INDEXED_BYTES;
+}
+
+/**
+ * Longer filter values go to Postgres: such tags (long URLs, identifiers) are rarely read twice,
+ * and each one read is remembered (SEEN_MAX of them) as a key this long.
+ */
+const MAX_CACHED_VALUE_LENGTH = 256;
+
+/**
+ * The tag windows an event belongs in: its tags as the store indexes them (eventRow in
+ * events-write.ts): a single-letter name, the first value, an indexable value, once each.
+ */
+export function tagKeysOf(ev: NostrEvent): string[] {
+  const keys = new Set<string>();
+  for (const t of ev.tags) {
+    const name = t[0];
+    const value = t[1];
+    if (typeof name !== 'string' || typeof value !== 'string' || !isTagLetter(name) || !indexedValue(value)) continue;
+    keys.add(tagKey(name, value));
+  }
+  return [...keys];
+}
 
 export type CacheOutcome = 'hit' | 'miss' | 'load' | 'eviction';
+
+/** A tag as a window holds it: its letter and one value. */
+export type TagValue = { name: string; value: string };
 
 export type RecentCacheOptions = {
   maxBytes: number;
   /** Each author's newest `limit` events (raw JSON, any order), read on the primary. */
   load: (authors: string[], limit: number) => Promise<string[]>;
+  /**
+   * For each tag, the newest `limit` stored events carrying it (raw JSON, any order, an event
+   * carrying several of them once or more), read on the primary. Without it, tag filters go to Postgres.
+   */
+  loadTags?: (tags: TagValue[], limit: number) => Promise<string[]>;
   /** Whether every message on the bus reaches this process now. */
   healthy: () => boolean;
   count?: (outcome: CacheOutcome, n?: number) => void;
@@ -97,12 +161,26 @@ function distinct<T>(xs: readonly T[]): boolean {
 }
 
 /**
- * A filter the windows can answer: by authors, without ids, tags or anything else. Repeated
- * authors or kinds are left to the store, which returns such matches once per repetition.
+ * What the windows can answer of a filter: by its authors' windows (`authors`, without ids, tags
+ * or anything else; repeated authors or kinds are left to the store, which returns such matches
+ * once per repetition), by its tag's windows (exactly one `#<letter>` condition, its values
+ * indexable; the store scans that tag's index and checks the rest, repetitions included, as
+ * conditions), or not at all.
  */
-function answerable(f: QueryFilter): boolean {
-  for (const key of Object.keys(f)) if (!ANSWERABLE_KEYS.has(key)) return false;
-  return f.authors !== undefined && distinct(f.authors) && (f.kinds === undefined || distinct(f.kinds));
+function answerable(f: QueryFilter): { authors: string[] } | { tag: string; values: string[] } | undefined {
+  let tag: string | undefined;
+  for (const key of Object.keys(f)) {
+    if (ANSWERABLE_KEYS.has(key)) continue;
+    if (tag !== undefined || !isTagLetter(key.slice(1)) || !key.startsWith('#')) return undefined;
+    tag = key.slice(1);
+  }
+  if (tag !== undefined) {
+    const values = f[`#${tag}`];
+    if (values === undefined || !values.every((v) => indexedValue(v) && v.length <= MAX_CACHED_VALUE_LENGTH)) return undefined;
+    return { tag, values: [...new Set(values)] };
+  }
+  if (f.authors === undefined || !distinct(f.authors) || (f.kinds !== undefined && !distinct(f.kinds))) return undefined;
+  return f.authors.some(isTagKey) ? undefined : { authors: f.authors };
 }
 
 /** The store's restriction condition (events-query.ts) on a cached entry; tags are read only when they decide. */
@@ -121,9 +199,11 @@ function passes(e: Entry, f: QueryFilter): boolean {
 type FilterAnswer = { entries: Entry[] } | { missing: string[] } | 'inexact';
 
 export class RecentCache {
-  /** In least recently used order (a read moves an author to the end). */
+  /** Author windows (keyed by pubkey) and tag windows (by tagKey), in least recently used order (a read moves one to the end). */
   private windows = new Map<string, Window>();
   private pending = new Map<string, Pending>();
+  /** Per author, the tag windows that may hold one of its events: what its deletions and replacements drop. */
+  private holders = new Map<string, Set<string>>();
   private loads = 0;
   private seen = new Set<string>();
   private bytes = 0;
@@ -146,17 +226,22 @@ export class RecentCache {
     this.clear();
   }
 
-  /** Events and bytes held now (for tests and metrics). */
-  get size(): { authors: number; events: number; bytes: number } {
+  /** Windows, events and bytes held now (for tests and metrics); an event in several windows counts in each. */
+  get size(): { authors: number; tags: number; events: number; bytes: number } {
     let events = 0;
-    for (const w of this.windows.values()) events += w.events.length;
-    return { authors: this.windows.size, events, bytes: this.bytes };
+    let tags = 0;
+    for (const [key, w] of this.windows) {
+      events += w.events.length;
+      if (isTagKey(key)) tags++;
+    }
+    return { authors: this.windows.size - tags, tags, events, bytes: this.bytes };
   }
 
   /**
    * The stored events matching `filters` as `queryEvents` would return them at `now`: from the
-   * windows when they answer exactly, else from `fallback` (Postgres). Authors read a second time
-   * without a window are loaded first (one query for all of them), then answered from the windows.
+   * windows when they answer exactly, else from `fallback` (Postgres). Authors and tags read a
+   * second time without a window are loaded first (one query for the authors, one for the tags),
+   * then answered from the windows.
    */
   async read(filters: QueryFilter[], now: number, fallback: () => Promise<string[]>): Promise<string[]> {
     if (!this.usable()) {
@@ -167,10 +252,10 @@ export class RecentCache {
     if (Array.isArray(answer)) return this.hit(answer);
     if (answer !== 'inexact') {
       const { missing } = answer;
-      const again = missing.filter((a) => this.seen.has(a) || this.pending.has(a));
-      for (const a of missing) this.remember(a);
-      const joinOnly = missing.every((a) => this.pending.has(a));
-      const room = this.bytes < this.opts.maxBytes * 0.9 ? MAX_LOAD_AUTHORS : MAX_LOAD_AUTHORS_WHEN_FULL;
+      const again = missing.filter((k) => this.seen.has(k) || this.pending.has(k));
+      for (const k of missing) this.remember(k);
+      const joinOnly = missing.every((k) => this.pending.has(k));
+      const room = this.bytes < this.opts.maxBytes * 0.9 ? MAX_LOAD_WINDOWS : MAX_LOAD_WINDOWS_WHEN_FULL;
       if (again.length === missing.length && missing.length <= room && (joinOnly || this.loads < MAX_LOADS_IN_FLIGHT)) {
         await this.loadWindows(missing);
         answer = this.usable() ? this.answer(filters, now) : 'inexact';
@@ -181,26 +266,34 @@ export class RecentCache {
     return fallback();
   }
 
-  /** An event stored, here or by another replica (ephemeral ones are ignored). */
+  /** An event stored, here or by another replica (ephemeral ones are ignored): into its author's and its tags' windows. */
   stored(ev: NostrEvent, raw: string): void {
     const cls = kindClass(ev.kind);
     if (cls === 'ephemeral') return;
+    let e: Entry | undefined;
+    const entry = () => (e ??= entryOf(ev, raw));
     if (removesStored(ev.kind)) {
+      // Only this author's events can have gone: tag windows holding none of them stay exact,
+      // and the event itself (stored) goes into them.
       this.dropAuthor(ev.pubkey);
-      return;
+    } else {
+      const p = this.pending.get(ev.pubkey);
+      p?.extra.push(entry());
+      const w = this.windows.get(ev.pubkey);
+      if (w) this.insert(w, entry());
     }
-    const p = this.pending.get(ev.pubkey);
-    const w = this.windows.get(ev.pubkey);
-    if (!p && !w) return;
-    const e = entryOf(ev, raw);
-    p?.extra.push(e);
-    if (w) {
-      this.insert(w, e);
-      this.evict();
+    for (const key of this.windows.size > 0 || this.pending.size > 0 ? tagKeysOf(ev) : []) {
+      this.pending.get(key)?.extra.push(entry());
+      const w = this.windows.get(key);
+      if (w) this.insertTagged(key, w, entry());
     }
+    if (e !== undefined) this.evict();
   }
 
-  /** Stored events of this author may have gone: its window (and a load in flight) is void. */
+  /**
+   * Stored events of this author may have gone: its window, every tag window that may hold one
+   * of its events, and its own load in flight are void; tag loads in flight are void if they bring one of its events.
+   */
   dropAuthor(pubkey: string): void {
     const w = this.windows.get(pubkey);
     if (w) this.remove(pubkey, w);
@@ -209,11 +302,17 @@ export class RecentCache {
       p.dropped = true;
       this.pending.delete(pubkey);
     }
+    for (const key of this.holders.get(pubkey) ?? []) {
+      const tw = this.windows.get(key);
+      if (tw) this.remove(key, tw);
+    }
+    for (const [key, tp] of this.pending) if (isTagKey(key)) (tp.removedBy ??= new Set()).add(pubkey);
   }
 
   /** Anything may have gone (moderation, a bus outage): every window and load is void. */
   clear(): void {
     this.windows.clear();
+    this.holders.clear();
     this.bytes = 0;
     for (const p of this.pending.values()) p.dropped = true;
     this.pending.clear();
@@ -232,9 +331,9 @@ export class RecentCache {
     return entries;
   }
 
-  private remember(author: string): void {
-    if (this.seen.has(author)) return;
-    this.seen.add(author);
+  private remember(key: string): void {
+    if (this.seen.has(key)) return;
+    this.seen.add(key);
     if (this.seen.size > SEEN_MAX) this.seen.delete(this.seen.values().next().value!);
   }
 
@@ -253,57 +352,61 @@ export class RecentCache {
     if (inexact) return 'inexact';
     if (missing.size > 0) return { missing: [...missing] };
     if (parts.length === 1) return parts[0].map((e) => e.raw);
-    const byId = new Map<string, Entry>();
-    for (const part of parts) for (const e of part) byId.set(e.id, e);
-    return [...byId.values()].sort(before).map((e) => e.raw);
+    return merged(parts).map((e) => e.raw);
   }
 
   /**
-   * One filter. Each author's matches come from its window; the top `limit` of them all is the
-   * store's answer when, for each author, nothing outside its window could be in it: the window
-   * holds every event of the author, or its oldest is older than `since`, or the answer's last
-   * event sorts no later than the window's oldest (everything outside sorts after that).
+   * One filter, from its authors' windows or its tag values' windows. The matches of each window
+   * are merged; the top `limit` of them all is the store's answer when, for each window, nothing
+   * outside it could be in it: the window holds every event it stands for, or its oldest is
+   * older than `since`, or the answer's last event sorts no later than the window's oldest
+   * (everything outside sorts after that).
    */
   private answerFilter(f: QueryFilter, now: number): FilterAnswer {
-    if (!answerable(f)) return 'inexact';
+    const by = answerable(f);
+    if (by === undefined || ('tag' in by && this.opts.loadTags === undefined)) return 'inexact';
     const limit = f.limit === undefined ? Number.POSITIVE_INFINITY : Math.floor(f.limit);
-    const authors = f.authors!;
-    if (limit <= 0 || authors.length === 0 || f.kinds?.length === 0) return { entries: [] };
+    const keys = 'tag' in by ? by.values.map((v) => tagKey(by.tag, v)) : by.authors;
+    if (limit <= 0 || keys.length === 0 || f.authors?.length === 0 || f.kinds?.length === 0) return { entries: [] };
     if (f.restrict?.some((r) => r.readers.length === 0 && r.kinds === undefined)) return { entries: [] };
     const excluded = f.notAuthors !== undefined && f.notAuthors.length > 0 ? new Set(f.notAuthors) : undefined;
+    // By authors, an excluded author's window is not even needed; by tag, its events are skipped.
+    const authors = 'tag' in by && f.authors !== undefined ? new Set(f.authors) : undefined;
     const kinds = f.kinds === undefined ? undefined : new Set(f.kinds);
     const since = f.since ?? Number.NEGATIVE_INFINITY;
     const until = f.until ?? Number.POSITIVE_INFINITY;
     const missing: string[] = [];
     const unsure: Entry[] = [];
-    let matches: Entry[] = [];
+    const parts: Entry[][] = [];
     const clock = this.clock();
-    for (const author of authors) {
-      if (excluded?.has(author)) continue;
-      const w = this.windows.get(author);
+    for (const key of keys) {
+      if (!('tag' in by) && excluded?.has(key)) continue;
+      const w = this.windows.get(key);
       if (!w || clock - w.loadedAt > this.maxAgeMs) {
-        if (w) this.remove(author, w);
-        missing.push(author);
+        if (w) this.remove(key, w);
+        missing.push(key);
         continue;
       }
       // Touched: the most recently used go last.
-      this.windows.delete(author);
-      this.windows.set(author, w);
+      this.windows.delete(key);
+      this.windows.set(key, w);
       if (missing.length > 0) continue;
-      let n = 0;
+      const matches: Entry[] = [];
       for (const e of w.events) {
-        if (e.createdAt < since || n >= limit) break;
+        if (e.createdAt < since || matches.length >= limit) break;
         if (e.createdAt > until || (kinds !== undefined && !kinds.has(e.kind))) continue;
+        if (authors !== undefined && !authors.has(e.pubkey)) continue;
+        if (excluded?.has(e.pubkey)) continue;
         if (e.expiresAt !== undefined && e.expiresAt <= now) continue;
         if (f.restrict !== undefined && !passes(e, f)) continue;
         matches.push(e);
-        n++;
       }
+      parts.push(matches);
       const oldest = w.events[w.events.length - 1];
-      if (!w.complete && !(oldest.createdAt < since) && n < limit) unsure.push(oldest);
+      if (!w.complete && !(oldest.createdAt < since) && matches.length < limit) unsure.push(oldest);
     }
     if (missing.length > 0) return { missing };
-    if (authors.length > 1) matches.sort(before);
+    let matches = parts.length === 1 ? parts[0] : merged(parts);
     if (matches.length > limit) matches = matches.slice(0, limit);
     if (unsure.length > 0) {
       const last = matches.length === limit ? matches[limit - 1] : undefined;
@@ -312,31 +415,37 @@ export class RecentCache {
     return { entries: matches };
   }
 
-  /** Loads the windows of these authors (joining loads already in flight), on the primary. */
-  private async loadWindows(authors: string[]): Promise<void> {
+  /** Loads these windows (joining loads already in flight), on the primary: one query for the authors, one for the tags. */
+  private async loadWindows(keys: string[]): Promise<void> {
     const waits: Promise<void>[] = [];
     const fresh: string[] = [];
-    for (const a of authors) {
-      const p = this.pending.get(a);
+    for (const k of keys) {
+      const p = this.pending.get(k);
       if (p) waits.push(p.done);
-      else fresh.push(a);
+      else fresh.push(k);
     }
     if (fresh.length > 0) {
       let finish!: () => void;
       const done = new Promise<void>((r) => (finish = r));
-      const mine = new Map<string, Pending>(fresh.map((a) => [a, { extra: [], dropped: false, done }]));
-      for (const [a, p] of mine) this.pending.set(a, p);
+      const mine = new Map<string, Pending>(fresh.map((k) => [k, { extra: [], dropped: false, done }]));
+      for (const [k, p] of mine) this.pending.set(k, p);
       waits.push(done);
       this.loads++;
       try {
-        const raws = await this.opts.load(fresh, this.windowEvents + 1);
+        const authors = fresh.filter((k) => !isTagKey(k));
+        const tags = fresh.filter(isTagKey).map((k) => ({ name: k[1], value: k.slice(2) }));
+        const limit = this.windowEvents + 1;
+        const [authorRows, tagRows] = await Promise.all([
+          authors.length > 0 ? this.opts.load(authors, limit) : [],
+          tags.length > 0 ? this.opts.loadTags!(tags, limit) : [],
+        ]);
         this.opts.count?.('load', fresh.length);
-        this.fill(mine, raws);
+        this.fill(mine, authorRows, tagRows);
       } catch {
         // The REQ goes to Postgres, which says what is wrong; the next read tries again.
         for (const p of mine.values()) p.dropped = true;
       } finally {
-        for (const [a, p] of mine) if (this.pending.get(a) === p) this.pending.delete(a);
+        for (const [k, p] of mine) if (this.pending.get(k) === p) this.pending.delete(k);
         this.loads--;
         finish();
       }
@@ -345,32 +454,62 @@ export class RecentCache {
   }
 
   /** The loaded rows as windows, with what was stored during the load, for the loads not made void meanwhile. */
-  private fill(loads: Map<string, Pending>, raws: string[]): void {
-    const rows = new Map<string, Entry[]>();
-    for (const raw of raws) {
+  private fill(loads: Map<string, Pending>, authorRows: string[], tagRows: string[]): void {
+    const rows = new Map<string, Map<string, Entry>>();
+    const add = (key: string, e: Entry) => {
+      const list = rows.get(key);
+      if (list) list.set(e.id, e);
+      else if (loads.has(key)) rows.set(key, new Map([[e.id, e]]));
+    };
+    for (const raw of authorRows) {
       const e = entryOf(JSON.parse(raw) as NostrEvent, raw);
-      const list = rows.get(e.pubkey);
-      if (list) list.push(e);
-      else rows.set(e.pubkey, [e]);
+      add(e.pubkey, e);
     }
-    for (const [author, p] of loads) {
-      if (p.dropped || this.pending.get(author) !== p) continue;
-      const events = (rows.get(author) ?? []).sort(before);
+    for (const raw of tagRows) {
+      const ev = JSON.parse(raw) as NostrEvent;
+      const e = entryOf(ev, raw);
+      // An event is in every loaded window of its tags: one brought by another tag is older than
+      // this tag's own rows when it is not among them, so it falls beyond the cut below.
+      for (const key of tagKeysOf(ev)) add(key, e);
+    }
+    for (const [key, p] of loads) {
+      if (p.dropped || this.pending.get(key) !== p) continue;
+      const events = [...(rows.get(key)?.values() ?? [])].sort(before);
+      if (p.removedBy !== undefined && events.some((e) => p.removedBy!.has(e.pubkey))) continue;
       const complete = events.length <= this.windowEvents;
       if (!complete) events.length = this.windowEvents;
       const w: Window = { events, complete, bytes: 0, loadedAt: this.clock() };
       for (const e of events) w.bytes += e.bytes;
-      const old = this.windows.get(author);
-      if (old) this.remove(author, old);
-      this.windows.set(author, w);
+      const old = this.windows.get(key);
+      if (old) this.remove(key, old);
+      this.windows.set(key, w);
       this.bytes += w.bytes;
-      for (const e of p.extra) this.insert(w, e);
+      if (isTagKey(key)) {
+        w.authors = new Set();
+        for (const e of events) this.hold(key, w, e.pubkey);
+        for (const e of p.extra) this.insertTagged(key, w, e);
+      } else for (const e of p.extra) this.insert(w, e);
     }
     this.evict();
   }
 
-  /** Into its place in the window, unless it is there already or sorts after a window that is not complete. */
-  private insert(w: Window, e: Entry): void {
+  /** Into a tag window, its author then counted among the window's holders. */
+  private insertTagged(key: string, w: Window, e: Entry): void {
+    if (this.insert(w, e)) this.hold(key, w, e.pubkey);
+  }
+
+  private hold(key: string, w: Window, pubkey: string): void {
+    w.authors!.add(pubkey);
+    const keys = this.holders.get(pubkey);
+    if (keys) keys.add(key);
+    else this.holders.set(pubkey, new Set([key]));
+  }
+
+  /**
+   * Into its place in the window, unless it is there already or sorts after a window that is not
+   * complete; whether it went in.
+   */
+  private insert(w: Window, e: Entry): boolean {
     const list = w.events;
     let lo = 0;
     let hi = list.length;
@@ -379,8 +518,8 @@ export class RecentCache {
       if (before(list[mid], e) < 0) lo = mid + 1;
       else hi = mid;
     }
-    if (lo < list.length && list[lo].id === e.id) return;
-    if (lo === list.length && !w.complete) return;
+    if (lo < list.length && list[lo].id === e.id) return false;
+    if (lo === list.length && !w.complete) return false;
     list.splice(lo, 0, e);
     w.bytes += e.bytes;
     this.bytes += e.bytes;
@@ -390,21 +529,34 @@ export class RecentCache {
       this.bytes -= out.bytes;
       w.complete = false;
     }
+    return true;
   }
 
-  private remove(author: string, w: Window): void {
-    this.windows.delete(author);
+  private remove(key: string, w: Window): void {
+    this.windows.delete(key);
     this.bytes -= w.bytes;
+    for (const pubkey of w.authors ?? []) {
+      const keys = this.holders.get(pubkey);
+      keys?.delete(key);
+      if (keys?.size === 0) this.holders.delete(pubkey);
+    }
   }
 
   /** The least recently used windows go until the budget holds. */
   private evict(): void {
     let n = 0;
-    for (const [author, w] of this.windows) {
+    for (const [key, w] of this.windows) {
       if (this.bytes <= this.opts.maxBytes) break;
-      this.remove(author, w);
+      this.remove(key, w);
       n++;
     }
     if (n > 0) this.opts.count?.('eviction', n);
   }
+}
+
+/** Several windows' matches as one list in the store's order, each event once. */
+function merged(parts: Entry[][]): Entry[] {
+  const byId = new Map<string, Entry>();
+  for (const part of parts) for (const e of part) byId.set(e.id, e);
+  return [...byId.values()].sort(before);
 }

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { createBus, decodeEventMessage, EVENTS_CHANNEL, RecentIds, type Bus } from '@paidrelay/bus';
 import { loadRelayKey, type Config } from '@paidrelay/config';
-import { databaseOptions, openDatabase, queryEvents, type Database } from '@paidrelay/db';
+import { databaseOptions, openDatabase, queryEvents, type Database, type QueryFilter } from '@paidrelay/db';
 import { nowSeconds, parsePubkeyList, type NostrEvent, type ParseLimits } from '@paidrelay/nostr';
 import type { Logger } from 'pino';
 import type { RelayOptions } from './app.ts';
@@ -146,9 +146,23 @@ function newRecentCache(mb: number, db: Database, bus: Bus, metrics: Metrics): R
         authors.map((a) => ({ authors: [a], limit })),
         nowSeconds(),
       ),
+    // One filter per tag (each its own index scan with its own limit), in one query.
+    loadTags: (tags, limit) =>
+      queryEvents(
+        db.kysely,
+        tags.map((t) => tagFilter(t.name, t.value, limit)),
+        nowSeconds(),
+      ),
     healthy: () => bus.healthy(),
     count: (outcome, n = 1) => metrics.recentCache.inc({ outcome }, n),
   });
+}
+
+/** The store's filter for one tag value (`#x: [value]`). */
+function tagFilter(name: string, value: string, limit: number): QueryFilter {
+  const f: QueryFilter = { limit };
+  f[`#${name}`] = [value];
+  return f;
 }
 
 /** The writer, telling the cache of each event it stored before its caller (and so the client's OK) hears of it. */

@@ -9,7 +9,7 @@ import { newKey, RawClient, sign, startTestRelay, until, type TestRelay } from '
  * The recent-events cache in the relay, through WebSockets: two replicas on one Postgres and a
  * real Redis bus. What replica B stores or deletes shows in replica A's cached answers; a
  * moderation deletion on B empties A's cache; an unhealthy bus sends reads to Postgres; a
- * private kind stays private in cached answers.
+ * private kind stays private in cached answers. Likewise for tag filters (`#t`, `#p`).
  */
 
 if (process.env.CI && (!process.env.TEST_REDIS_URL || !process.env.TEST_DATABASE_URL)) {
@@ -91,6 +91,36 @@ describe.skipIf(!process.env.TEST_REDIS_URL || !process.env.TEST_DATABASE_URL)('
     expect((await readOnA(ca, f)).ids).toEqual([first[1].id, first[0].id]);
   });
 
+  it("reflects in A's tag windows what B stores and deletes, answering from the cache", async () => {
+    const y = newKey();
+    const t = nowSeconds();
+    const topic = `topic-${y.pubkey.slice(0, 12)}`;
+    const byX = sign(x.sk, { created_at: t - 10, tags: [['t', topic]], content: 'x on topic' });
+    await publish(ca, byX);
+    const f = { '#t': [topic], limit: 10 };
+    expect((await readOnA(ca, f)).hit).toBe(false); // first read of the tag: Postgres
+    expect(await readOnA(ca, f)).toEqual({ ids: [byX.id], hit: true }); // read again: loaded, then answered
+    ca.send(['REQ', 'live-y', { authors: [y.pubkey] }]);
+    await ca.next((m) => m[0] === 'EOSE' && m[1] === 'live-y');
+    const seen = (id: string) => ca.next((m) => m[0] === 'EVENT' && m[1] === 'live-y' && (m[2] as { id: string }).id === id);
+
+    const byY = sign(y.sk, { created_at: t - 5, tags: [['t', topic]], content: 'y on topic, from B' });
+    await publish(cb, byY);
+    await seen(byY.id);
+    expect(await readOnA(ca, f)).toEqual({ ids: [byY.id, byX.id], hit: true });
+
+    // y deletes its event on B: A's window held it and goes; the read after is loaded again.
+    const deletion = sign(y.sk, { kind: 5, created_at: t - 4, tags: [['e', byY.id]] });
+    await publish(cb, deletion);
+    await seen(deletion.id);
+    expect(a.ctx.recentCache!.size.tags).toBe(0);
+    expect(await readOnA(ca, f)).toEqual({ ids: [byX.id], hit: true });
+    ca.send(['CLOSE', 'live-y']);
+
+    await b.ctx.moderation.changed();
+    await until(() => a.ctx.recentCache!.size.tags === 0, 2_000);
+  });
+
   it('goes to Postgres, and holds nothing, while the bus is not healthy', async () => {
     const f = { authors: [x.pubkey], limit: 10 };
     await readOnA(ca, f);
@@ -138,6 +168,13 @@ describe.skipIf(!process.env.TEST_REDIS_URL || !process.env.TEST_DATABASE_URL)('
       expect(await readOnA(anon, f, privateTo([]))).toEqual({ ids: [note.id], hit: true });
       expect(await readOnA(asStranger, f, privateTo([stranger.pubkey]))).toEqual({ ids: [note.id], hit: true });
       expect(await readOnA(asRecipient, f, privateTo([recipient.pubkey]))).toEqual({ ids: [dm.id, note.id], hit: true });
+      // The same by the recipient's tag: a tag window holds the DM, only the recipient sees it.
+      const g = { '#p': [recipient.pubkey], limit: 10 };
+      const privateToG = (readers: string[]) => ({ ...g, restrict: [{ kinds: [4, 1059], readers }] });
+      for (let i = 0; i < 2; i++) await readOnA(anon, g, privateToG([]));
+      expect(await readOnA(anon, g, privateToG([]))).toEqual({ ids: [], hit: true });
+      expect(await readOnA(asStranger, g, privateToG([stranger.pubkey]))).toEqual({ ids: [], hit: true });
+      expect(await readOnA(asRecipient, g, privateToG([recipient.pubkey]))).toEqual({ ids: [dm.id], hit: true });
     } finally {
       anon.close();
       asStranger.close();
