@@ -3,7 +3,7 @@ import { parentPort } from 'node:worker_threads';
 import type { NostrEvent } from './client.ts';
 
 /**
- * Flood thread (its own event loop, so the honest clients' latency is measured undisturbed by
+ * Flood thread or process (its own event loop, so the honest clients' latency is measured undisturbed by
  * the flood's sending): opens the connections from their source addresses, keeps `window`
  * EVENTs outstanding on each, and sends the next one as soon as one is answered (an OK, or the
  * per-connection NOTICE `rate-limited:` that takes the place of an OK), cycling through the pool,
@@ -138,9 +138,16 @@ async function flood(job: FloodJob): Promise<FloodCounts> {
   return c;
 }
 
-parentPort!.on('message', (job: FloodJob) => {
+// On a worker thread (runWorker), or in a process of its own (startFloodProcess, `--pin`: it says
+// when it is ready, so the phase does not start while it is still compiling).
+const port = parentPort ?? {
+  on: (_: 'message', f: (job: FloodJob) => void) => process.on('message', f),
+  postMessage: (m: unknown) => process.send!(m),
+};
+port.on('message', (job: FloodJob) => {
   flood(job).then(
-    (counts) => parentPort!.postMessage({ counts }),
-    (err: Error) => parentPort!.postMessage({ error: err.message }),
+    (counts) => port.postMessage({ counts }),
+    (err: Error) => port.postMessage({ error: err.message }),
   );
 });
+if (!parentPort) port.postMessage({ ready: true });

@@ -14,9 +14,9 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { RelayClient } from './client.ts';
-import { grantPaid, honestPhase, pinCores, runWorker, type Honest } from './floods.ts';
+import { grantPaid, honestPhase, pinCores, runWorker, startFloodProcess, type Honest } from './floods.ts';
 import type { FloodCounts, FloodJob } from './flood-worker.ts';
-import { createBenchDatabase, spawnRelay, type BenchDatabase, type RelayProcess } from './relay.ts';
+import { createBenchDatabase, envArgs, spawnRelay, type BenchDatabase, type RelayProcess } from './relay.ts';
 import { coresUsed, cpuSnapshot } from './resources.ts';
 import { newKey, signAll, type SignJob } from './sign.ts';
 import { perSecond, round } from './stats.ts';
@@ -33,6 +33,10 @@ const { values: args } = parseArgs({
     pin: { type: 'boolean', default: false },
     'relay-cpus': { type: 'string', default: '0' },
     'bench-cpus': { type: 'string', default: '1' },
+    // Another checkout's relay under the same load (alternate runs to compare code before and after).
+    'repo-root': { type: 'string' },
+    // Relay settings on top of the bench's (repeatable KEY=VALUE), e.g. RATE_EVENTS_BURST_PER_IP=100.
+    env: { type: 'string', multiple: true, default: [] },
   },
 });
 const SECONDS = Number(args.seconds);
@@ -124,6 +128,7 @@ async function main(): Promise<void> {
     // --cpu-prof DIR: the relay's V8 CPU profiles (main thread and workers) for finding its stalls.
     nodeArgs: args['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${args['cpu-prof']}`] : [],
     cpus: args.pin ? args['relay-cpus'] : undefined,
+    repoRoot: args['repo-root'],
     extraEnv: {
       PRICE_ADMISSION_MSAT: String(PRICE_ADMISSION),
       PRICE_EVENT_MSAT: '2000',
@@ -131,6 +136,7 @@ async function main(): Promise<void> {
       MAX_CONNECTIONS_PER_IP: '200',
       MAX_MESSAGES_PER_SECOND: '200',
       CREATED_AT_LOWER_LIMIT: '94608000',
+      ...envArgs(args.env as string[]),
     },
   });
   relay.child.once('exit', (code, signal) => done || void finish(1, `relay exited (code ${code}, signal ${signal})`));
@@ -170,13 +176,16 @@ async function main(): Promise<void> {
   const results: { phase: string; honest: Awaited<ReturnType<typeof honestPhase>>; flood?: Record<string, unknown> }[] = [];
   for (const phase of PHASES) {
     log(`phase ${phase}: ${SECONDS} s`);
+    const job = floods[phase]?.(SECONDS * 1000);
+    const worker = new URL('./flood-worker.ts', import.meta.url);
+    // --pin: the flood in a process of its own at the lowest priority, loaded before the phase.
+    const proc = job && args.pin ? await startFloodProcess<FloodJob, FloodCounts>(worker) : undefined;
     const c0 = cpuSnapshot(relay.pid, db.name);
     const main0 = mainThreadCpuSeconds(relay.pid);
-    const job = floods[phase]?.(SECONDS * 1000);
     const [h, f] = await Promise.all([
       honestPhase(honest, SECONDS * 1000),
-      job ? runWorker<FloodJob, FloodCounts>(new URL('./flood-worker.ts', import.meta.url), job) : Promise.resolve(undefined),
-    ]);
+      job ? (proc ? proc.run(job) : runWorker<FloodJob, FloodCounts>(worker, job)) : Promise.resolve(undefined),
+    ]).finally(() => proc?.stop());
     const cpu = coresUsed(c0, cpuSnapshot(relay.pid, db.name));
     const mainCpu = mainThreadCpuSeconds(relay.pid) - main0;
     const flood = f && {

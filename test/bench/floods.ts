@@ -3,11 +3,12 @@
  * relays start, the honest users' phase, and a flood run on a worker thread of its own (its own
  * event loop).
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { createInvoice, openDatabase, settleInvoice } from '@paidrelay/db';
 import type { Key } from './sign.ts';
@@ -78,6 +79,39 @@ export function runWorker<Job, Counts>(file: URL, job: Job): Promise<Counts> {
     w.once('error', reject);
     w.postMessage(job);
   });
+}
+
+/**
+ * The worker module `file` in a process of its own at the lowest priority (`nice -n 19`), on this
+ * process's cores: the honest clients on those cores then read their answers as soon as they
+ * come, and the flood takes the CPU they leave. Resolves once the process has loaded (tsx compiles
+ * it), so starting it costs the phase nothing; `run` hands it the job.
+ */
+export async function startFloodProcess<Job, Counts>(file: URL): Promise<{ run(job: Job): Promise<Counts>; stop(): void }> {
+  const child = spawn('nice', ['-n', '19', process.execPath, '--import', 'tsx', fileURLToPath(file)], {
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  const stop = () => void child.kill('SIGKILL');
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('the flood process did not start within 30 s')), 30_000);
+    child.once('message', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    child.once('exit', (code) => reject(new Error(`the flood process exited (code ${code})`)));
+  }).catch((err) => {
+    stop();
+    throw err;
+  });
+  return {
+    stop,
+    run: (job) =>
+      new Promise((resolve, reject) => {
+        child.once('message', (m: { counts?: Counts; error?: string }) => (m.counts ? resolve(m.counts) : reject(new Error(m.error))));
+        child.once('exit', (code) => reject(new Error(`the flood process exited (code ${code})`)));
+        child.send(job as never);
+      }),
+  };
 }
 
 /** `replica`: which replica the key writes to (index in the replica list), when there are several. */

@@ -253,3 +253,17 @@ export async function waitHealthy(
   }
   throw new Error(`relay not healthy at ${httpUrl}/healthz after ${timeoutMs} ms (${lastErr})`);
 }
+
+/** `--env K=V` arguments (repeatable) as relay settings; exits with a usage error on a malformed one. */
+export function envArgs(kvs: string[]): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const kv of kvs) {
+    const at = kv.indexOf('=');
+    if (at < 1) {
+      process.stderr.write(`--env must be KEY=VALUE, got "${kv}"\n`);
+      process.exit(64);
+    }
+    env[kv.slice(0, at)] = kv.slice(at + 1);
+  }
+  return env;
+}

@@ -10,7 +10,7 @@ import { raiseFdLimit, runIdle } from './idle.ts';
 import { runIngest, type IngestResult } from './ingest.ts';
 import { runQuery, type QueryResult } from './query.ts';
 import { metricsDelta, scrapeMetrics } from './metrics.ts';
-import { createBenchDatabase, spawnRelay, waitHealthy, type BenchDatabase, type RelayProcess } from './relay.ts';
+import { createBenchDatabase, envArgs, spawnRelay, waitHealthy, type BenchDatabase, type RelayProcess } from './relay.ts';
 import { coresUsed, cpuSnapshot, RssSampler } from './resources.ts';
 import { newKey, signAll, type SignJob } from './sign.ts';
 import { round } from './stats.ts';
@@ -105,15 +105,7 @@ const opts = {
 };
 
 /** `--env K=V` (repeatable): relay settings on top of the bench's own, e.g. VERIFY_WORKERS=1. */
-const extraEnv: Record<string, string> = {};
-for (const kv of args.env as string[]) {
-  const at = kv.indexOf('=');
-  if (at < 1) {
-    process.stderr.write(`--env must be KEY=VALUE, got "${kv}"\n`);
-    process.exit(64);
-  }
-  extraEnv[kv.slice(0, at)] = kv.slice(at + 1);
-}
+const extraEnv = envArgs(args.env as string[]);
 
 const log = (msg: string) => process.stderr.write(`[bench] ${msg}\n`);
 const started = performance.now();

@@ -22,6 +22,7 @@ import { runPolicies } from './policy.ts';
 import { closeSub, handleCount, handleReq } from './query.ts';
 import { limitRead } from './rate-limit.ts';
 import { isUtf8 } from 'node:buffer';
+import { TurnQueue } from './turns.ts';
 
 // Invalid UTF-8 (possible in a binary frame; uWS closes text frames that are not UTF-8) is
 // refused with a NOTICE instead of being turned into U+FFFD and parsed: checked first (isUtf8),
@@ -45,6 +46,33 @@ const RAW_ID = /"id"\s*:\s*"([0-9a-f]{64})"/;
  */
 export const REFUSAL_ANSWERS_PER_SECOND = 1;
 export const REFUSAL_ANSWERS_BURST = 10;
+/**
+ * What one event-loop turn spends on client messages before the rest wait for the next turn
+ * (turns.ts): Postgres's replies and other clients' frames are read in between.
+ */
+export const TURN_MS = 4;
+/** Messages waiting for a turn, per connection (in frames of the largest size) and in all (bytes). */
+export const WAITING_FRAMES_PER_CONNECTION = 16;
+export const WAITING_BYTES = 64 * 1024 * 1024;
+
+const turnQueues = new WeakMap<RelayContext, TurnQueue<Connection>>();
+
+/** The relay's turn queue, made on its first message. */
+function turnsOf(ctx: RelayContext): TurnQueue<Connection> {
+  let turns = turnQueues.get(ctx);
+  if (!turns) {
+    turns = new TurnQueue<Connection>({
+      turnMs: TURN_MS,
+      maxBytesPerKey: WAITING_FRAMES_PER_CONNECTION * ctx.config.MAX_MESSAGE_LENGTH,
+      maxBytes: WAITING_BYTES,
+      run: (conn, text) => dispatch(ctx, conn, text),
+      live: (conn) => !conn.closed,
+      onError: (err) => ctx.log.error({ err }, 'message handler failed'),
+    });
+    turnQueues.set(ctx, turns);
+  }
+  return turns;
+}
 
 /**
  * First stage: one client message in, dispatched by verb. Never throws. `data` is the frame as
@@ -83,7 +111,7 @@ export function ingest(ctx: RelayContext, conn: Connection, data: ArrayBuffer | 
   const byAddress = limiter?.eventFromAddress(conn.ip);
   if (byAddress === undefined) {
     if (limiter) conn.addressRefused = 0;
-    dispatch(ctx, conn, textOf(data));
+    offer(ctx, conn, textOf(data));
   } else if (typeof byAddress === 'string') {
     refuseUnparsed(ctx, conn, data, byAddress);
   } else {
@@ -94,10 +122,22 @@ export function ingest(ctx: RelayContext, conn: Connection, data: ArrayBuffer | 
     const decided = byAddress.then((why) => {
       if (why !== undefined) return refuseUnparsed(ctx, conn, text, why, true);
       conn.addressRefused = 0;
-      dispatch(ctx, conn, text);
+      offer(ctx, conn, text);
     });
     guard(ctx, decided, () => send(conn, encodeNotice(reason('error', 'could not process the message, try again'))));
   }
+}
+
+/**
+ * The frame handled now or in a later turn (turns.ts), in its connection's order; refused when the
+ * waiting messages' bounds are full (an EVENT's refusal is answered as the address bucket's are).
+ */
+function offer(ctx: RelayContext, conn: Connection, text: string): void {
+  if (turnsOf(ctx).offer(conn, text)) return;
+  ctx.metrics.tallies.messages.inc('queue-full');
+  const why = reason('rate-limited', 'too many messages waiting on this relay, slow down');
+  if (EVENT_FRAME.test(text)) refuseUnparsed(ctx, conn, text, why, false, false);
+  else send(conn, encodeNotice(why));
 }
 
 /** The frame parsed (valid UTF-8, past the address's bucket) and handled by its verb. */
@@ -239,14 +279,21 @@ function closeFlooding(ctx: RelayContext, conn: Connection, why: string): void {
  * (or `always`); past them, dropped unanswered. A connection that sends a burst's worth in a row
  * without heeding the `retry in` is closed.
  */
-function refuseUnparsed(ctx: RelayContext, conn: Connection, data: ArrayBuffer | string, why: string, always = false): void {
+function refuseUnparsed(
+  ctx: RelayContext,
+  conn: Connection,
+  data: ArrayBuffer | string,
+  why: string,
+  always = false,
+  byAddress = true,
+): void {
   const answer = always || conn.refusalAnswers.take();
   ctx.metrics.tallies.events.inc(answer ? 'refused' : 'dropped', 'rate-limited');
   if (answer) {
     const id = RAW_ID.exec(textOf(data))?.[1];
     send(conn, id ? encodeOk(id, false, why) : encodeNotice(why));
   }
-  countAddressRefusal(ctx, conn);
+  if (byAddress) countAddressRefusal(ctx, conn);
 }
 
 /** One more EVENT refused in a row by the address's bucket. */
@@ -264,20 +311,22 @@ function refuse(ctx: RelayContext, conn: Connection, id: string, why: string): v
 }
 
 /**
- * EVENT: the cheap checks first (the address's bucket, taken in `ingest` before parsing; the id;
- * whether the gate would refuse it), then the signature, the author's bucket, policies, gate,
+ * EVENT: the cheap checks first (the address's bucket, taken in `ingest` before parsing; whether
+ * the gate would refuse it, and then the address's unpaid budget; the id), then the signature, the author's bucket, policies, gate,
  * store (group commit), OK, fan-out.
  */
 async function handleEvent(ctx: RelayContext, conn: Connection, ev: NostrEvent): Promise<void> {
-  if (!hasValidId(ev)) return refuse(ctx, conn, ev.id, reason('invalid', 'event id does not match the event'));
   const json = eventToJson(ev);
   const refusable = gateWouldRefuse(ctx, conn, ev, json);
   if (refusable) {
     // A decision known at once is not awaited: each await is a turn of the microtask queue per event.
     const overBudget = ctx.rateLimiter?.unpaidFromAddress(conn.ip);
     const unpaid = overBudget instanceof Promise ? await overBudget : overBudget;
+    // Past the budget the id is not even hashed: the refusal names the id the event claims, as
+    // the address bucket's does (the look above is signature-blind anyway, a right id proves nothing).
     if (unpaid) return refuse(ctx, conn, ev.id, unpaid);
   }
+  if (!hasValidId(ev)) return refuse(ctx, conn, ev.id, reason('invalid', 'event id does not match the event'));
   // An event the gate would refuse waits for its signature check behind every other.
   if (!(await ctx.verifier.verify(ev, refusable))) return refuse(ctx, conn, ev.id, reason('invalid', 'signature is invalid'));
   // The author's bucket after the signature: nobody can spend another key's.

@@ -7,6 +7,12 @@ type Slot = { worker: Worker; busy: boolean };
 type Pending = { resolvers: Waiter[]; slot: Slot };
 
 const MAX_BATCH = 256;
+/**
+ * Events of the later lane in one batch at most: a worker busy with a flood's batch makes the
+ * next paying writer's signature wait for it, and the batch's answers continue on the event loop
+ * all at once (each to its refusal and hold), so both are kept short.
+ */
+export const MAX_LATER_PER_BATCH = 32;
 
 /**
  * A batch goes to a worker as one string of fixed-width records, `id | pubkey | sig` in hex
@@ -169,7 +175,7 @@ export class VerifyPool {
       if (slot.busy) continue;
       const records = this.first.records.splice(0, MAX_BATCH);
       const resolvers = this.first.resolvers.splice(0, records.length);
-      const room = MAX_BATCH - records.length;
+      const room = Math.min(MAX_BATCH - records.length, MAX_LATER_PER_BATCH);
       if (room > 0) {
         records.push(...this.later.records.splice(0, room));
         resolvers.push(...this.later.resolvers.splice(0, room));

@@ -3,7 +3,7 @@
  * its batch is answered with an error rather than a verdict, and a new worker takes over.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { VerifyPool } from '../src/verify.ts';
+import { MAX_LATER_PER_BATCH, VerifyPool } from '../src/verify.ts';
 import { newKey, sign, until } from './harness.ts';
 
 type Internals = {
@@ -91,5 +91,28 @@ describe('VerifyPool', () => {
     expect(order).not.toContain('bad');
     // Answered with the first batch, not after the 700 queued before it.
     expect(order.indexOf('paying')).toBeLessThan(256);
+  });
+  it('puts at most MAX_LATER_PER_BATCH `later` events in a batch, and 256 others in one', async () => {
+    const sizes: number[] = [];
+    const own = await VerifyPool.start(
+      1,
+      (err) => errors.push(err),
+      (n) => sizes.push(n),
+    );
+    try {
+      const k = newKey();
+      const flood = Array.from({ length: 100 }, (_, i) => sign(k.sk, { content: `flood ${i}` }));
+      const oks = await Promise.all(flood.map((ev) => own.verify(ev, true)));
+      expect(oks.every(Boolean)).toBe(true);
+      // A worker busy with a flood's batch keeps a paying writer's signature waiting only that long.
+      expect(sizes).toEqual([32, 32, 32, 4]);
+      expect(MAX_LATER_PER_BATCH).toBe(32);
+      sizes.length = 0;
+      const paying = Array.from({ length: 256 }, (_, i) => sign(k.sk, { content: `paid ${i}` }));
+      expect((await Promise.all(paying.map((ev) => own.verify(ev)))).every(Boolean)).toBe(true);
+      expect(sizes).toEqual([256]);
+    } finally {
+      await own.close();
+    }
   });
 });
