@@ -4,8 +4,9 @@
  * A flood's opening burst (thousands of EVENTs parsed, hashed and refused within a second) would
  * otherwise hold the event loop for hundreds of milliseconds at a time: Postgres's replies to an
  * honest write's transaction, and the honest client's next frame, wait behind it. Here a message
- * runs at once while the current turn of the event loop has spent less than `turnMs` on messages;
- * past that, it waits in its connection's queue, and the queues are drained one message per
+ * runs at once while the current turn of the event loop has spent less than `turnMs` on messages,
+ * and past that still one per connection (so a client writing one message at a time never waits);
+ * a connection's further messages wait in its queue, and the queues are drained one message per
  * connection in turn (round robin), `turnMs` per `setImmediate`, so I/O is read between turns and a
  * connection with one message waiting is served in the next turn however long another's queue is.
  * A connection's messages keep their order: one that has messages waiting queues behind them.
@@ -37,6 +38,8 @@ export class TurnQueue<K> {
   /** Keys with messages waiting, in the order they are served (each at most once). */
   private ring: K[] = [];
   private bytes = 0;
+  /** Keys that had a message run at once after the turn's time was spent (one each per turn). */
+  private readonly ranPastTime = new Set<K>();
   /** When the current turn's first message ran; undefined between turns. */
   private turnStart: number | undefined;
   private scheduled = false;
@@ -59,7 +62,10 @@ export class TurnQueue<K> {
    */
   offer(key: K, text: string): boolean {
     const w = this.waiting.get(key);
-    if (!w && this.turnHasTime()) {
+    if (!w && (this.turnHasTime() || !this.ranPastTime.has(key))) {
+      // Past the turn's time, still one message per connection at once: a client sending one
+      // message at a time (a person) never waits in a queue, only a burst's further ones do.
+      if (this.turnStart !== undefined && this.clock() - this.turnStart >= this.opts.turnMs) this.ranPastTime.add(key);
       this.runOne(key, text);
       return true;
     }
@@ -98,6 +104,7 @@ export class TurnQueue<K> {
   private endTurn(): void {
     this.scheduled = false;
     this.turnStart = undefined;
+    this.ranPastTime.clear();
     if (this.ring.length === 0) return;
     const start = this.clock();
     let served = 0;

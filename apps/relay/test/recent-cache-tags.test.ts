@@ -1,11 +1,11 @@
 import fc from 'fast-check';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { getEventHash, generateSecretKey, getPublicKey } from 'nostr-tools/pure';
 import { openDatabase, queryEvents, storeEvents, type Database, type QueryFilter } from '@paidrelay/db';
 import { eventToJson, type NostrEvent } from '@paidrelay/nostr';
 import { RecentCache, tagKeysOf, type RecentCacheOptions, type TagValue } from '../src/recent-cache.ts';
 import { freshDatabase } from './harness.ts';
+import { authorsOf, BASE, checkAnswers, event, QNOW } from './recent-cache-fixture.ts';
 
 /**
  * Tag windows of the recent-events cache against the store itself: random events of a few
@@ -16,19 +16,9 @@ import { freshDatabase } from './harness.ts';
  * before and after more writes. Windows are 4 events here, so partial windows decide most answers.
  */
 
-const BASE = 1_700_000_000;
-const QNOW = BASE + 100;
-const SIG = '0'.repeat(128);
 /** `#e` values: ids of events that need not exist (the store indexes the value as it is). */
 const REFS = ['a'.repeat(64), 'b'.repeat(64), 'c'.repeat(64)];
 const TOPICS = ['x', 'y', 'z'];
-
-function event(pubkey: string, t: { kind: number; created_at: number; tags?: string[][]; content?: string }): NostrEvent {
-  const base = { pubkey, kind: t.kind, created_at: t.created_at, tags: t.tags ?? [], content: t.content ?? '' };
-  return { ...base, id: getEventHash(base), sig: SIG };
-}
-
-const authorsOf = (n: number) => Array.from({ length: n }, () => getPublicKey(generateSecretKey()));
 
 type Op = {
   who: number;
@@ -146,24 +136,6 @@ describe.skipIf(!process.env.TEST_DATABASE_URL)('recent-events cache: tag window
     }
   }
 
-  /** Every filter set read three times (a second read loads windows), each answer the store's. */
-  async function check(cache: RecentCache, sets: QueryFilter[][]): Promise<number> {
-    let hits = 0;
-    for (const filters of sets) {
-      const expected = await queryEvents(db.kysely, filters, QNOW);
-      for (let i = 0; i < 3; i++) {
-        let fellBack = false;
-        const got = await cache.read(filters, QNOW, () => {
-          fellBack = true;
-          return queryEvents(db.kysely, filters, QNOW);
-        });
-        expect(got, JSON.stringify(filters)).toEqual(expected);
-        if (!fellBack) hits++;
-      }
-    }
-    return hits;
-  }
-
   it('answers random one-tag filters (and author filters beside them) exactly as queryEvents does, before and after more writes', async () => {
     let hits = 0;
     let reads = 0;
@@ -183,9 +155,9 @@ describe.skipIf(!process.env.TEST_DATABASE_URL)('recent-events cache: tag window
           const written: NostrEvent[] = [];
           try {
             await apply(cache, authors, first, written);
-            hits += await check(cache, filters);
+            hits += await checkAnswers(db, cache, filters);
             await apply(cache, authors, second, written);
-            hits += await check(cache, filters);
+            hits += await checkAnswers(db, cache, filters);
             reads += filters.length * 6;
           } finally {
             cache.close();

@@ -1,10 +1,10 @@
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { getEventHash, generateSecretKey, getPublicKey } from 'nostr-tools/pure';
 import { openDatabase, queryEvents, storeEvents, type Database, type QueryFilter } from '@paidrelay/db';
 import { eventToJson, type NostrEvent } from '@paidrelay/nostr';
 import { RecentCache, type RecentCacheOptions } from '../src/recent-cache.ts';
 import { freshDatabase } from './harness.ts';
+import { authorsOf, BASE, checkAnswers, event, QNOW } from './recent-cache-fixture.ts';
 
 /**
  * The recent-events cache against the store itself: random events of a few authors (regular,
@@ -13,18 +13,6 @@ import { freshDatabase } from './harness.ts';
  * through the cache must equal queryEvents on Postgres, before and after more writes. Windows
  * are 4 events here, so the partial-window rules are what most answers rest on.
  */
-
-const BASE = 1_700_000_000;
-/** The reads' now: events expiring before it are hidden, later ones not yet. */
-const QNOW = BASE + 100;
-const SIG = '0'.repeat(128);
-
-function event(pubkey: string, t: { kind: number; created_at: number; tags?: string[][]; content?: string }): NostrEvent {
-  const base = { pubkey, kind: t.kind, created_at: t.created_at, tags: t.tags ?? [], content: t.content ?? '' };
-  return { ...base, id: getEventHash(base), sig: SIG };
-}
-
-const authorsOf = (n: number) => Array.from({ length: n }, () => getPublicKey(generateSecretKey()));
 
 type Op = { who: number; kind: number; at: number; expires: number | null; d: string; target: number; content: number; p: number | null };
 
@@ -107,24 +95,6 @@ describe.skipIf(!process.env.TEST_DATABASE_URL)('recent-events cache on Postgres
     }
   }
 
-  /** Every filter set read twice (a second read loads windows), each answer the store's. */
-  async function check(cache: RecentCache, sets: QueryFilter[][]): Promise<number> {
-    let hits = 0;
-    for (const filters of sets) {
-      const expected = await queryEvents(db.kysely, filters, QNOW);
-      for (let i = 0; i < 3; i++) {
-        let fellBack = false;
-        const got = await cache.read(filters, QNOW, () => {
-          fellBack = true;
-          return queryEvents(db.kysely, filters, QNOW);
-        });
-        expect(got, JSON.stringify(filters)).toEqual(expected);
-        if (!fellBack) hits++;
-      }
-    }
-    return hits;
-  }
-
   it('answers random author filters exactly as queryEvents does, before and after more writes and deletions', async () => {
     let hits = 0;
     let reads = 0;
@@ -140,9 +110,9 @@ describe.skipIf(!process.env.TEST_DATABASE_URL)('recent-events cache on Postgres
           const written: NostrEvent[] = [];
           try {
             await apply(cache, authors, first, written);
-            hits += await check(cache, filters);
+            hits += await checkAnswers(db, cache, filters);
             await apply(cache, authors, second, written);
-            hits += await check(cache, filters);
+            hits += await checkAnswers(db, cache, filters);
             reads += filters.length * 6;
           } finally {
             cache.close();

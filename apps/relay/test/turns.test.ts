@@ -37,12 +37,12 @@ function harness(opts: { turnMs?: number; cost?: number; maxBytesPerKey?: number
 }
 
 describe('TurnQueue', () => {
-  it('runs messages at once while the turn has time, and the rest in the next turns', () => {
+  it('runs messages at once while the turn has time (and one more per connection), the rest in the next turns', () => {
     const h = harness({ turnMs: 4, cost: 1 });
     for (let i = 0; i < 10; i++) expect(h.q.offer('a', String(i))).toBe(true);
-    expect(h.ran).toEqual(['a:0', 'a:1', 'a:2', 'a:3']);
+    expect(h.ran).toEqual(['a:0', 'a:1', 'a:2', 'a:3', 'a:4']);
     h.endTurn();
-    expect(h.ran).toHaveLength(8);
+    expect(h.ran).toHaveLength(9);
     h.endTurn();
     expect(h.ran).toEqual(Array.from({ length: 10 }, (_, i) => `a:${i}`));
     expect(h.q.waitingBytes).toBe(0);
@@ -50,14 +50,16 @@ describe('TurnQueue', () => {
     expect(h.scheduled()).toBe(0);
   });
 
-  it('serves a connection with one message waiting in the next turn, however long another queue is', () => {
+  it("runs a connection's single message at once past the turn's time, and its second in the next turn, however long another queue is", () => {
     const h = harness({ turnMs: 4, cost: 1 });
     for (let i = 0; i < 1000; i++) h.q.offer('flood', String(i));
     h.q.offer('honest', 'note');
-    expect(h.ran).not.toContain('honest:note');
+    expect(h.ran.at(-1)).toBe('honest:note');
+    h.q.offer('honest', 'second');
+    expect(h.ran).not.toContain('honest:second');
     h.endTurn();
     // One of the flood's, then the honest one: round robin from the head of the ring.
-    expect(h.ran.slice(4, 6)).toEqual(['flood:4', 'honest:note']);
+    expect(h.ran.slice(6, 8)).toEqual(['flood:5', 'honest:second']);
   });
 
   it('a new turn runs a fresh connection at once, while a flood still waits', () => {
@@ -88,14 +90,17 @@ describe('TurnQueue', () => {
   it('refuses a message beyond its connection bound or the global bound, and takes others', () => {
     const h = harness({ turnMs: 1, cost: 1, maxBytesPerKey: 10, maxBytes: 15 });
     expect(h.q.offer('a', 'first')).toBe(true); // runs
+    expect(h.q.offer('a', 'extra')).toBe(true); // runs: a's one past the turn's time
+    expect(h.q.offer('b', 'extra')).toBe(true); // runs: b's
+    expect(h.q.offer('b', '12345')).toBe(true); // waits: 5 bytes for b
     expect(h.q.offer('a', '12345')).toBe(true); // waits: 5 bytes
     expect(h.q.offer('a', '123456')).toBe(false); // 11 > 10 for a
     expect(h.q.offer('a', '12345')).toBe(true); // 10
-    expect(h.q.offer('b', '123456')).toBe(false); // 16 > 15 in all
-    expect(h.q.offer('b', '12345')).toBe(true); // 15
+    expect(h.q.offer('b', '123456')).toBe(false); // 21 > 15 in all
     expect(h.q.waitingBytes).toBe(15);
+    expect(h.q.offer('c', 'x')).toBe(true); // runs: nothing of c's waits, whatever the bounds
     while (h.q.waitingBytes > 0) h.endTurn();
-    expect(h.ran).toEqual(['a:first', 'a:12345', 'b:12345', 'a:12345']);
+    expect(h.ran).toEqual(['a:first', 'a:extra', 'b:extra', 'c:x', 'b:12345', 'a:12345', 'a:12345']);
     // Space is given back as messages run.
     expect(h.q.offer('a', '123456789')).toBe(true);
   });
@@ -108,7 +113,7 @@ describe('TurnQueue', () => {
     h.closed.add('gone');
     h.endTurn();
     h.endTurn();
-    expect(h.ran).toEqual(['gone:x', 'stays:y']);
+    expect(h.ran).toEqual(['gone:x', 'gone:m0', 'stays:y']);
     expect(h.q.waitingBytes).toBe(0);
   });
 
@@ -134,11 +139,14 @@ describe('TurnQueue', () => {
     }
     expect(h.ran).toHaveLength(6000);
     // 50 per turn (each costs 1 of 50 ms): no turn ran more than its budget.
-    expect(turns).toBe(Math.ceil((6000 - 50) / 50));
-    // The first 50 ran as they came (k0 to k16's second); then each of the 1,984 connections
-    // with messages waiting (k16 and k17 to k1999) had one served before any had a second.
+    expect(turns).toBe(Math.ceil((6000 - 2034) / 50));
+    // The first 50 ran as they came (k0 to k16's second), then one more of each connection
+    // (k16's third, every other's first); then each of the 1,983 connections with messages waiting
+    // had one served before any had a second.
     expect(h.ran[49]).toBe('k16:1');
-    const drained = h.ran.slice(50, 50 + 1984).map((r) => r.split(':')[0]);
-    expect(new Set(drained).size).toBe(1984);
+    expect(h.ran.slice(50, 52)).toEqual(['k16:2', 'k17:0']);
+    expect(h.ran[2033]).toBe('k1999:0');
+    const drained = h.ran.slice(2034, 2034 + 1983).map((r) => r.split(':')[0]);
+    expect(new Set(drained).size).toBe(1983);
   });
 });
