@@ -15,6 +15,10 @@
  * the author's events; a moderation change or a bus outage drops them all. A dropped window is
  * loaded again from the primary on a later REQ. The answer is the store's (`queryEvents`) or
  * none: when a window cannot prove its answer exact, the REQ goes to Postgres as before.
+ *
+ * So every event a window holds is stored: a filter by `ids` (with the other conditions but
+ * tags) is answered from the events the windows hold (`byId`); the ids none of them holds are
+ * asked of Postgres, never taken for absent, and the two answers merged.
  */
 import type { QueryFilter } from '@paidrelay/db';
 import { expirationOf, KIND_DELETION, kindClass, type NostrEvent } from '@paidrelay/nostr';
@@ -58,6 +62,9 @@ type Entry = { id: string; createdAt: number; kind: number; expiresAt: number | 
  * out at the end stay counted), so that its entries in `RecentCache.holders` can be taken out.
  */
 type Window = { events: Entry[]; complete: boolean; bytes: number; loadedAt: number; authors?: Set<string> };
+
+/** An event held in windows: the windows' keys (an author's, its tags'), to tell it is held in one still fresh. */
+type Held = { entry: Entry; keys: string[] };
 
 /**
  * A load in flight for one window: what was stored meanwhile, or that it is void. `removedBy`
@@ -114,6 +121,12 @@ export type CacheOutcome = 'hit' | 'miss' | 'load' | 'eviction';
 /** A tag as a window holds it: its letter and one value. */
 export type TagValue = { name: string; value: string };
 
+/**
+ * Where the store is asked: with the REQ's filters, or (an answer in part from the windows)
+ * with the filters by ids narrowed to the ids no window holds.
+ */
+export type Fallback = (filters: QueryFilter[]) => Promise<string[]>;
+
 export type RecentCacheOptions = {
   maxBytes: number;
   /** Each author's newest `limit` events (raw JSON, any order), read on the primary. */
@@ -132,7 +145,7 @@ export type RecentCacheOptions = {
 };
 
 /** The store's order: newest first, ties by the lowest id (hex compares as the bytes do). */
-function before(a: Entry, b: Entry): number {
+function before(a: Ordered, b: Ordered): number {
   if (a.createdAt !== b.createdAt) return b.createdAt - a.createdAt;
   return a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
 }
@@ -155,6 +168,7 @@ function removesStored(kind: number): boolean {
 }
 
 const ANSWERABLE_KEYS = new Set(['authors', 'kinds', 'since', 'until', 'limit', 'restrict', 'notAuthors']);
+const ANSWERABLE_BY_IDS = new Set([...ANSWERABLE_KEYS, 'ids']);
 
 function distinct<T>(xs: readonly T[]): boolean {
   return new Set(xs).size === xs.length;
@@ -165,9 +179,11 @@ function distinct<T>(xs: readonly T[]): boolean {
  * or anything else; repeated authors or kinds are left to the store, which returns such matches
  * once per repetition), by its tag's windows (exactly one `#<letter>` condition, its values
  * indexable; the store scans that tag's index and checks the rest, repetitions included, as
- * conditions), or not at all.
+ * conditions), by the events held (`ids`, without tags: the store looks the ids up and checks
+ * the rest as conditions, so repetitions of any of them change nothing), or not at all.
  */
-function answerable(f: QueryFilter): { authors: string[] } | { tag: string; values: string[] } | undefined {
+function answerable(f: QueryFilter): { authors: string[] } | { tag: string; values: string[] } | { ids: string[] } | undefined {
+  if (f.ids !== undefined) return Object.keys(f).every((k) => ANSWERABLE_BY_IDS.has(k)) ? { ids: [...new Set(f.ids)] } : undefined;
   let tag: string | undefined;
   for (const key of Object.keys(f)) {
     if (ANSWERABLE_KEYS.has(key)) continue;
@@ -195,8 +211,28 @@ function passes(e: Entry, f: QueryFilter): boolean {
   return true;
 }
 
-/** What the windows say of one filter: its matches, or that some authors have no window, or that they cannot be sure. */
-type FilterAnswer = { entries: Entry[] } | { missing: string[] } | 'inexact';
+/** The store's conditions of a filter by ids, but the ids, on a held entry. */
+function matchesBesidesIds(e: Entry, f: QueryFilter, now: number): boolean {
+  if (e.expiresAt !== undefined && e.expiresAt <= now) return false;
+  if (f.since !== undefined && e.createdAt < f.since) return false;
+  if (f.until !== undefined && e.createdAt > f.until) return false;
+  if (f.kinds !== undefined && !f.kinds.includes(e.kind)) return false;
+  if (f.authors !== undefined && !f.authors.includes(e.pubkey)) return false;
+  if (f.notAuthors?.includes(e.pubkey)) return false;
+  return f.restrict === undefined || passes(e, f);
+}
+
+/**
+ * What the windows say of one filter: its matches, or that some authors have no window, or that
+ * they cannot be sure, or (by ids) the matches among the events held and the filter for the rest.
+ */
+type FilterAnswer = { entries: Entry[] } | { missing: string[] } | 'inexact' | ByIdsInPart;
+
+/** `found`: the matches held, in the store's order; `rest`: the filter by the ids not held; `limit`: the filter's cut, if it can cut. */
+type ByIdsInPart = { found: Entry[]; rest: QueryFilter; limit: number };
+
+/** An answer from the windows and Postgres: the filters Postgres is asked, and what makes the answer of its rows. */
+type InPart = { rest: QueryFilter[]; complete: (rows: string[]) => string[] };
 
 export class RecentCache {
   /** Author windows (keyed by pubkey) and tag windows (by tagKey), in least recently used order (a read moves one to the end). */
@@ -204,6 +240,8 @@ export class RecentCache {
   private pending = new Map<string, Pending>();
   /** Per author, the tag windows that may hold one of its events: what its deletions and replacements drop. */
   private holders = new Map<string, Set<string>>();
+  /** Every event the windows hold, by id. */
+  private byId = new Map<string, Held>();
   private loads = 0;
   private seen = new Set<string>();
   private bytes = 0;
@@ -226,31 +264,31 @@ export class RecentCache {
     this.clear();
   }
 
-  /** Windows, events and bytes held now (for tests and metrics); an event in several windows counts in each. */
-  get size(): { authors: number; tags: number; events: number; bytes: number } {
+  /** Windows, events and bytes held now (for tests and metrics); an event in several windows counts in each, but once in `ids`. */
+  get size(): { authors: number; tags: number; events: number; ids: number; bytes: number } {
     let events = 0;
     let tags = 0;
     for (const [key, w] of this.windows) {
       events += w.events.length;
       if (isTagKey(key)) tags++;
     }
-    return { authors: this.windows.size - tags, tags, events, bytes: this.bytes };
+    return { authors: this.windows.size - tags, tags, events, ids: this.byId.size, bytes: this.bytes };
   }
 
   /**
    * The stored events matching `filters` as `queryEvents` would return them at `now`: from the
    * windows when they answer exactly, else from `fallback` (Postgres). Authors and tags read a
    * second time without a window are loaded first (one query for the authors, one for the tags),
-   * then answered from the windows.
+   * then answered from the windows. Ids no window holds are read from `fallback` (a miss).
    */
-  async read(filters: QueryFilter[], now: number, fallback: () => Promise<string[]>): Promise<string[]> {
+  async read(filters: QueryFilter[], now: number, fallback: Fallback): Promise<string[]> {
     if (!this.usable()) {
       this.opts.count?.('miss');
-      return fallback();
+      return fallback(filters);
     }
     let answer = this.answer(filters, now);
     if (Array.isArray(answer)) return this.hit(answer);
-    if (answer !== 'inexact') {
+    if (answer !== 'inexact' && 'missing' in answer) {
       const { missing } = answer;
       const again = missing.filter((k) => this.seen.has(k) || this.pending.has(k));
       for (const k of missing) this.remember(k);
@@ -263,7 +301,8 @@ export class RecentCache {
       }
     }
     this.opts.count?.('miss');
-    return fallback();
+    if (answer !== 'inexact' && 'rest' in answer) return answer.complete(await fallback(answer.rest));
+    return fallback(filters);
   }
 
   /** An event stored, here or by another replica (ephemeral ones are ignored): into its author's and its tags' windows. */
@@ -280,7 +319,7 @@ export class RecentCache {
       const p = this.pending.get(ev.pubkey);
       p?.extra.push(entry());
       const w = this.windows.get(ev.pubkey);
-      if (w) this.insert(w, entry());
+      if (w) this.insert(ev.pubkey, w, entry());
     }
     for (const key of this.windows.size > 0 || this.pending.size > 0 ? tagKeysOf(ev) : []) {
       this.pending.get(key)?.extra.push(entry());
@@ -313,6 +352,7 @@ export class RecentCache {
   clear(): void {
     this.windows.clear();
     this.holders.clear();
+    this.byId.clear();
     this.bytes = 0;
     for (const p of this.pending.values()) p.dropped = true;
     this.pending.clear();
@@ -337,22 +377,42 @@ export class RecentCache {
     if (this.seen.size > SEEN_MAX) this.seen.delete(this.seen.values().next().value!);
   }
 
-  /** The answer to every filter, merged as queryEvents merges (once each, in the store's order). */
-  private answer(filters: QueryFilter[], now: number): string[] | Exclude<FilterAnswer, { entries: Entry[] }> {
+  /**
+   * The answer to every filter, merged as queryEvents merges (once each, in the store's order),
+   * or what Postgres must add to it: the filters by ids narrowed to the ids no window holds. Such
+   * a filter's answer is its held matches and Postgres's rows for the rest (ids are unique: the
+   * two never overlap) merged and cut at its limit. Postgres's rows for several such filters come
+   * back as one list that cannot be cut filter by filter: they go together only when none of them
+   * cuts, else the whole REQ goes to Postgres.
+   */
+  private answer(filters: QueryFilter[], now: number): string[] | { missing: string[] } | 'inexact' | InPart {
     const parts: Entry[][] = [];
     const missing = new Set<string>();
+    const inPart: ByIdsInPart[] = [];
     let inexact = false;
     for (const f of filters) {
       const a = this.answerFilter(f, now);
       if (a === 'inexact') inexact = true;
       else if ('missing' in a) for (const m of a.missing) missing.add(m);
+      else if ('rest' in a) inPart.push(a);
       else parts.push(a.entries);
     }
     // A filter the windows cannot answer sends the REQ to Postgres, whatever loads would bring.
     if (inexact) return 'inexact';
     if (missing.size > 0) return { missing: [...missing] };
-    if (parts.length === 1) return parts[0].map((e) => e.raw);
-    return merged(parts).map((e) => e.raw);
+    if (inPart.length === 0) return mergeSorted(parts, Number.POSITIVE_INFINITY).map((e) => e.raw);
+    if (inPart.length > 1 && inPart.some((p) => p.limit !== Number.POSITIVE_INFINITY)) return 'inexact';
+    return {
+      rest: inPart.map((p) => p.rest),
+      complete: (rows) => {
+        const fromStore = rows.map((raw) => entryOf(JSON.parse(raw) as NostrEvent, raw));
+        const byIds = mergeSorted(
+          [...inPart.map((p) => p.found), fromStore],
+          inPart.length === 1 ? inPart[0].limit : Number.POSITIVE_INFINITY,
+        );
+        return mergeSorted([byIds, ...parts], Number.POSITIVE_INFINITY).map((e) => e.raw);
+      },
+    };
   }
 
   /**
@@ -365,6 +425,7 @@ export class RecentCache {
   private answerFilter(f: QueryFilter, now: number): FilterAnswer {
     const by = answerable(f);
     if (by === undefined || ('tag' in by && this.opts.loadTags === undefined)) return 'inexact';
+    if ('ids' in by) return this.answerIds(f, by.ids, now);
     const limit = f.limit === undefined ? Number.POSITIVE_INFINITY : Math.floor(f.limit);
     const keys = 'tag' in by ? by.values.map((v) => tagKey(by.tag, v)) : by.authors;
     if (limit <= 0 || keys.length === 0 || f.authors?.length === 0 || f.kinds?.length === 0) return { entries: [] };
@@ -406,13 +467,37 @@ export class RecentCache {
       if (!w.complete && !(oldest.createdAt < since) && matches.length < limit) unsure.push(oldest);
     }
     if (missing.length > 0) return { missing };
-    let matches = parts.length === 1 ? parts[0] : merged(parts);
-    if (matches.length > limit) matches = matches.slice(0, limit);
+    const matches = mergeSorted(parts, limit);
     if (unsure.length > 0) {
       const last = matches.length === limit ? matches[limit - 1] : undefined;
       if (last === undefined || unsure.some((oldest) => before(last, oldest) > 0)) return 'inexact';
     }
     return { entries: matches };
+  }
+
+  /**
+   * A filter by ids (these, once each) from the events held in windows still fresh: all of its
+   * answer when every id is held, else the held matches and the filter for the rest.
+   */
+  private answerIds(f: QueryFilter, ids: string[], now: number): FilterAnswer {
+    // A filter matches at most one event per id: a limit as big cuts nothing.
+    const limit = f.limit === undefined || Math.floor(f.limit) >= ids.length ? Number.POSITIVE_INFINITY : Math.floor(f.limit);
+    if (limit <= 0) return { entries: [] };
+    const clock = this.clock();
+    const fresh = (key: string) => {
+      const w = this.windows.get(key);
+      return w !== undefined && clock - w.loadedAt <= this.maxAgeMs;
+    };
+    const found: Entry[] = [];
+    const notHeld: string[] = [];
+    for (const id of ids) {
+      const held = this.byId.get(id);
+      if (held === undefined || !held.keys.some(fresh)) notHeld.push(id);
+      else if (matchesBesidesIds(held.entry, f, now)) found.push(held.entry);
+    }
+    found.sort(before);
+    if (notHeld.length === 0) return { entries: found.length > limit ? found.slice(0, limit) : found };
+    return { found, rest: { ...f, ids: notHeld }, limit };
   }
 
   /** Loads these windows (joining loads already in flight), on the primary: one query for the authors, one for the tags. */
@@ -483,19 +568,20 @@ export class RecentCache {
       const old = this.windows.get(key);
       if (old) this.remove(key, old);
       this.windows.set(key, w);
+      for (const e of events) this.index(key, e);
       this.bytes += w.bytes;
       if (isTagKey(key)) {
         w.authors = new Set();
         for (const e of events) this.hold(key, w, e.pubkey);
         for (const e of p.extra) this.insertTagged(key, w, e);
-      } else for (const e of p.extra) this.insert(w, e);
+      } else for (const e of p.extra) this.insert(key, w, e);
     }
     this.evict();
   }
 
   /** Into a tag window, its author then counted among the window's holders. */
   private insertTagged(key: string, w: Window, e: Entry): void {
-    if (this.insert(w, e)) this.hold(key, w, e.pubkey);
+    if (this.insert(key, w, e)) this.hold(key, w, e.pubkey);
   }
 
   private hold(key: string, w: Window, pubkey: string): void {
@@ -509,7 +595,7 @@ export class RecentCache {
    * Into its place in the window, unless it is there already or sorts after a window that is not
    * complete; whether it went in.
    */
-  private insert(w: Window, e: Entry): boolean {
+  private insert(key: string, w: Window, e: Entry): boolean {
     const list = w.events;
     let lo = 0;
     let hi = list.length;
@@ -523,18 +609,37 @@ export class RecentCache {
     list.splice(lo, 0, e);
     w.bytes += e.bytes;
     this.bytes += e.bytes;
+    this.index(key, e);
     if (list.length > this.windowEvents) {
       const out = list.pop()!;
       w.bytes -= out.bytes;
       this.bytes -= out.bytes;
+      this.unindex(key, out);
       w.complete = false;
     }
     return true;
   }
 
+  /** An event now in the window `key`. */
+  private index(key: string, e: Entry): void {
+    const held = this.byId.get(e.id);
+    if (held) held.keys.push(key);
+    else this.byId.set(e.id, { entry: e, keys: [key] });
+  }
+
+  /** An event no longer in the window `key`: no longer held once in none. */
+  private unindex(key: string, e: Entry): void {
+    const held = this.byId.get(e.id);
+    const at = held?.keys.indexOf(key) ?? -1;
+    if (at < 0) return;
+    held!.keys.splice(at, 1);
+    if (held!.keys.length === 0) this.byId.delete(e.id);
+  }
+
   private remove(key: string, w: Window): void {
     this.windows.delete(key);
     this.bytes -= w.bytes;
+    for (const e of w.events) this.unindex(key, e);
     for (const pubkey of w.authors ?? []) {
       const keys = this.holders.get(pubkey);
       keys?.delete(key);
@@ -554,9 +659,44 @@ export class RecentCache {
   }
 }
 
-/** Several windows' matches as one list in the store's order, each event once. */
-function merged(parts: Entry[][]): Entry[] {
-  const byId = new Map<string, Entry>();
-  for (const part of parts) for (const e of part) byId.set(e.id, e);
-  return [...byId.values()].sort(before);
+/** What the store's order reads of an event. */
+export type Ordered = { id: string; createdAt: number };
+
+/**
+ * Lists each in the store's order (each event once in a list) as one list in that order, each
+ * event once, at most `limit` long: a k-way merge that reads only the heads it puts out. A binary
+ * heap of the lists' heads rather than a scan of them for each event put out: a feed's authors
+ * (a follow list) can be hundreds of windows, and a filter without a limit puts out all of them.
+ * The same event in two lists has the same place in the order, so its copies come out one after
+ * the other and only the first is kept.
+ */
+export function mergeSorted<E extends Ordered>(parts: E[][], limit: number): E[] {
+  // One list (one window, or one filter's answer): itself, cut.
+  if (parts.length === 1) return parts[0].length <= limit ? parts[0] : parts[0].slice(0, limit);
+  const heads = parts.filter((p) => p.length > 0).map((list) => ({ list, at: 0 }));
+  const first = (i: number, j: number) => before(heads[i].list[heads[i].at], heads[j].list[heads[j].at]) < 0;
+  const sink = (i: number) => {
+    for (;;) {
+      const l = 2 * i + 1;
+      let m = i;
+      if (l < heads.length && first(l, m)) m = l;
+      if (l + 1 < heads.length && first(l + 1, m)) m = l + 1;
+      if (m === i) return;
+      [heads[i], heads[m]] = [heads[m], heads[i]];
+      i = m;
+    }
+  };
+  for (let i = (heads.length >>> 1) - 1; i >= 0; i--) sink(i);
+  const out: E[] = [];
+  while (heads.length > 0 && out.length < limit) {
+    const top = heads[0];
+    const e = top.list[top.at++];
+    if (out.length === 0 || out[out.length - 1].id !== e.id) out.push(e);
+    if (top.at === top.list.length) {
+      const last = heads.pop()!;
+      if (heads.length > 0) heads[0] = last;
+    }
+    sink(0);
+  }
+  return out;
 }

@@ -32,9 +32,10 @@ export async function checkAnswers(db: Database, cache: RecentCache, sets: Query
     const expected = await queryEvents(db.kysely, filters, QNOW);
     for (let i = 0; i < 3; i++) {
       let fellBack = false;
-      const got = await cache.read(filters, QNOW, () => {
+      // The store asked as the cache asks it: an answer in part from the windows asks it less.
+      const got = await cache.read(filters, QNOW, (asked) => {
         fellBack = true;
-        return queryEvents(db.kysely, filters, QNOW);
+        return queryEvents(db.kysely, asked, QNOW);
       });
       expect(got, JSON.stringify(filters)).toEqual(expected);
       if (!fellBack) hits++;
