@@ -1,4 +1,5 @@
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { memoryCgroup } from './cgroup.ts';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { createServer } from 'node:net';
@@ -137,6 +138,7 @@ async function relaySettingNames(): Promise<string[]> {
 /** `entry`: another entry point of this repository (e.g. the all-in-one), relative to its root. */
 /** `defaultConfig`: none of the bench's own settings (open relay, no limits): the relay as `pnpm start` configures it. */
 /** `cpus`: the cores the relay may run on (a `taskset -c` list, e.g. "0"), to keep a load generator off them. */
+/** `memoryLimitMb`: run the relay in a memory cgroup of this size, as in its pod (cgroup.ts). */
 export type SpawnOptions = {
   entry?: string;
   defaultConfig?: boolean;
@@ -147,6 +149,7 @@ export type SpawnOptions = {
   repoRoot?: string;
   nodeArgs?: string[];
   cpus?: string;
+  memoryLimitMb?: number;
 };
 
 /** Starts apps/relay/src/main.ts under tsx (or `entry`) on a free 127.0.0.1 port and waits for GET /healthz. */
@@ -183,7 +186,12 @@ export async function spawnRelay(opts: SpawnOptions): Promise<RelayProcess> {
   // A built bundle (`apps/relay/dist/main.js`) runs as it ships; tsx alone adds 100-130 MB of RSS.
   const argv = [...(opts.nodeArgs ?? []), ...(main.endsWith('.ts') ? ['--import', 'tsx'] : []), main];
   // taskset execs node in place, so the child's pid is the relay's.
-  const [file, args] = opts.cpus ? ['taskset', ['-c', opts.cpus, process.execPath, ...argv]] : [process.execPath, argv];
+  const [node, nodeArgv]: [string, string[]] = opts.cpus
+    ? ['taskset', ['-c', opts.cpus, process.execPath, ...argv]]
+    : [process.execPath, argv];
+  // The shell moves itself into the cgroup, then execs: the child's pid is still the relay's.
+  const cgroup = opts.memoryLimitMb ? memoryCgroup(`paidrelay-bench-${port}`, opts.memoryLimitMb) : undefined;
+  const [file, args] = cgroup ? cgroup.wrap(node, nodeArgv) : [node, nodeArgv];
   const child = spawn(file, args, {
     cwd: root,
     env,
@@ -212,6 +220,7 @@ export async function spawnRelay(opts: SpawnOptions): Promise<RelayProcess> {
         clearTimeout(timer);
       }
       rmSync(dataDir, { recursive: true, force: true });
+      cgroup?.remove();
     },
   };
   child.on('exit', (code, signal) => {

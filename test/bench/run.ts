@@ -47,6 +47,8 @@ const { values: args } = parseArgs({
     'node-arg': { type: 'string', multiple: true, default: [] },
     // Another entry of this repository, e.g. apps/relay/dist/main.js after `pnpm build` (the relay as it ships).
     entry: { type: 'string' },
+    // The relay in a memory cgroup of this many MiB, as in its pod (1024: relay-deployment.yaml's limit).
+    'memory-limit': { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
@@ -258,7 +260,16 @@ async function main(): Promise<void> {
     // --node-arg passes node flags (e.g. --max-semi-space-size=8), --env relay settings (e.g. VERIFY_WORKERS=2).
     const profArgs = args['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${args['cpu-prof']}`] : [];
     const nodeArgs = [...profArgs, ...(args['node-arg'] as string[])];
-    relay = await spawnRelay({ databaseUrl: db?.url, redisUrl, repoRoot: args['repo-root'], entry: args.entry, nodeArgs, extraEnv });
+    const memoryLimitMb = args['memory-limit'] === undefined ? undefined : int('memory-limit', 64);
+    relay = await spawnRelay({
+      databaseUrl: db?.url,
+      redisUrl,
+      repoRoot: args['repo-root'],
+      entry: args.entry,
+      nodeArgs,
+      extraEnv,
+      memoryLimitMb,
+    });
     relay.child.once('exit', (code, signal) => {
       if (!finished) void finish(`relay exited during the run (code ${code}, signal ${signal})`);
     });
