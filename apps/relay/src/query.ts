@@ -60,8 +60,8 @@ export async function handleReq(ctx: RelayContext, conn: Connection, subId: stri
 /** The stored part of a REQ: from the recent-events cache when it can answer exactly, else from the store. */
 function readStored(ctx: RelayContext, filters: QueryFilter[]): Promise<string[]> {
   const now = nowSeconds();
-  const fromStore = (fs: QueryFilter[]) => ctx.db.read((db) => queryEvents(db, fs, now));
-  return ctx.recentCache ? ctx.recentCache.read(filters, now, fromStore) : fromStore(filters);
+  const fromStore = () => ctx.db.read((db) => queryEvents(db, filters, now));
+  return ctx.recentCache ? ctx.recentCache.read(filters, now, fromStore) : fromStore();
 }
 
 /** How long a subscription remembers its stored part's ids (longer than a bus catch-up takes). */

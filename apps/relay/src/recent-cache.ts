@@ -17,8 +17,10 @@
  * none: when a window cannot prove its answer exact, the REQ goes to Postgres as before.
  *
  * So every event a window holds is stored: a filter by `ids` (with the other conditions but
- * tags) is answered from the events the windows hold (`byId`); the ids none of them holds are
- * asked of Postgres, never taken for absent, and the two answers merged.
+ * tags) whose every id some window holds is answered from them (`byId`). An id no window holds
+ * is never taken for absent: the REQ goes to Postgres. (Asking Postgres for only the ids not held
+ * and merging measured slower than asking it for all: its rows must then be parsed to be merged,
+ * and a query costs Postgres about the same for 10 ids as for 20.)
  */
 import type { QueryFilter } from '@paidrelay/db';
 import { expirationOf, KIND_DELETION, kindClass, type NostrEvent } from '@paidrelay/nostr';
@@ -121,12 +123,6 @@ export type CacheOutcome = 'hit' | 'miss' | 'load' | 'eviction';
 /** A tag as a window holds it: its letter and one value. */
 export type TagValue = { name: string; value: string };
 
-/**
- * Where the store is asked: with the REQ's filters, or (an answer in part from the windows)
- * with the filters by ids narrowed to the ids no window holds.
- */
-export type Fallback = (filters: QueryFilter[]) => Promise<string[]>;
-
 export type RecentCacheOptions = {
   maxBytes: number;
   /** Each author's newest `limit` events (raw JSON, any order), read on the primary. */
@@ -222,17 +218,8 @@ function matchesBesidesIds(e: Entry, f: QueryFilter, now: number): boolean {
   return f.restrict === undefined || passes(e, f);
 }
 
-/**
- * What the windows say of one filter: its matches, or that some authors have no window, or that
- * they cannot be sure, or (by ids) the matches among the events held and the filter for the rest.
- */
-type FilterAnswer = { entries: Entry[] } | { missing: string[] } | 'inexact' | ByIdsInPart;
-
-/** `found`: the matches held, in the store's order; `rest`: the filter by the ids not held; `limit`: the filter's cut, if it can cut. */
-type ByIdsInPart = { found: Entry[]; rest: QueryFilter; limit: number };
-
-/** An answer from the windows and Postgres: the filters Postgres is asked, and what makes the answer of its rows. */
-type InPart = { rest: QueryFilter[]; complete: (rows: string[]) => string[] };
+/** What the windows say of one filter: its matches, or that some authors have no window, or that they cannot be sure. */
+type FilterAnswer = { entries: Entry[] } | { missing: string[] } | 'inexact';
 
 export class RecentCache {
   /** Author windows (keyed by pubkey) and tag windows (by tagKey), in least recently used order (a read moves one to the end). */
@@ -279,16 +266,16 @@ export class RecentCache {
    * The stored events matching `filters` as `queryEvents` would return them at `now`: from the
    * windows when they answer exactly, else from `fallback` (Postgres). Authors and tags read a
    * second time without a window are loaded first (one query for the authors, one for the tags),
-   * then answered from the windows. Ids no window holds are read from `fallback` (a miss).
+   * then answered from the windows.
    */
-  async read(filters: QueryFilter[], now: number, fallback: Fallback): Promise<string[]> {
+  async read(filters: QueryFilter[], now: number, fallback: () => Promise<string[]>): Promise<string[]> {
     if (!this.usable()) {
       this.opts.count?.('miss');
-      return fallback(filters);
+      return fallback();
     }
     let answer = this.answer(filters, now);
     if (Array.isArray(answer)) return this.hit(answer);
-    if (answer !== 'inexact' && 'missing' in answer) {
+    if (answer !== 'inexact') {
       const { missing } = answer;
       const again = missing.filter((k) => this.seen.has(k) || this.pending.has(k));
       for (const k of missing) this.remember(k);
@@ -301,8 +288,7 @@ export class RecentCache {
       }
     }
     this.opts.count?.('miss');
-    if (answer !== 'inexact' && 'rest' in answer) return answer.complete(await fallback(answer.rest));
-    return fallback(filters);
+    return fallback();
   }
 
   /** An event stored, here or by another replica (ephemeral ones are ignored): into its author's and its tags' windows. */
@@ -377,42 +363,21 @@ export class RecentCache {
     if (this.seen.size > SEEN_MAX) this.seen.delete(this.seen.values().next().value!);
   }
 
-  /**
-   * The answer to every filter, merged as queryEvents merges (once each, in the store's order),
-   * or what Postgres must add to it: the filters by ids narrowed to the ids no window holds. Such
-   * a filter's answer is its held matches and Postgres's rows for the rest (ids are unique: the
-   * two never overlap) merged and cut at its limit. Postgres's rows for several such filters come
-   * back as one list that cannot be cut filter by filter: they go together only when none of them
-   * cuts, else the whole REQ goes to Postgres.
-   */
-  private answer(filters: QueryFilter[], now: number): string[] | { missing: string[] } | 'inexact' | InPart {
+  /** The answer to every filter, merged as queryEvents merges (once each, in the store's order). */
+  private answer(filters: QueryFilter[], now: number): string[] | Exclude<FilterAnswer, { entries: Entry[] }> {
     const parts: Entry[][] = [];
     const missing = new Set<string>();
-    const inPart: ByIdsInPart[] = [];
     let inexact = false;
     for (const f of filters) {
       const a = this.answerFilter(f, now);
       if (a === 'inexact') inexact = true;
       else if ('missing' in a) for (const m of a.missing) missing.add(m);
-      else if ('rest' in a) inPart.push(a);
       else parts.push(a.entries);
     }
     // A filter the windows cannot answer sends the REQ to Postgres, whatever loads would bring.
     if (inexact) return 'inexact';
     if (missing.size > 0) return { missing: [...missing] };
-    if (inPart.length === 0) return mergeSorted(parts, Number.POSITIVE_INFINITY).map((e) => e.raw);
-    if (inPart.length > 1 && inPart.some((p) => p.limit !== Number.POSITIVE_INFINITY)) return 'inexact';
-    return {
-      rest: inPart.map((p) => p.rest),
-      complete: (rows) => {
-        const fromStore = rows.map((raw) => entryOf(JSON.parse(raw) as NostrEvent, raw));
-        const byIds = mergeSorted(
-          [...inPart.map((p) => p.found), fromStore],
-          inPart.length === 1 ? inPart[0].limit : Number.POSITIVE_INFINITY,
-        );
-        return mergeSorted([byIds, ...parts], Number.POSITIVE_INFINITY).map((e) => e.raw);
-      },
-    };
+    return mergeSorted(parts, Number.POSITIVE_INFINITY).map((e) => e.raw);
   }
 
   /**
@@ -475,13 +440,9 @@ export class RecentCache {
     return { entries: matches };
   }
 
-  /**
-   * A filter by ids (these, once each) from the events held in windows still fresh: all of its
-   * answer when every id is held, else the held matches and the filter for the rest.
-   */
+  /** A filter by ids (these, once each) from the events held in windows still fresh, when every id is held. */
   private answerIds(f: QueryFilter, ids: string[], now: number): FilterAnswer {
-    // A filter matches at most one event per id: a limit as big cuts nothing.
-    const limit = f.limit === undefined || Math.floor(f.limit) >= ids.length ? Number.POSITIVE_INFINITY : Math.floor(f.limit);
+    const limit = f.limit === undefined ? Number.POSITIVE_INFINITY : Math.floor(f.limit);
     if (limit <= 0) return { entries: [] };
     const clock = this.clock();
     const fresh = (key: string) => {
@@ -489,15 +450,13 @@ export class RecentCache {
       return w !== undefined && clock - w.loadedAt <= this.maxAgeMs;
     };
     const found: Entry[] = [];
-    const notHeld: string[] = [];
     for (const id of ids) {
       const held = this.byId.get(id);
-      if (held === undefined || !held.keys.some(fresh)) notHeld.push(id);
-      else if (matchesBesidesIds(held.entry, f, now)) found.push(held.entry);
+      if (held === undefined || !held.keys.some(fresh)) return 'inexact';
+      if (matchesBesidesIds(held.entry, f, now)) found.push(held.entry);
     }
     found.sort(before);
-    if (notHeld.length === 0) return { entries: found.length > limit ? found.slice(0, limit) : found };
-    return { found, rest: { ...f, ids: notHeld }, limit };
+    return { entries: found.length > limit ? found.slice(0, limit) : found };
   }
 
   /** Loads these windows (joining loads already in flight), on the primary: one query for the authors, one for the tags. */
