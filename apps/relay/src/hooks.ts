@@ -49,6 +49,11 @@ export type RelayCore = {
   instanceId: string;
   /** ALLOWED_PUBKEYS joined to the admins' NIP-86 allow-list, as of now. */
   allowedPubkeys(): ReadonlySet<string>;
+  /**
+   * Resolves at once when the writer has no group commit in flight, else when it next has none:
+   * background writes (held events) wait for it so as not to slow a paying write's OK.
+   */
+  writerIdle(): Promise<void>;
 };
 
 /** Hooks as given, or built from the core's services once they exist. */

@@ -49,6 +49,7 @@ export function paymentHooks(config: Config, base: Pricing): (core: RelayCore) =
         heldBytes.set(held.bytes);
       },
       onHoldDropped: () => heldDropped.inc(),
+      writerIdle: core.writerIdle,
     });
     // Read at scrape time from the gate's load monitor (load.ts; 0 with load pricing off).
     new Gauge({

@@ -44,6 +44,8 @@ export async function buildServices(config: Config, log: Logger, opts: RelayOpti
   const recentCache = config.RECENT_CACHE_MB > 0 ? newRecentCache(config.RECENT_CACHE_MB, db, bus, metrics) : undefined;
   // What moderation removes (banned events) or shows again (unbanned pubkeys): every window goes.
   if (recentCache) moderation.onChange = () => recentCache.clear();
+  // Made after the hooks (it takes the gate's charges); until then it has nothing in flight.
+  let writer: GroupCommitWriter | undefined;
   const hooks = await resolveHooks(opts.hooks ?? [], {
     config,
     log,
@@ -53,6 +55,7 @@ export async function buildServices(config: Config, log: Logger, opts: RelayOpti
     metrics,
     instanceId,
     allowedPubkeys: () => moderation.allowedPubkeys,
+    writerIdle: () => writer?.whenIdle() ?? Promise.resolve(),
   });
   const verifier = await VerifyPool.start(
     config.VERIFY_WORKERS,
@@ -67,19 +70,20 @@ export async function buildServices(config: Config, log: Logger, opts: RelayOpti
     maxFilters: config.MAX_FILTERS,
     maxSubIdLength: config.MAX_SUBID_LENGTH,
   };
+  writer = new (recentCache ? cachingWriter(recentCache) : GroupCommitWriter)(
+    db,
+    config.WRITE_BATCH_MAX,
+    metrics,
+    log,
+    hooks.gate?.charges,
+    db.kind === 'postgres' ? config.WRITE_CONCURRENCY : 1,
+  );
   const ctx: RelayContext = {
     config,
     log,
     db,
     bus,
-    writer: new (recentCache ? cachingWriter(recentCache) : GroupCommitWriter)(
-      db,
-      config.WRITE_BATCH_MAX,
-      metrics,
-      log,
-      hooks.gate?.charges,
-      db.kind === 'postgres' ? config.WRITE_CONCURRENCY : 1,
-    ),
+    writer,
     verifier,
     index: new SubscriptionIndex(),
     metrics,

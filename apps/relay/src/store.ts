@@ -129,6 +129,16 @@ export class GroupCommitWriter {
     return outcomes;
   }
 
+  /**
+   * Resolves at once when no transaction is in flight, else when the writer next has none (its
+   * queue is empty then too). For work that should not share the database with a group
+   * commit: it waits for a quiet moment, and a busy writer may not give one (bound the wait).
+   */
+  whenIdle(): Promise<void> {
+    if (this.running === 0) return Promise.resolve();
+    return new Promise((r) => this.idle.push(r));
+  }
+
   /** Resolves when every write handed in so far has been committed or failed. */
   drain(): Promise<void> {
     if (this.running === 0 && this.queue.length === 0) return Promise.resolve();

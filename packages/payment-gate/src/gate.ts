@@ -77,6 +77,11 @@ export type PaymentGateOptions = {
   onHeldStats?: (stats: HeldStats) => void;
   /** A refused event not held because the hold queue was full (metrics). */
   onHoldDropped?: () => void;
+  /**
+   * Resolves when the relay's writer has no group commit in flight: a batch of held events
+   * waits for it (a bounded time, hold.ts) rather than share the database with paying writes.
+   */
+  writerIdle?: () => Promise<void>;
 };
 
 /**
@@ -89,7 +94,7 @@ export async function createPaymentGate(
   db: Database,
   bus: Bus,
   log: Logger,
-  { onHeldStats = () => {}, onHoldDropped = () => {} }: PaymentGateOptions = {},
+  { onHeldStats = () => {}, onHoldDropped = () => {}, writerIdle }: PaymentGateOptions = {},
 ): Promise<PaymentGate> {
   const cache = new AccountCache(db, log);
   await cache.start(bus);
@@ -111,17 +116,21 @@ export async function createPaymentGate(
     return trimming;
   };
   await trim(nowSeconds()).catch((err) => log.warn({ err }, 'held events: first trim failed'));
-  const holds = new HoldQueue(async (items) => {
-    const results = await holdEvents(db.kysely, items, {
-      now: nowSeconds(),
-      ttlSeconds: config.HELD_EVENT_TTL_SECONDS,
-      maxPerPubkey: config.HELD_EVENTS_PER_PUBKEY,
-      maxBytes: config.HELD_EVENT_MAX_BYTES,
-      maxBytesPerIp: config.HELD_BYTES_PER_IP,
-    });
-    for (let i = 0; i < items.length; i++) if (results[i] === 'held') heldSinceTrim += Buffer.byteLength(items[i].raw);
-    if (heldSinceTrim >= trimEvery) await trim(nowSeconds());
-  }, log);
+  const holds = new HoldQueue(
+    async (items) => {
+      const results = await holdEvents(db.kysely, items, {
+        now: nowSeconds(),
+        ttlSeconds: config.HELD_EVENT_TTL_SECONDS,
+        maxPerPubkey: config.HELD_EVENTS_PER_PUBKEY,
+        maxBytes: config.HELD_EVENT_MAX_BYTES,
+        maxBytesPerIp: config.HELD_BYTES_PER_IP,
+      });
+      for (let i = 0; i < items.length; i++) if (results[i] === 'held') heldSinceTrim += Buffer.byteLength(items[i].raw);
+      if (heldSinceTrim >= trimEvery) await trim(nowSeconds());
+    },
+    log,
+    { beforeBatch: writerIdle },
+  );
   const spam = spamPricing(config, pricing, log);
   return {
     check(ev: NostrEvent, json: string, ip = ''): GateDecision {
