@@ -17,8 +17,8 @@ export async function scrapeMetrics(httpUrl: string): Promise<MetricsSnapshot | 
       if (!line || line.startsWith('#')) continue;
       const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)/.exec(line);
       if (!m || m[1].endsWith('_bucket')) continue;
-      // Keep the `type` label (query kinds); fold the others.
-      const type = m[2] ? /type="([^"]*)"/.exec(m[2])?.[1] : undefined;
+      // Keep the `type` label (query kinds) and `outcome` (the recent-events cache's); fold the others.
+      const type = m[2] ? /(?:type|outcome)="([^"]*)"/.exec(m[2])?.[1] : undefined;
       const key = type ? `${m[1]}{${type}}` : m[1];
       out.set(key, (out.get(key) ?? 0) + Number(m[3]));
     }
@@ -41,6 +41,10 @@ export function metricsDelta(a: MetricsSnapshot | null, b: MetricsSnapshot | nul
     verify_batch_mean: mean('relay_verify_batch_size_sum', 'relay_verify_batch_size_count'),
     req_query_ms_mean: mean('relay_query_duration_seconds_sum{req}', 'relay_query_duration_seconds_count{req}', 1000),
     delivered: d('relay_events_delivered_total'),
+    cache_hits: d('relay_recent_cache_total{hit}'),
+    cache_misses: d('relay_recent_cache_total{miss}'),
+    cache_loads: d('relay_recent_cache_total{load}'),
+    cache_evictions: d('relay_recent_cache_total{eviction}'),
   };
   for (const k of Object.keys(out)) if (out[k] === undefined || out[k] === 0) delete out[k];
   return out as Record<string, number>;

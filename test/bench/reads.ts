@@ -10,7 +10,7 @@ import { parseArgs } from 'node:util';
 import { metricsDelta, scrapeMetrics } from './metrics.ts';
 import { rng, runPlanned, type Planned, type QueryTypeResult } from './query.ts';
 import { freePort, spawnRelay, type RelayProcess } from './relay.ts';
-import { coresUsed, cpuSnapshot } from './resources.ts';
+import { coresUsed, cpuSnapshot, RssSampler } from './resources.ts';
 import { THREAD_LENGTH } from './sign.ts';
 import { round } from './stats.ts';
 import {
@@ -52,6 +52,8 @@ const { values: args } = parseArgs({
     queries: { type: 'string', default: '1000' },
     'query-connections': { type: 'string', default: '8' },
     'query-inflight': { type: 'string', default: '4' },
+    warmup: { type: 'string', default: '0' },
+    skew: { type: 'string', default: '0' },
     fresh: { type: 'boolean', default: false },
     drop: { type: 'boolean', default: false },
     env: { type: 'string', multiple: true, default: [] },
@@ -98,6 +100,12 @@ if (targets.includes('strfry') && !args.strfry) {
   process.exit(64);
 }
 const rounds = int('rounds', 1);
+const warmup = int('warmup', 0);
+const skew = Number(args.skew);
+if (!Number.isFinite(skew) || skew < 0 || skew > 4) {
+  process.stderr.write('--skew must be a number from 0 (uniform) to 4\n');
+  process.exit(64);
+}
 const queries = int('queries', 1);
 const limits = { connections: int('query-connections', 1), inflight: int('query-inflight', 1), capMs: 60_000 };
 const envOf = (list: string[]) =>
@@ -125,33 +133,91 @@ function referrersOf(n: number, j: number): number {
   return Math.max(0, Math.min(THREAD_LENGTH - 1, n - 1 - j)) + (j + THREAD_LENGTH < n ? 1 : 0);
 }
 
-function plan(store: Store): Record<QueryType, Planned[]> {
+/**
+ * Picks ranks 0..n-1, rank k with weight 1/(k+1)^s (Zipf; s = 0 is uniform): with `--skew`, a few
+ * authors are read far more than most, and an author's newest events more than older ones, as
+ * follows and threads are read on a real relay.
+ */
+function zipf(n: number, s: number, rand: () => number): () => number {
+  if (s === 0 || n <= 1) return () => Math.floor(rand() * n);
+  const cdf = new Float64Array(n);
+  let sum = 0;
+  for (let k = 0; k < n; k++) cdf[k] = sum += 1 / (k + 1) ** s;
+  return () => {
+    const x = rand() * sum;
+    let lo = 0;
+    let hi = n - 1;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (cdf[mid] < x) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  };
+}
+
+/**
+ * One round's questions. Each round (warm-up rounds included) has its own seed, so a measured
+ * round does not repeat the questions of the rounds before it. Authors are ranked by a
+ * shuffle of their numbers (popularity is not tied to the store's order); with `--skew`, an
+ * author's threads and events are picked newest first by the same law.
+ */
+function plan(store: Store, seed: number): Record<QueryType, Planned[]> {
   const { spec } = store;
-  const rand = rng(42);
+  const rand = rng(seed);
   const int = (n: number) => Math.floor(rand() * n);
+  const popular = rankOrder(spec.authors);
+  const pickAuthor = zipf(spec.authors, skew, rand);
+  const author = () => popular[pickAuthor()];
+  const recent = new Map<number, () => number>();
+  /** A rank from the newest, of `n` things. */
+  const newest = (n: number) => {
+    let pick = recent.get(n);
+    if (pick === undefined) recent.set(n, (pick = zipf(n, skew, rand)));
+    return pick();
+  };
   const out: Record<QueryType, Planned[]> = { authors: [], feed: [], e_tag: [], t_tag: [], ids: [] };
   for (let q = 0; q < queries; q++) {
-    const a = int(spec.authors);
+    const a = author();
     out.authors.push({
       filter: { authors: [store.pubkeys[a]], kinds: [1], limit: 50 },
       expected: Math.min(50, kind1Of(eventsOf(spec, a))),
     });
     const follows = new Set<number>();
-    while (follows.size < Math.min(20, spec.authors)) follows.add(int(spec.authors));
+    while (follows.size < Math.min(20, spec.authors)) follows.add(author());
     const feedCount = [...follows].reduce((n, f) => n + kind1Of(eventsOf(spec, f)), 0);
     out.feed.push({
       filter: { authors: [...follows].map((f) => store.pubkeys[f]), kinds: [1], limit: 50 },
       expected: Math.min(50, feedCount),
     });
     const n = eventsOf(spec, a);
-    const j = int(Math.ceil(n / THREAD_LENGTH)) * THREAD_LENGTH;
+    const threads = Math.ceil(n / THREAD_LENGTH);
+    const j = (threads - 1 - newest(threads)) * THREAD_LENGTH;
     out.e_tag.push({ filter: { '#e': [store.id(j * spec.authors + a)] }, expected: referrersOf(n, j) });
     out.t_tag.push({ filter: { '#t': [`topic-${int(TOPICS)}`], limit: 50 }, expected: Math.min(50, Math.floor(spec.events / TOPICS)) });
     const ids = new Set<number>();
-    while (ids.size < Math.min(20, spec.events)) ids.add(int(spec.events));
+    while (ids.size < Math.min(20, spec.events)) {
+      if (skew === 0) ids.add(int(spec.events));
+      else {
+        const b = author();
+        const m = eventsOf(spec, b);
+        if (m > 0) ids.add((m - 1 - newest(m)) * spec.authors + b);
+      }
+    }
     out.ids.push({ filter: { ids: [...ids].map((i) => store.id(i)) }, expected: ids.size });
   }
   return Object.fromEntries(types.map((t) => [t, out[t]])) as Record<QueryType, Planned[]>;
+}
+
+/** The authors' numbers in a fixed shuffled order: rank k's author. */
+function rankOrder(n: number): number[] {
+  const order = Array.from({ length: n }, (_, i) => i);
+  const rand = rng(7);
+  for (let i = n - 1; i > 0; i--) {
+    const k = Math.floor(rand() * (i + 1));
+    [order[i], order[k]] = [order[k], order[i]];
+  }
+  return order;
 }
 
 // ---------- the run ----------
@@ -225,7 +291,6 @@ type Round = { target: string; round: number; cpu_cores: ReturnType<typeof cores
 
 async function main(): Promise<void> {
   const { store, load } = await buildStore();
-  const planned = plan(store);
   const name = storeName(spec);
   if (targets.includes('ours')) {
     log('starting our relay');
@@ -244,8 +309,11 @@ async function main(): Promise<void> {
     log(`strfry at ${strfry.url} (pid ${strfry.pid})`);
   }
   const results: Round[] = [];
-  for (let r = 0; r < rounds; r++) {
+  const warmups: Round[] = [];
+  for (let r = -warmup; r < rounds; r++) {
+    const planned = plan(store, 42 + r);
     const order = r % 2 === 0 ? targets : [...targets].reverse();
+    const label = r < 0 ? `warm-up ${r + warmup + 1}` : `round ${r + 1}`;
     for (const target of order) {
       const ours = target === 'ours' ? relay : target === 'base' ? base : null;
       const dbName = target === 'ours' ? (args.db ?? name) : target === 'base' ? (args['base-db'] ?? name) : undefined;
@@ -253,13 +321,24 @@ async function main(): Promise<void> {
       const pid = ours ? ours.pid : strfry!.pid;
       const m0 = ours ? await scrapeMetrics(ours.httpUrl) : null;
       const c0 = cpuSnapshot(pid, dbName);
+      const rss = new RssSampler(pid);
       const out = await runPlanned(url, planned, limits);
+      rss.stop();
       const c1 = cpuSnapshot(pid, dbName);
+      const mb = (kb: number) => round(kb / 1024, 1);
+      const memory = { rss_mb_peak: mb(rss.peakKb), rss_anon_mb_peak: mb(rss.peakAnonKb), rss_file_mb_peak: mb(rss.peakFileKb) };
       const m1 = ours ? await scrapeMetrics(ours.httpUrl) : null;
       const internals = metricsDelta(m0, m1);
-      results.push({ target, round: r + 1, ...out, cpu_cores: coresUsed(c0, c1), ...(internals ? { relay_metrics: internals } : {}) });
+      (r < 0 ? warmups : results).push({
+        target,
+        round: r + 1,
+        ...out,
+        cpu_cores: coresUsed(c0, c1),
+        memory,
+        ...(internals ? { relay_metrics: internals } : {}),
+      });
       log(
-        `round ${r + 1} ${target}: ${types.map((t) => `${t} ${out[t].queries_per_s} q/s p99 ${out[t].eose_ms.p99} ms${out[t].wrong_count ? ` (${out[t].wrong_count} wrong)` : ''}`).join(', ')}; others ${coresUsed(c0, c1).others} cores`,
+        `${label} ${target}: ${types.map((t) => `${t} ${out[t].queries_per_s} q/s p99 ${out[t].eose_ms.p99} ms${out[t].wrong_count ? ` (${out[t].wrong_count} wrong)` : ''}`).join(', ')}; others ${coresUsed(c0, c1).others} cores; RSS ${memory.rss_mb_peak} MB (private ${memory.rss_anon_mb_peak})${internals ? `; cache ${internals.cache_hits ?? 0} hits, ${internals.cache_misses ?? 0} misses, ${internals.cache_loads ?? 0} windows loaded` : ''}`,
       );
     }
   }
@@ -296,12 +375,13 @@ async function main(): Promise<void> {
   }
   const line = {
     store: { name, ...spec, load },
-    limits: { connections: limits.connections, inflight: limits.inflight, queries_per_type: queries },
+    limits: { connections: limits.connections, inflight: limits.inflight, queries_per_type: queries, warmup_rounds: warmup, skew },
     summary,
     ...(ratio ? { ours_over_strfry: ratio } : {}),
     ...(baseRatio ? { base_over_strfry: baseRatio } : {}),
     ...(speedup ? { ours_over_base: speedup } : {}),
     rounds: results,
+    ...(warmups.length > 0 ? { warmup_rounds: warmups } : {}),
     machine: { cores: availableParallelism(), loadavg: loadavg().map((x) => round(x, 2)) },
     seconds: round((performance.now() - started) / 1000, 1),
   };

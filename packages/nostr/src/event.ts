@@ -139,3 +139,40 @@ export function eventToJson(ev: NostrEvent): string {
     sig: ev.sig,
   });
 }
+
+/** What the store's order and a cache's index read of a stored event, without parsing the rest. */
+export type StoredHead = { id: string; pubkey: string; created_at: number; kind: number };
+
+const HEAD_ID = '{"id":"';
+const HEAD_PUBKEY = '","pubkey":"';
+const HEAD_CREATED_AT = '","created_at":';
+const HEAD_KIND = ',"kind":';
+const HEAD_TAGS = ',"tags":';
+
+/** A canonical decimal safe integer (no sign, no leading zero) starting at `at`, and where it ends. */
+function decimalAt(s: string, at: number): [value: number, end: number] | undefined {
+  let end = at;
+  while (end < s.length && end - at <= 16) {
+    const c = s.charCodeAt(end);
+    if (c < 48 || c > 57) break;
+    end++;
+  }
+  if (end === at || (s.charCodeAt(at) === 48 && end - at > 1)) return undefined;
+  const value = Number(s.slice(at, end));
+  return Number.isSafeInteger(value) ? [value, end] : undefined;
+}
+
+/**
+ * The id, pubkey, created_at and kind of an event's JSON as `eventToJson` writes it (the stored
+ * form), read at their places instead of parsing the whole text: `undefined` when the text does
+ * not start that way (then parse it). A stored event's id and pubkey are lowercase hex, written
+ * by us, so the 64 characters between the quotes are taken as they are.
+ */
+export function storedHead(raw: string): StoredHead | undefined {
+  if (!raw.startsWith(HEAD_ID) || !raw.startsWith(HEAD_PUBKEY, 71) || !raw.startsWith(HEAD_CREATED_AT, 147)) return undefined;
+  const created = decimalAt(raw, 162);
+  if (created === undefined || !raw.startsWith(HEAD_KIND, created[1])) return undefined;
+  const kind = decimalAt(raw, created[1] + HEAD_KIND.length);
+  if (kind === undefined || !raw.startsWith(HEAD_TAGS, kind[1])) return undefined;
+  return { id: raw.slice(7, 71), pubkey: raw.slice(83, 147), created_at: created[0], kind: kind[0] };
+}
