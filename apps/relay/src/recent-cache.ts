@@ -12,7 +12,8 @@
  * its author's window and its tags' windows; anything that can remove stored events of an author
  * (a deletion request, a replaceable or addressable event) can remove only that author's events
  * (NIP-09, replacement), so it drops that author's window and every tag window holding one of
- * the author's events; a moderation change or a bus outage drops them all. A dropped window is
+ * the author's events; a moderation change, a bus outage or a message the bus may have lost
+ * (`onLoss`) drops them all. A dropped window is
  * loaded again from the primary on a later REQ. The answer is the store's (`queryEvents`) or
  * none: when a window cannot prove its answer exact, the REQ goes to Postgres as before.
  *
@@ -32,11 +33,13 @@ import { expirationOf, KIND_DELETION, kindClass, storedHead, type NostrEvent } f
  */
 export const WINDOW_EVENTS = 99;
 /**
- * A window older than this is read again. The bus can lose messages in ways this replica does not
- * see (another replica's outbox overflowing while Redis is away from it alone): this bounds how
- * long an answer can miss them.
+ * A window older than this is read again. A message the bus loses in a way it can see (a gap
+ * in a sender's numbering, a stream trimmed past a reader: `Bus.onLoss`) clears every window at
+ * once; this bounds the one loss it cannot see: a sender whose last messages on the events channel
+ * were dropped from its outbox (Redis away from it alone for 50,000 messages) and that then
+ * publishes nothing more there, or dies.
  */
-export const WINDOW_MAX_AGE_MS = 30_000;
+export const WINDOW_MAX_AGE_MS = 300_000;
 /** Beyond the JSON text: the entry, its id string and the array slot (an estimate, for the budget). */
 const ENTRY_OVERHEAD_BYTES = 200;
 /** Windows (authors and tags) loaded for one REQ at most (one query each); a REQ with more missing goes to Postgres. */

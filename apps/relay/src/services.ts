@@ -44,6 +44,8 @@ export async function buildServices(config: Config, log: Logger, opts: RelayOpti
   const recentCache = config.RECENT_CACHE_MB > 0 ? newRecentCache(config.RECENT_CACHE_MB, db, bus, metrics) : undefined;
   // What moderation removes (banned events) or shows again (unbanned pubkeys): every window goes.
   if (recentCache) moderation.onChange = () => recentCache.clear();
+  // A message the bus may have missed (another replica's write, a moderation change): every window goes too.
+  if (recentCache) bus.onLoss(() => recentCache.clear());
   // Made after the hooks (it takes the gate's charges); until then it has nothing in flight.
   let writer: GroupCommitWriter | undefined;
   const hooks = await resolveHooks(opts.hooks ?? [], {

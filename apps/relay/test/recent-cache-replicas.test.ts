@@ -2,7 +2,9 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { finalizeEvent } from 'nostr-tools/pure';
 import { makeAuthEvent } from 'nostr-tools/nip42';
 import { deleteEventsById, queryEvents, type QueryFilter } from '@paidrelay/db';
+import { EVENTS_CHANNEL } from '@paidrelay/bus';
 import { nowSeconds } from '@paidrelay/nostr';
+import { createClient } from 'redis';
 import { newKey, RawClient, sign, startTestRelay, until, type TestRelay } from './harness.ts';
 
 /**
@@ -137,6 +139,28 @@ describe.skipIf(!process.env.TEST_REDIS_URL || !process.env.TEST_DATABASE_URL)('
     }
     await readOnA(ca, f);
     expect((await readOnA(ca, f)).hit).toBe(true);
+  });
+
+  it('empties the cache when the bus sees a message may have been missed (a gap in a sender numbering)', async () => {
+    const f = { authors: [x.pubkey], limit: 10 };
+    await readOnA(ca, f);
+    await readOnA(ca, f);
+    expect((await readOnA(ca, f)).hit).toBe(true);
+    expect(a.ctx.recentCache!.size.authors).toBeGreaterThan(0);
+    // Another sender's 1st and 3rd message on the events channel: its 2nd never came.
+    const raw = createClient({ url: process.env.TEST_REDIS_URL });
+    await raw.connect();
+    const key = `${a.ctx.config.REDIS_PREFIX}bus:${EVENTS_CHANNEL}`;
+    await raw.xAdd(key, '*', { o: 'a-replica-that-lost-one', s: '1', c: '1', m: 'not an event' });
+    await new Promise((r) => setTimeout(r, 300));
+    expect((await readOnA(ca, f)).hit).toBe(true); // a sender's first message: nothing missed
+    await raw.xAdd(key, '*', { o: 'a-replica-that-lost-one', s: '3', c: '3', m: 'not an event' });
+    await raw.close();
+    await until(() => a.ctx.recentCache!.size.authors === 0);
+    // x was read before: its window is loaded again at once (from the store, which has every event).
+    const loads = await counted(a, 'load');
+    expect((await readOnA(ca, f)).hit).toBe(true);
+    expect(await counted(a, 'load')).toBe(loads + 1);
   });
 
   it('keeps private kinds private in cached answers (PRIVATE_KINDS: only author and recipients)', async () => {

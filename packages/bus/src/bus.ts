@@ -21,6 +21,15 @@ export interface Bus {
   subscribe(channel: string, handler: BusHandler): Promise<void>;
   /** True when the backend is reachable (always true in memory). */
   healthy(): boolean;
+  /**
+   * `listener` is called whenever this process may have missed a message on a channel it
+   * subscribes to: a gap in a sender's numbering of that channel (its outbox overflowed, or the
+   * stream was trimmed past it), a sender first heard in the middle of its numbering, a message
+   * without one, or a reader that resumed after a failure and found the stream trimmed past
+   * where it had read. What a cache built from the bus holds is then in doubt. Never called in
+   * memory (one process loses nothing).
+   */
+  onLoss(listener: () => void): void;
   close(): Promise<void>;
 }
 

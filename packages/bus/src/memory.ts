@@ -25,6 +25,9 @@ export class MemoryBus implements Bus {
     return true;
   }
 
+  /** Nothing is ever lost within one process. */
+  onLoss(_listener: () => void): void {}
+
   async close(): Promise<void> {
     this.handlers.clear();
   }

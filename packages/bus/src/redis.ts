@@ -31,17 +31,20 @@ export type RedisBusOptions = {
 /**
  * Appends a batch of one sender's messages, skipping those whose sequence number is not above
  * the sender's high-water mark: a batch whose reply was lost (connection cut after Redis ran it)
- * is retried from the outbox without being appended twice.
+ * is retried from the outbox without being appended twice. Each entry also carries the sender's
+ * number for that channel (`c`, 1, 2, 3, ... per channel), by which a reader sees a gap.
  * KEYS[1] the sender's seq key, KEYS[2..] the stream of each message;
- * ARGV[1] sender id, ARGV[2] max stream length, ARGV[3] seq key TTL, then (seq, message) pairs.
+ * ARGV[1] sender id, ARGV[2] max stream length, ARGV[3] seq key TTL, then (seq, channel seq,
+ * message) triples.
  */
 const APPEND_SCRIPT = `
 local last = tonumber(redis.call('GET', KEYS[1]) or '0')
 local top = last
 for i = 2, #KEYS do
-  local seq = tonumber(ARGV[2 + 2 * (i - 1)])
+  local at = 4 + 3 * (i - 2)
+  local seq = tonumber(ARGV[at])
   if seq > last then
-    redis.call('XADD', KEYS[i], 'MAXLEN', '~', ARGV[2], '*', 'o', ARGV[1], 's', ARGV[2 + 2 * (i - 1)], 'm', ARGV[3 + 2 * (i - 1)])
+    redis.call('XADD', KEYS[i], 'MAXLEN', '~', ARGV[2], '*', 'o', ARGV[1], 's', ARGV[at], 'c', ARGV[at + 1], 'm', ARGV[at + 2])
     if seq > top then top = seq end
   end
 end
@@ -191,8 +194,11 @@ export class RedisBus implements Bus {
   readonly kind = 'redis' as const;
   private writer: Link;
   private readers: { link: Link; positioned: boolean }[] = [];
-  private outbox: { channel: string; message: string; seq: number }[] = [];
+  private outbox: { channel: string; message: string; seq: number; channelSeq: number }[] = [];
   private seq = 0;
+  /** Per channel, the number of the last message published on it. */
+  private channelSeqs = new Map<string, number>();
+  private lossListeners: (() => void)[] = [];
   private flushing = false;
   private retry?: NodeJS.Timeout;
   private pinger: NodeJS.Timeout;
@@ -228,6 +234,21 @@ export class RedisBus implements Bus {
     if (!this.writer.ready) this.log.warn('redis bus: Redis is not reachable yet; publishing to the outbox and retrying');
   }
 
+  onLoss(listener: () => void): void {
+    this.lossListeners.push(listener);
+  }
+
+  private lost(key: string, why: string, level: 'warn' | 'debug' = 'warn'): void {
+    this.log[level]({ key, why }, 'redis bus: a message may have been missed');
+    for (const l of this.lossListeners) {
+      try {
+        l();
+      } catch (err) {
+        this.log.error({ err }, 'redis bus: loss listener failed');
+      }
+    }
+  }
+
   /** The writer is connected and every reader is connected and reading. */
   healthy(): boolean {
     return this.writer.ready && this.readers.every((r) => r.positioned && r.link.ready);
@@ -239,7 +260,9 @@ export class RedisBus implements Bus {
       this.outbox.shift();
       this.log.warn('redis bus: outbox full, dropping the oldest message');
     }
-    this.outbox.push({ channel, message, seq: ++this.seq });
+    const channelSeq = (this.channelSeqs.get(channel) ?? 0) + 1;
+    this.channelSeqs.set(channel, channelSeq);
+    this.outbox.push({ channel, message, seq: ++this.seq, channelSeq });
     void this.flush();
   }
 
@@ -251,7 +274,7 @@ export class RedisBus implements Bus {
         const batch = this.outbox.slice(0, BATCH_MAX);
         const keys = [this.prefix + SEQ_PREFIX + this.id, ...batch.map((b) => this.prefix + STREAM_PREFIX + b.channel)];
         const args = [this.id, String(STREAM_MAX_LEN), String(SEQ_TTL_SECONDS)];
-        for (const b of batch) args.push(String(b.seq), b.message);
+        for (const b of batch) args.push(String(b.seq), String(b.channelSeq), b.message);
         await this.writer.run((c) => c.eval(APPEND_SCRIPT, { keys, arguments: args }), this.commandTimeoutMs);
         // Remove by sequence number: the outbox may have dropped its oldest while we waited.
         const top = batch[batch.length - 1].seq;
@@ -288,13 +311,39 @@ export class RedisBus implements Bus {
     await Promise.race([isPositioned, reader.link.nextError(), sleep(this.startWaitMs)]);
   }
 
+  /**
+   * A sender numbers its messages on each channel 1, 2, 3, ...: anything but the next number
+   * means messages in between never reached this reader (or, for a sender first heard here past
+   * 1, may not have: it published before this reader was positioned, or its first ones were lost).
+   */
+  private checkNumbering(key: string, numbered: Map<string, number>, origin: string, c: string | undefined): void {
+    const n = c === undefined ? Number.NaN : Number(c);
+    const prev = numbered.get(origin);
+    if (Number.isNaN(n)) this.lost(key, 'a message without a channel number');
+    else if (prev === undefined ? n !== 1 : n !== prev + 1) {
+      this.lost(
+        key,
+        prev === undefined ? 'a sender first heard past its first message' : "a gap in a sender's numbering",
+        prev === undefined ? 'debug' : 'warn',
+      );
+    }
+    numbered.delete(origin);
+    if (!Number.isNaN(n)) numbered.set(origin, n);
+    if (numbered.size > ORIGINS_MAX) numbered.delete(numbered.keys().next().value!);
+  }
+
   private async read(reader: Link, key: string, handler: BusHandler, positioned: () => void): Promise<void> {
     let lastId: string | undefined;
     /** Per sender, the sequence number of the last message delivered: the duplicate guard. */
     const delivered = new Map<string, number>();
+    /** Per sender, its number for this channel of the last message delivered: the gap guard. */
+    const numbered = new Map<string, number>();
     let failing = false;
+    /** The reader stopped reading after it was positioned: where it resumes must still be in the stream. */
+    let resumed = false;
     while (!this.closed) {
       if (!reader.ready) {
+        if (lastId !== undefined) resumed = true;
         await sleep(100);
         continue;
       }
@@ -304,6 +353,13 @@ export class RedisBus implements Bus {
           lastId = last?.[0]?.id ?? '0-0';
           positioned();
           continue;
+        }
+        if (resumed) {
+          // Trimming takes the oldest entries first: if the last one read is still there, nothing after it has gone.
+          const at: string = lastId;
+          const still = at === '0-0' ? [] : await reader.run((c) => c.xRange(key, at, at), this.commandTimeoutMs);
+          if ((still?.length ?? 0) === 0) this.lost(key, 'resumed after the stream was trimmed past the last entry read');
+          resumed = false;
         }
         const from: string = lastId;
         const res = await reader.run(
@@ -315,7 +371,7 @@ export class RedisBus implements Bus {
         for (const stream of res as { messages: { id: string; message: Record<string, string> }[] }[]) {
           for (const entry of stream.messages) {
             lastId = entry.id;
-            const { o, s, m } = entry.message;
+            const { o, s, c, m } = entry.message;
             if (s !== undefined) {
               const seq = Number(s);
               const prev = delivered.get(o);
@@ -327,6 +383,7 @@ export class RedisBus implements Bus {
               delivered.set(o, seq);
               if (delivered.size > ORIGINS_MAX) delivered.delete(delivered.keys().next().value!);
             }
+            this.checkNumbering(key, numbered, o, c);
             try {
               handler(m, o);
             } catch (err) {
@@ -338,6 +395,7 @@ export class RedisBus implements Bus {
         if (this.closed) return void this.log.debug({ err, key }, 'redis bus: reader stopped by close');
         if (!failing) this.log.warn({ err, key }, 'redis bus: read failed, retrying');
         failing = true;
+        if (lastId !== undefined) resumed = true;
         await sleep(200);
       }
     }

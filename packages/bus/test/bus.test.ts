@@ -269,3 +269,112 @@ describe.runIf(redisUrl)('redis bus faults', () => {
     await proxy.close();
   });
 });
+
+describe.runIf(redisUrl)('redis bus: a missed message is seen (onLoss)', () => {
+  const lossesOf = (bus: Bus) => {
+    const seen = { n: 0 };
+    bus.onLoss(() => seen.n++);
+    return seen;
+  };
+
+  it('says nothing while every message arrives, from a sender heard from its first message on', async () => {
+    const channel = fresh();
+    const a = await createBus({ redisUrl, logger: log });
+    const b = await createBus({ redisUrl, logger: log });
+    const losses = lossesOf(b);
+    const onB = collect(b, channel);
+    await onB.ready;
+    for (let i = 0; i < 200; i++) a.publish(channel, `m${i}`);
+    a.publish(fresh(), 'another channel: its own numbering');
+    for (let i = 200; i < 300; i++) a.publish(channel, `m${i}`);
+    await until(() => onB.got.length === 300);
+    expect(losses.n).toBe(0);
+    await Promise.all([a.close(), b.close()]);
+  });
+
+  it('a gap in a sender numbering, a sender first heard past its first message, a message without a number: each is a loss', async () => {
+    const channel = fresh();
+    const b = await createBus({ redisUrl, logger: log });
+    const losses = lossesOf(b);
+    const onB = collect(b, channel);
+    await onB.ready;
+    const raw = createClient({ url: redisUrl });
+    await raw.connect();
+    const key = 'paidrelay:bus:' + channel;
+    const add = (fields: Record<string, string>) => raw.xAdd(key, '*', fields);
+    await add({ o: 'x', s: '1', c: '1', m: 'x1' });
+    await add({ o: 'x', s: '2', c: '2', m: 'x2' });
+    await until(() => onB.got.length === 2);
+    expect(losses.n).toBe(0);
+    await add({ o: 'x', s: '5', c: '4', m: 'x4' }); // x's 3rd on this channel never came
+    await until(() => onB.got.length === 3);
+    expect(losses.n).toBe(1);
+    await add({ o: 'y', s: '9', c: '7', m: 'y7' }); // y's 1st to 6th may have been missed
+    await until(() => onB.got.length === 4);
+    expect(losses.n).toBe(2);
+    await add({ o: 'z', s: '1', m: 'z' }); // unnumbered (an older sender)
+    await until(() => onB.got.length === 5);
+    expect(losses.n).toBe(3);
+    await add({ o: 'x', s: '6', c: '5', m: 'x5' });
+    await until(() => onB.got.length === 6);
+    expect(losses.n).toBe(3);
+    expect(onB.got.map((g) => g.message)).toEqual(['x1', 'x2', 'x4', 'y7', 'z', 'x5']);
+    await raw.close();
+    await b.close();
+  });
+
+  it("a sender's outbox that overflowed while it was cut off shows as a gap once it is back", async () => {
+    const channel = fresh();
+    const proxyA = await cuttableProxy(new URL(redisUrl!));
+    const a = await createBus({ redisUrl: proxyA.url(), logger: log });
+    const b = await createBus({ redisUrl, logger: log });
+    const losses = lossesOf(b);
+    const onB = collect(b, channel);
+    await onB.ready;
+    a.publish(channel, 'first');
+    await until(() => onB.got.length === 1);
+    await proxyA.cut();
+    await until(() => !a.healthy());
+    // One more than the outbox holds: the oldest of them is dropped.
+    for (let i = 0; i < 50_001; i++) a.publish(channel, `m${i}`);
+    await proxyA.restore();
+    await until(() => onB.got.length === 50_001, 30_000);
+    expect(onB.got[1].message).toBe('m1');
+    expect(losses.n).toBe(1);
+    await Promise.all([a.close(), b.close()]);
+    await proxyA.close();
+  }, 40_000);
+
+  it('a reader that resumes after the stream was trimmed past it reports a loss; one that finds its place does not', async () => {
+    const channel = fresh();
+    const proxyB = await cuttableProxy(new URL(redisUrl!));
+    const a = await createBus({ redisUrl, logger: log });
+    const b = await createBus({ redisUrl: proxyB.url(), logger: log });
+    const losses = lossesOf(b);
+    const onB = collect(b, channel);
+    await onB.ready;
+    a.publish(channel, 'one');
+    await until(() => onB.got.length === 1);
+    // Cut off and back with nothing trimmed: it catches up, nothing lost.
+    await proxyB.cut();
+    await until(() => !b.healthy());
+    a.publish(channel, 'two');
+    await proxyB.restore();
+    await until(() => onB.got.length === 2, 10_000);
+    expect(losses.n).toBe(0);
+    // Cut off again, and the stream trimmed of everything meanwhile (as MAXLEN trims a long outage).
+    await proxyB.cut();
+    await until(() => !b.healthy());
+    const raw = createClient({ url: redisUrl });
+    await raw.connect();
+    await raw.xTrim('paidrelay:bus:' + channel, 'MAXLEN', 0);
+    await raw.close();
+    await proxyB.restore();
+    await until(() => losses.n === 1, 10_000);
+    a.publish(channel, 'three');
+    await until(() => onB.got.length === 3, 10_000);
+    expect(losses.n).toBe(1);
+    await Promise.all([a.close(), b.close()]);
+    await proxyB.close();
+  }, 30_000);
+});
