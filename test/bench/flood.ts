@@ -13,7 +13,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { RelayClient } from './client.ts';
+import { RelayClient, type NostrEvent } from './client.ts';
 import { grantPaid, honestPhase, pinCores, runWorker, startFloodProcess, type Honest } from './floods.ts';
 import type { FloodCounts, FloodJob } from './flood-worker.ts';
 import { createBenchDatabase, envArgs, spawnRelay, type BenchDatabase, type RelayProcess } from './relay.ts';
@@ -37,6 +37,10 @@ const { values: args } = parseArgs({
     'repo-root': { type: 'string' },
     // Relay settings on top of the bench's (repeatable KEY=VALUE), e.g. RATE_EVENTS_BURST_PER_IP=100.
     env: { type: 'string', multiple: true, default: [] },
+    // Another entry of this repository, e.g. apps/relay/dist/main.js after `pnpm build`: the relay as it ships, without tsx.
+    entry: { type: 'string' },
+    // A node flag for the relay (repeatable), e.g. --node-arg=--always-sparkplug.
+    'node-arg': { type: 'string', multiple: true, default: [] },
   },
 });
 const SECONDS = Number(args.seconds);
@@ -93,21 +97,27 @@ async function main(): Promise<void> {
   const honestKeys = Array.from({ length: HONEST }, newKey);
   const shortKey = newKey();
   const fastKey = newKey();
-  const freshKeys = Array.from({ length: 1000 }, newKey);
   const perPhase = Math.ceil(SECONDS) + 2;
+  // Each flood phase brings events never sent before (an unpaid one, keys never seen before too), as
+  // a real flood does: a phase that repeated an earlier one's events would find them held already.
+  const runsOf = (phase: string) => PHASES.filter((p) => p === phase).length;
+  const freshKeys = Array.from({ length: runsOf('unpaid') }, () => Array.from({ length: 1000 }, newKey));
 
   const jobs: SignJob[] = [
     ...honestKeys.map((key) => ({ type: 'fanout' as const, key, count: perPhase * PHASES.length, runId, tTag: `honest-${runId}` })),
-    ...freshKeys.map((key) => ({ type: 'fanout' as const, key, count: 3, runId, tTag: `unpaid-${runId}` })),
-    { type: 'fanout', key: shortKey, count: 3000, runId, tTag: `short-${runId}` },
-    { type: 'fanout', key: fastKey, count: 6000, runId, tTag: `fast-${runId}` },
+    ...freshKeys.flat().map((key) => ({ type: 'fanout' as const, key, count: 3, runId, tTag: `unpaid-${runId}` })),
+    { type: 'fanout', key: shortKey, count: 3000 * runsOf('short-balance'), runId, tTag: `short-${runId}` },
+    { type: 'fanout', key: fastKey, count: 6000 * runsOf('one-key'), runId, tTag: `fast-${runId}` },
   ];
   log(`signing ${jobs.reduce((n, j) => n + j.count, 0)} events`);
   const signed = await signAll(jobs);
   const honestEvents = signed.events.slice(0, HONEST);
-  const unpaidPool = signed.events.slice(HONEST, HONEST + freshKeys.length).flat();
-  const shortPool = signed.events[HONEST + freshKeys.length];
-  const fastPool = signed.events[HONEST + freshKeys.length + 1];
+  const unpaid = signed.events.slice(HONEST, HONEST + freshKeys.flat().length);
+  const unpaidPools = freshKeys.map((_, r) => unpaid.slice(r * 1000, (r + 1) * 1000).flat());
+  const slices = (events: NostrEvent[], size: number) =>
+    Array.from({ length: events.length / size }, (_, r) => events.slice(r * size, (r + 1) * size));
+  const shortPools = slices(signed.events[HONEST + unpaid.length], 3000);
+  const fastPools = slices(signed.events[HONEST + unpaid.length + 1], 6000);
 
   db = await createBenchDatabase(process.env.BENCH_DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/test');
   log(`created database ${db.name}; granting admission and credit`);
@@ -126,9 +136,10 @@ async function main(): Promise<void> {
     redisUrl: process.env.BENCH_REDIS_URL || 'redis://127.0.0.1:6379',
     rateLimits: true,
     // --cpu-prof DIR: the relay's V8 CPU profiles (main thread and workers) for finding its stalls.
-    nodeArgs: args['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${args['cpu-prof']}`] : [],
+    nodeArgs: [...(args['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${args['cpu-prof']}`] : []), ...(args['node-arg'] as string[])],
     cpus: args.pin ? args['relay-cpus'] : undefined,
     repoRoot: args['repo-root'],
+    entry: args.entry,
     extraEnv: {
       PRICE_ADMISSION_MSAT: String(PRICE_ADMISSION),
       PRICE_EVENT_MSAT: '2000',
@@ -155,28 +166,38 @@ async function main(): Promise<void> {
     })),
   );
 
-  const floods: Record<string, (ms: number) => FloodJob> = {
-    unpaid: (ms) => ({
+  /** Each flood phase's own events: the `run`-th time that phase comes in --phases. */
+  const floods: Record<string, (ms: number, run: number) => FloodJob> = {
+    unpaid: (ms, run) => ({
       url: relay!.url,
-      events: unpaidPool,
+      events: unpaidPools[run],
       addresses: Array.from({ length: 20 }, (_, i) => `127.2.0.${(i % 10) + 1}`),
       window: 32,
       ms,
     }),
-    'short-balance': (ms) => ({
+    'short-balance': (ms, run) => ({
       url: relay!.url,
-      events: shortPool,
+      events: shortPools[run],
       addresses: Array.from({ length: 10 }, () => '127.3.0.1'),
       window: 32,
       ms,
     }),
-    'one-key': (ms) => ({ url: relay!.url, events: fastPool, addresses: Array.from({ length: 200 }, () => '127.4.0.1'), window: 8, ms }),
+    'one-key': (ms, run) => ({
+      url: relay!.url,
+      events: fastPools[run],
+      addresses: Array.from({ length: 200 }, () => '127.4.0.1'),
+      window: 8,
+      ms,
+    }),
   };
 
   const results: { phase: string; honest: Awaited<ReturnType<typeof honestPhase>>; flood?: Record<string, unknown> }[] = [];
+  const seen = new Map<string, number>();
   for (const phase of PHASES) {
     log(`phase ${phase}: ${SECONDS} s`);
-    const job = floods[phase]?.(SECONDS * 1000);
+    const run = seen.get(phase) ?? 0;
+    seen.set(phase, run + 1);
+    const job = floods[phase]?.(SECONDS * 1000, run);
     const worker = new URL('./flood-worker.ts', import.meta.url);
     // --pin: the flood in a process of its own at the lowest priority, loaded before the phase.
     const proc = job && args.pin ? await startFloodProcess<FloodJob, FloodCounts>(worker) : undefined;
