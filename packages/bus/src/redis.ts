@@ -319,7 +319,8 @@ export class RedisBus implements Bus {
   private checkNumbering(key: string, numbered: Map<string, number>, origin: string, c: string | undefined): void {
     const n = c === undefined ? Number.NaN : Number(c);
     const prev = numbered.get(origin);
-    if (Number.isNaN(n)) this.lost(key, 'a message without a channel number');
+    // An older sender (a rolling upgrade) numbers nothing: every message of it is a loss, warned of once.
+    if (Number.isNaN(n)) this.lost(key, 'a message without a channel number', prev !== undefined && Number.isNaN(prev) ? 'debug' : 'warn');
     else if (prev === undefined ? n !== 1 : n !== prev + 1) {
       this.lost(
         key,
@@ -328,7 +329,7 @@ export class RedisBus implements Bus {
       );
     }
     numbered.delete(origin);
-    if (!Number.isNaN(n)) numbered.set(origin, n);
+    numbered.set(origin, n);
     if (numbered.size > ORIGINS_MAX) numbered.delete(numbered.keys().next().value!);
   }
 
