@@ -99,7 +99,13 @@ export async function startTestRelay(
  * A settled purchase (`credit` or `admission`, `msat`) written the way a paid invoice writes
  * it, then told to the relay's account cache over the bus.
  */
-export async function buy(relay: TestRelay, pubkey: string, product: 'credit' | 'admission', msat: number): Promise<void> {
+export async function buy(
+  relay: TestRelay,
+  pubkey: string,
+  product: 'credit' | 'admission',
+  msat: number,
+  opts: { announce?: boolean } = {},
+): Promise<void> {
   const db = relay.ctx.db.kysely;
   const now = Math.floor(Date.now() / 1000);
   const paymentHash = randomBytes(32).toString('hex');
@@ -116,6 +122,8 @@ export async function buy(relay: TestRelay, pubkey: string, product: 'credit' | 
     description: null,
   });
   await settleInvoice(db, paymentHash, { now, subscriptionPeriodSeconds: 2_592_000 });
+  // `announce: false`: as if the bus lost the grant's message.
+  if (opts.announce === false) return;
   relay.ctx.bus.publish(ACCOUNTS_CHANNEL, JSON.stringify(await getAccount(db, pubkey)));
   await sleep(50);
 }

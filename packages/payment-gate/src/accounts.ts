@@ -17,6 +17,7 @@ export class AccountCache {
   private version = 0;
   private updatedAt = 0;
   private timer?: NodeJS.Timeout;
+  private soon?: NodeJS.Timeout;
 
   constructor(
     private readonly db: Database,
@@ -31,9 +32,23 @@ export class AccountCache {
         this.log.warn({ err }, 'accounts: bad bus message');
       }
     });
+    // A grant the bus may have lost is read from the database now, not at the next periodic refresh.
+    bus.onLoss(() => this.refreshSoon());
     await this.refresh();
     this.timer = setInterval(() => void this.refresh(), REFRESH_MS);
     this.timer.unref();
+  }
+
+  /** One refresh at a time, at most one a second (losses can come with every message of an older replica). */
+  private refreshSoon(): void {
+    if (this.soon !== undefined) return;
+    this.soon = setTimeout(() => {
+      void this.refresh().finally(() => {
+        this.soon = setTimeout(() => (this.soon = undefined), 1_000);
+        this.soon.unref();
+      });
+    }, 0);
+    this.soon.unref();
   }
 
   private async refresh(): Promise<void> {
@@ -105,5 +120,6 @@ export class AccountCache {
 
   close(): void {
     clearInterval(this.timer);
+    clearTimeout(this.soon);
   }
 }
