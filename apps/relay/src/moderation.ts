@@ -96,6 +96,8 @@ export class Moderation {
       this.onChange?.();
       void this.reload();
     });
+    // A change the bus may have missed is read now, not at the next periodic reload.
+    this.bus.onLoss(() => void this.reload());
     await this.reload();
     this.timer = setInterval(() => void this.reload(), RELOAD_MS);
     this.timer.unref();

@@ -3,8 +3,33 @@ import { listAccounts, type AccountRow, type Database } from '@paidrelay/db';
 import { nowSeconds } from '@paidrelay/nostr';
 import type { Account, History } from '@paidrelay/pricing';
 import type { Logger } from 'pino';
+import { z } from 'zod';
 
 const REFRESH_MS = 30_000;
+
+const msat = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
+const seconds = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
+/** An account row as the bus carries it (settlement's, or an admin grant's without paid history). */
+const accountMessage = z.object({
+  pubkey: z.string().regex(/^[0-9a-f]{64}$/),
+  admitted: z.boolean(),
+  admittedUntil: seconds.nullable(),
+  balanceMsat: msat,
+  createdAt: seconds.optional(),
+  paidMsat: msat.optional(),
+});
+
+/** The account a bus message carries, or undefined when it is not one (it would be taken as true). */
+export function accountOfMessage(
+  msg: string,
+): (Omit<AccountRow, 'paidMsat' | 'createdAt'> & { paidMsat?: number; createdAt?: number }) | undefined {
+  try {
+    const r = accountMessage.safeParse(JSON.parse(msg));
+    return r.success ? r.data : undefined;
+  } catch {
+    return undefined;
+  }
+}
 
 /**
  * Accounts as this replica knows them: loaded at start, kept fresh by the bus (a grant on
@@ -26,11 +51,9 @@ export class AccountCache {
 
   async start(bus: Bus): Promise<void> {
     await bus.subscribe(ACCOUNTS_CHANNEL, (msg) => {
-      try {
-        this.put(JSON.parse(msg) as AccountRow);
-      } catch (err) {
-        this.log.warn({ err }, 'accounts: bad bus message');
-      }
+      const row = accountOfMessage(msg);
+      if (row) this.put(row);
+      else this.log.warn({ message: msg.slice(0, 200) }, 'accounts: ignoring a bus message that is not an account');
     });
     // A grant the bus may have lost is read from the database now, not at the next periodic refresh.
     bus.onLoss(() => this.refreshSoon());
@@ -62,7 +85,7 @@ export class AccountCache {
   }
 
   /** A row from the database or the bus; one without paid history (an admin's grant) keeps the one known. */
-  put(row: Omit<AccountRow, 'paidMsat'> & { paidMsat?: number }): void {
+  put(row: Omit<AccountRow, 'paidMsat' | 'createdAt'> & { paidMsat?: number; createdAt?: number }): void {
     const known = this.accounts.get(row.pubkey);
     this.accounts.set(row.pubkey, {
       admitted: row.admitted,
