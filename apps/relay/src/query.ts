@@ -60,9 +60,16 @@ export async function handleReq(ctx: RelayContext, conn: Connection, subId: stri
 /** The stored part of a REQ: from the recent-events cache when it can answer exactly, else from the store. */
 function readStored(ctx: RelayContext, filters: QueryFilter[]): Promise<string[]> {
   const now = nowSeconds();
-  const fromStore = () => ctx.db.read((db) => queryEvents(db, filters, now));
+  const fromStore = () => ctx.db.read((db) => queryEvents(db, filters, now), filters.length === 1 ? GENERIC : undefined);
   return ctx.recentCache ? ctx.recentCache.read(filters, now, fromStore) : fromStore();
 }
+
+/**
+ * A one-filter REQ's read is a prepared statement that keeps one plan (connect.ts, GENERIC_PLANS):
+ * 2-4x faster for tag reads at 1M events. Several filters make an unnamed query, planned each
+ * time anyway (better with its values), and COUNT's are planned with their values too.
+ */
+const GENERIC = { generic: true };
 
 /** How long a subscription remembers its stored part's ids (longer than a bus catch-up takes). */
 const STORED_IDS_KEPT_MS = 60_000;

@@ -200,7 +200,8 @@ export async function queryEvents(db: Kysely<Schema>, filters: QueryFilter[], no
   }
   const parts: RawBuilder<unknown>[] = [];
   for (const f of wanted) {
-    const q = filterQuery(f, now, f.limit !== undefined ? sql` LIMIT ${Math.floor(f.limit)}` : sql``);
+    // A literal limit, as in the one-filter path: a generic plan (GENERIC_PLANS) must know it.
+    const q = filterQuery(f, now, f.limit !== undefined ? sql` LIMIT ${sql.lit(Math.floor(f.limit))}` : sql``);
     if (q !== null) parts.push(q);
   }
   if (parts.length === 0) return [];

@@ -17,7 +17,9 @@ export const PROBE_MS = 1000;
 /** What a replica says when it cancels a query that conflicts with the WAL it replays. */
 const RECOVERY_CONFLICT = '40001';
 
-export type Replica = { name: string; kysely: Kysely<Schema> };
+/** A server reads may go to: its connections, and those for generic plans (`read(fn, { generic: true })`). */
+export type ReadTarget = { kysely: Kysely<Schema>; generic?: Kysely<Schema> };
+export type Replica = ReadTarget & { name: string };
 
 export type ReplicaEvents = {
   /** A replica failed (reads go to the others or the primary), or answers again. */
@@ -25,7 +27,8 @@ export type ReplicaEvents = {
 };
 
 export type ReadRouter = {
-  read<T>(fn: (db: Kysely<Schema>) => Promise<T>): Promise<T>;
+  /** `generic`: on the chosen server's connections for generic plans, where it has them. */
+  read<T>(fn: (db: Kysely<Schema>) => Promise<T>, opts?: { generic?: boolean }): Promise<T>;
   /** Each replica and whether reads go to it now. */
   replicas(): { name: string; healthy: boolean }[];
   close(): Promise<void>;
@@ -42,7 +45,7 @@ export function replicaName(url: string): string {
   }
 }
 
-export function readRouter(primary: Kysely<Schema>, replicas: Replica[], events: ReplicaEvents = {}): ReadRouter {
+export function readRouter(primary: ReadTarget, replicas: Replica[], events: ReplicaEvents = {}): ReadRouter {
   const state = replicas.map((r) => ({ ...r, healthy: true, probe: undefined as NodeJS.Timeout | undefined }));
   let next = 0;
   let closed = false;
@@ -85,23 +88,24 @@ export function readRouter(primary: Kysely<Schema>, replicas: Replica[], events:
   };
 
   return {
-    async read(fn) {
+    async read(fn, opts) {
+      const on = (t: ReadTarget) => (opts?.generic && t.generic) || t.kysely;
       const r = pick();
-      if (!r) return fn(primary);
+      if (!r) return fn(on(primary));
       try {
-        return await fn(r.kysely);
+        return await fn(on(r));
       } catch (err) {
         const conflict = (err as { code?: unknown } | null)?.code === RECOVERY_CONFLICT;
         if (!conflict && !isConnectionError(err)) throw err;
         if (!conflict) markDown(r, err as Error);
-        return fn(primary);
+        return fn(on(primary));
       }
     },
     replicas: () => state.map((r) => ({ name: r.name, healthy: r.healthy })),
     async close() {
       closed = true;
       for (const r of state) clearTimeout(r.probe);
-      await Promise.all(state.map((r) => r.kysely.destroy()));
+      await Promise.all([primary.generic?.destroy(), ...state.flatMap((r) => [r.kysely.destroy(), r.generic?.destroy()])]);
     },
   };
 }

@@ -2,9 +2,9 @@ import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { sql } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import pg from 'pg';
-import { migrations, openDatabase, storeEvents, queryEvents, type Database } from '../src/index.ts';
+import { migrations, openDatabase, storeEvents, queryEvents, type Database, type Schema } from '../src/index.ts';
 import { author, backends, createTestDatabase, mk, TEST_DATABASE_URL, type Opened } from './backends.ts';
 
 describe.each(backends)('database on $name', (backend) => {
@@ -108,6 +108,43 @@ describe.runIf(TEST_DATABASE_URL !== undefined)('Postgres prepared reads', () =>
       const { rows } = await sql<{ n: number }>`SELECT count(*) AS n FROM pg_prepared_statements
         WHERE statement LIKE '%SELECT q.raw%'`.execute(db.kysely);
       expect(rows[0].n).toBe(2);
+    } finally {
+      await db.close();
+      await drop();
+    }
+  });
+});
+
+describe.runIf(TEST_DATABASE_URL !== undefined)('Postgres generic plans for REQ reads', () => {
+  it('reads asked as generic run on connections that keep one plan per statement; other connections plan as Postgres chooses', async () => {
+    const { url, drop } = await createTestDatabase(TEST_DATABASE_URL as string);
+    const db = await openDatabase({ databaseUrl: url, dataDir: tmpdir(), poolSize: 1 });
+    try {
+      await db.migrate();
+      const mode = async (k: Kysely<Schema>) =>
+        (await sql<{ plan_cache_mode: string }>`SHOW plan_cache_mode`.execute(k)).rows[0].plan_cache_mode;
+      expect(await db.read(mode, { generic: true })).toBe('force_generic_plan');
+      expect(await db.read(mode)).toBe('auto');
+      expect(await mode(db.kysely)).toBe('auto');
+
+      const a = author();
+      await storeEvents(db.kysely, [mk(a), mk(a, { tags: [['t', 'x']] })], 0);
+      for (let i = 0; i < 6; i++) {
+        expect(await db.read((k) => queryEvents(k, [{ '#t': ['x'], limit: 5 }], 0), { generic: true })).toHaveLength(1);
+        expect(await queryEvents(db.kysely, [{ '#t': ['x'], limit: 5 }], 0)).toHaveLength(1);
+      }
+      // The tag read's statement on each connection (one each: poolSize 1): generic plans only
+      // on the generic one; the other plans each execution for its values (Postgres's choice here).
+      const plans = async (k: Kysely<Schema>) =>
+        (
+          await sql<{
+            generic_plans: number;
+            custom_plans: number;
+          }>`SELECT generic_plans::int, custom_plans::int FROM pg_prepared_statements
+            WHERE statement LIKE '%event_tags t%'`.execute(k)
+        ).rows;
+      expect(await db.read(plans, { generic: true })).toEqual([{ generic_plans: 6, custom_plans: 0 }]);
+      expect((await plans(db.kysely))[0].custom_plans).toBeGreaterThan(0);
     } finally {
       await db.close();
       await drop();
