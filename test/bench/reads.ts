@@ -58,6 +58,8 @@ const { values: args } = parseArgs({
     drop: { type: 'boolean', default: false },
     env: { type: 'string', multiple: true, default: [] },
     'node-arg': { type: 'string', multiple: true, default: [] },
+    // The relay's entry in each checkout, e.g. apps/relay/dist/main.js after `pnpm build` in both: the relay as it ships, without tsx.
+    entry: { type: 'string' },
     timeout: { type: 'string', default: '3600' },
   },
 });
@@ -294,7 +296,12 @@ async function main(): Promise<void> {
   const name = storeName(spec);
   if (targets.includes('ours')) {
     log('starting our relay');
-    relay = await spawnRelay({ databaseUrl: databaseUrl(BASE_URL, args.db ?? name), extraEnv, nodeArgs: args['node-arg'] as string[] });
+    relay = await spawnRelay({
+      databaseUrl: databaseUrl(BASE_URL, args.db ?? name),
+      extraEnv,
+      nodeArgs: args['node-arg'] as string[],
+      entry: args.entry,
+    });
   }
   if (targets.includes('base')) {
     log(`starting the base relay (${args['base-repo']})`);
@@ -302,6 +309,7 @@ async function main(): Promise<void> {
       databaseUrl: databaseUrl(BASE_URL, args['base-db'] ?? name),
       extraEnv: baseEnv,
       repoRoot: args['base-repo'],
+      entry: args.entry,
     });
   }
   if (targets.includes('strfry') && args.strfry) {
