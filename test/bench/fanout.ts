@@ -1,5 +1,6 @@
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { closeAll, RelayClient, type Filter, type NostrEvent } from './client.ts';
+import { RelayClient, type Filter, type NostrEvent, type SubHandlers } from './client.ts';
+import { RawSubscriber } from './raw-subscriber.ts';
 import { perSecond, ReasonTally, round, Samples, type Summary } from './stats.ts';
 
 export type FanoutOptions = {
@@ -17,6 +18,19 @@ export type FanoutOptions = {
   drainMs: number;
   /** Subscribers per loopback source address (below the relay's per-address connection limit). */
   perAddress: number;
+  /**
+   * Subscribers on `ws` clients (RelayClient) instead of raw sockets (RawSubscriber, the
+   * default): `ws` costs the bench several times more per delivery.
+   */
+  wsSubscribers?: boolean;
+};
+
+/** What fan-out needs of a subscriber: either client. */
+type Subscriber = {
+  subscribe(subId: string, filters: Filter[], handlers: SubHandlers): void;
+  close(): void;
+  terminate(): void;
+  readonly droppedByRelay: boolean;
 };
 
 export type FanoutResult = {
@@ -59,8 +73,15 @@ export function sourceAddress(i: number): string {
  * connection number `first`, to continue a spread), at most `parallel` handshakes at a time. On a failure every connection opened so far is closed and the error
  * says how far it got (the file-descriptor limit, the relay's connection limit...).
  */
-export async function connectSpread(url: string, n: number, perAddress: number, parallel = 50, first = 0): Promise<RelayClient[]> {
-  const out: RelayClient[] = new Array(n);
+export async function connectSpread<T extends { terminate(): void } = RelayClient>(
+  url: string,
+  n: number,
+  perAddress: number,
+  parallel = 50,
+  first = 0,
+  open: (url: string, timeoutMs: number, localAddress: string) => Promise<T> = RelayClient.connect as never,
+): Promise<T[]> {
+  const out: T[] = new Array(n);
   let next = 0;
   let opened = 0;
   let failure: Error | null = null;
@@ -68,7 +89,7 @@ export async function connectSpread(url: string, n: number, perAddress: number, 
     while (next < n && !failure) {
       const i = next++;
       try {
-        out[i] = await RelayClient.connect(url, 10_000, sourceAddress(Math.floor((first + i) / perAddress)));
+        out[i] = await open(url, 10_000, sourceAddress(Math.floor((first + i) / perAddress)));
         opened++;
       } catch (err) {
         failure ??= err as Error;
@@ -102,7 +123,9 @@ export async function runFanout(opts: FanoutOptions): Promise<FanoutResult> {
   let lastReceipt = 0;
 
   const subT0 = performance.now();
-  const subs = await connectSpread(opts.url, opts.subscribers, opts.perAddress);
+  const subs: Subscriber[] = opts.wsSubscribers
+    ? await connectSpread(opts.url, opts.subscribers, opts.perAddress)
+    : await connectSpread(opts.url, opts.subscribers, opts.perAddress, 50, 0, RawSubscriber.connect);
   const publisher = await RelayClient.connect(opts.url);
   const got = subs.map(() => new Uint8Array(n));
   let ready = 0;
@@ -226,6 +249,6 @@ export async function runFanout(opts: FanoutOptions): Promise<FanoutResult> {
     };
   } finally {
     publisher.close();
-    closeAll(subs);
+    for (const s of subs) s.close();
   }
 }

@@ -36,6 +36,8 @@ const { values: args } = parseArgs({
     rate: { type: 'string', default: '200' },
     seconds: { type: 'string', default: '5' },
     'per-address': { type: 'string', default: '100' },
+    // Fan-out subscribers on `ws` clients (as before stop 22) instead of raw sockets.
+    'ws-subscribers': { type: 'boolean', default: false },
     idle: { type: 'string', default: '20000' },
     'idle-seconds': { type: 'string', default: '10' },
     'sign-threads': { type: 'string', default: String(availableParallelism()) },
@@ -342,6 +344,7 @@ async function main(): Promise<void> {
         authorFilterEvery: 5,
         drainMs: 15_000,
         perAddress: opts.perAddress,
+        wsSubscribers: args['ws-subscribers'] as boolean,
       }),
     );
     log(
