@@ -1,7 +1,8 @@
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { RelayClient, type Filter, type NostrEvent, type SubHandlers } from './client.ts';
-import { RawSubscriber } from './raw-subscriber.ts';
-import { perSecond, ReasonTally, round, Samples, type Summary } from './stats.ts';
+import { Worker } from 'node:worker_threads';
+import { RelayClient, type NostrEvent } from './client.ts';
+import { ANSWERED, DELIVERED, READY, type ReceiverJob, type ReceiverResult } from './fanout-worker.ts';
+import { perSecond, ReasonTally, round, Samples, summarize, type Summary } from './stats.ts';
 
 export type FanoutOptions = {
   url: string;
@@ -23,14 +24,8 @@ export type FanoutOptions = {
    * default): `ws` costs the bench several times more per delivery.
    */
   wsSubscribers?: boolean;
-};
-
-/** What fan-out needs of a subscriber: either client. */
-type Subscriber = {
-  subscribe(subId: string, filters: Filter[], handlers: SubHandlers): void;
-  close(): void;
-  terminate(): void;
-  readonly droppedByRelay: boolean;
+  /** Threads the subscribers are spread over (default 2), besides the publisher's. */
+  receivers?: number;
 };
 
 export type FanoutResult = {
@@ -38,6 +33,7 @@ export type FanoutResult = {
   subscribers_ready: number;
   subscribers_by_author: number;
   subscribe_seconds: number;
+  receiving_threads: number;
   events: number;
   events_accepted: number;
   events_unacknowledged: number;
@@ -106,95 +102,85 @@ export async function connectSpread<T extends { terminate(): void } = RelayClien
 }
 
 /**
- * `subscribers` connections each hold one REQ that matches every published event; one more
- * connection publishes at a fixed rate. Delivery latency is publish send → receipt at a
- * subscriber (one process, one clock: the send time is kept by sequence number, which the
- * event's content carries).
+ * `subscribers` connections each hold one REQ that matches every published event, spread over
+ * `receivers` threads of their own (fanout-worker.ts); one more connection, on this thread,
+ * publishes at a fixed rate. Delivery latency is publish send → receipt at a subscriber (one
+ * process, one clock: absolute times, the send time kept by sequence number, which the event's
+ * content carries).
  */
 export async function runFanout(opts: FanoutOptions): Promise<FanoutResult> {
   const n = opts.events.length;
-  const publisherPubkey = opts.events[0].pubkey;
-  const sendTimes = new Float64Array(n);
-  const latency = new Samples();
-  const marker = Buffer.from(`"fanout ${opts.runId} `);
-  let delivered = 0;
-  let duplicates = 0;
-  let firstSend = 0;
-  let lastReceipt = 0;
-
+  const sendTimesShared = new SharedArrayBuffer(8 * n);
+  const sendTimes = new Float64Array(sendTimesShared);
+  const threads = Math.max(1, Math.min(opts.receivers ?? 2, opts.subscribers));
+  const counters: Int32Array[] = [];
+  const receivers: Worker[] = [];
   const subT0 = performance.now();
-  const subs: Subscriber[] = opts.wsSubscribers
-    ? await connectSpread(opts.url, opts.subscribers, opts.perAddress)
-    : await connectSpread(opts.url, opts.subscribers, opts.perAddress, 50, 0, RawSubscriber.connect);
   const publisher = await RelayClient.connect(opts.url);
-  const got = subs.map(() => new Uint8Array(n));
-  let ready = 0;
-  let byAuthor = 0;
   try {
-    // Subscribe everyone and wait for every EOSE (nothing is stored for this run's tag yet).
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, 30_000);
-      let answered = 0;
-      const answer = () => {
-        if (++answered === subs.length) {
-          clearTimeout(timer);
-          resolve();
-        }
-      };
-      subs.forEach((client, i) => {
-        const mine = got[i];
-        const useAuthor = opts.authorFilterEvery > 0 && i % opts.authorFilterEvery === opts.authorFilterEvery - 1;
-        if (useAuthor) byAuthor++;
-        const filter: Filter = useAuthor ? { authors: [publisherPubkey], kinds: [1] } : { kinds: [1], '#t': [opts.tTag] };
-        client.subscribe('fan', [filter], {
-          onEvent: (raw) => {
-            const now = performance.now();
-            const at = raw.indexOf(marker);
-            if (at < 0) return;
-            let seq = 0;
-            for (let p = at + marker.length, c = raw[p]; c >= 0x30 && c <= 0x39; c = raw[++p]) seq = seq * 10 + (c - 0x30);
-            if (seq >= n) return;
-            if (mine[seq]) {
-              duplicates++;
-              return;
-            }
-            mine[seq] = 1;
-            delivered++;
-            lastReceipt = now;
-            if (sendTimes[seq] > 0) latency.push(now - sendTimes[seq]);
-          },
-          onEose: () => {
-            ready++;
-            answer();
-          },
-          onClosed: answer,
+    // Each thread opens and subscribes its share; then every subscription's EOSE (nothing is
+    // stored for this run's tag yet) or CLOSED is awaited.
+    await Promise.all(
+      Array.from({ length: threads }, (_, t) => {
+        const first = Math.floor((t * opts.subscribers) / threads);
+        const count = Math.floor(((t + 1) * opts.subscribers) / threads) - first;
+        const shared = new SharedArrayBuffer(4 * 3);
+        counters.push(new Int32Array(shared));
+        const job: ReceiverJob = {
+          url: opts.url,
+          first,
+          count,
+          perAddress: opts.perAddress,
+          events: n,
+          marker: `"fanout ${opts.runId} `,
+          publisherPubkey: opts.events[0].pubkey,
+          tTag: opts.tTag,
+          authorFilterEvery: opts.authorFilterEvery,
+          sendTimes: sendTimesShared,
+          counters: shared,
+          ws: opts.wsSubscribers === true,
+        };
+        const w = startReceiver(job);
+        receivers.push(w);
+        return new Promise<void>((resolve, reject) => {
+          w.once('message', (m: { connected?: boolean; error?: string }) => (m.connected ? resolve() : reject(new Error(m.error))));
+          w.once('error', reject);
         });
-      });
-    });
+      }),
+    );
+    const sum = (i: number) => counters.reduce((a, c) => a + Atomics.load(c, i), 0);
+    const answerDeadline = performance.now() + 30_000;
+    while (sum(ANSWERED) < opts.subscribers && performance.now() < answerDeadline) await sleep(20);
+    const ready = sum(READY);
     const subscribeSeconds = (performance.now() - subT0) / 1000;
-    process.stderr.write(`[bench] fan-out: ${ready}/${subs.length} subscribers ready in ${subscribeSeconds.toFixed(1)} s\n`);
+    process.stderr.write(
+      `[bench] fan-out: ${ready}/${opts.subscribers} subscribers ready in ${subscribeSeconds.toFixed(1)} s (${threads} receiving threads)\n`,
+    );
 
     // Publish at a fixed rate, catching up if a timer fires late.
     const loop = monitorEventLoopDelay({ resolution: 10 });
     loop.enable();
     const acks = new Samples();
     const refusals = new ReasonTally();
-    const okIds = new Set<string>();
+    const accepted = new Uint8Array(n);
+    let okCount = 0;
     const interval = 1000 / opts.rate;
     const acked: Promise<void>[] = [];
     const t0 = performance.now();
-    firstSend = t0;
+    const firstSend = performance.timeOrigin + t0;
     for (let i = 0; i < n; i++) {
       const due = t0 + i * interval;
       const wait = due - performance.now();
       if (wait > 1) await sleep(wait);
       const ev = opts.events[i];
-      sendTimes[i] = performance.now();
+      sendTimes[i] = performance.timeOrigin + performance.now();
       acked.push(
         publisher.publish(ev).then((r) => {
           acks.push(r.ms);
-          if (r.ok) okIds.add(ev.id);
-          else refusals.add(r.message);
+          if (r.ok) {
+            accepted[i] = 1;
+            okCount++;
+          } else refusals.add(r.message);
         }),
       );
     }
@@ -209,7 +195,8 @@ export async function runFanout(opts: FanoutOptions): Promise<FanoutResult> {
     let lastAcks = -1;
     let quietSince = performance.now();
     while (performance.now() < drainDeadline) {
-      if (acksDone && delivered >= ready * okIds.size) break;
+      const delivered = sum(DELIVERED);
+      if (acksDone && delivered >= ready * okCount) break;
       if (delivered !== lastCount || acks.length !== lastAcks) {
         lastCount = delivered;
         lastAcks = acks.length;
@@ -217,16 +204,36 @@ export async function runFanout(opts: FanoutOptions): Promise<FanoutResult> {
       } else if (performance.now() - quietSince > 3000) break;
       await sleep(50);
     }
-    const expected = ready * okIds.size;
     loop.disable();
+    const delivered = sum(DELIVERED);
+    const expected = ready * okCount;
+    const results = await Promise.all(
+      receivers.map(
+        (w) =>
+          new Promise<ReceiverResult>((resolve, reject) => {
+            w.once('message', (m: { result?: ReceiverResult; error?: string }) =>
+              m.result ? resolve(m.result) : reject(new Error(m.error)),
+            );
+            w.postMessage(accepted);
+          }),
+      ),
+    );
+    const lastReceipt = Math.max(0, ...results.map((r) => r.lastReceipt));
+    const latencies = new Float64Array(results.reduce((a, r) => a + r.latencies.length, 0));
+    let at = 0;
+    for (const r of results) {
+      latencies.set(r.latencies, at);
+      at += r.latencies.length;
+    }
 
     return {
-      subscribers: subs.length,
+      subscribers: opts.subscribers,
       subscribers_ready: ready,
-      subscribers_by_author: byAuthor,
+      subscribers_by_author: results.reduce((a, r) => a + r.byAuthor, 0),
       subscribe_seconds: round(subscribeSeconds, 2),
+      receiving_threads: threads,
       events: n,
-      events_accepted: okIds.size,
+      events_accepted: okCount,
       events_unacknowledged: n - acks.length,
       target_rate: opts.rate,
       publish_seconds: round(publishMs / 1000, 3),
@@ -236,11 +243,11 @@ export async function runFanout(opts: FanoutOptions): Promise<FanoutResult> {
       expected_deliveries: expected,
       delivered,
       missing: Math.max(0, expected - delivered),
-      duplicates,
-      subscribers_complete: got.filter((g) => g.every((x, i) => x === 1 || !okIds.has(opts.events[i].id))).length,
-      subscribers_dropped: subs.filter((c) => c.droppedByRelay).length,
-      deliveries_per_s: perSecond(delivered, (lastReceipt || performance.now()) - firstSend),
-      delivery_ms: latency.summary(),
+      duplicates: results.reduce((a, r) => a + r.duplicates, 0),
+      subscribers_complete: results.reduce((a, r) => a + r.complete, 0),
+      subscribers_dropped: results.reduce((a, r) => a + r.dropped, 0),
+      deliveries_per_s: perSecond(delivered, (lastReceipt || performance.timeOrigin + performance.now()) - firstSend),
+      delivery_ms: summarize(latencies),
       bench_loop_delay_ms: {
         p50: round(loop.percentile(50) / 1e6),
         p99: round(loop.percentile(99) / 1e6),
@@ -249,6 +256,16 @@ export async function runFanout(opts: FanoutOptions): Promise<FanoutResult> {
     };
   } finally {
     publisher.close();
-    for (const s of subs) s.close();
+    await Promise.all(receivers.map((w) => w.terminate()));
   }
+}
+
+/** A receiving thread (fanout-worker.ts), under tsx as this process is. */
+function startReceiver(job: ReceiverJob): Worker {
+  const bootstrap = `
+    const { register } = await import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))});
+    register();
+    await import(${JSON.stringify(new URL('./fanout-worker.ts', import.meta.url).href)});
+  `;
+  return new Worker(bootstrap, { eval: true, type: 'module', workerData: { fanoutReceiver: job } } as never);
 }

@@ -38,6 +38,8 @@ const { values: args } = parseArgs({
     'per-address': { type: 'string', default: '100' },
     // Fan-out subscribers on `ws` clients (as before stop 22) instead of raw sockets.
     'ws-subscribers': { type: 'boolean', default: false },
+    // Threads the fan-out subscribers are spread over (the publisher has its own).
+    receivers: { type: 'string', default: '2' },
     idle: { type: 'string', default: '20000' },
     'idle-seconds': { type: 'string', default: '10' },
     'sign-threads': { type: 'string', default: String(availableParallelism()) },
@@ -345,6 +347,7 @@ async function main(): Promise<void> {
         drainMs: 15_000,
         perAddress: opts.perAddress,
         wsSubscribers: args['ws-subscribers'] as boolean,
+        receivers: int('receivers', 1),
       }),
     );
     log(
