@@ -1,9 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sql } from 'kysely';
+import pg from 'pg';
 import { finalizeEvent, type EventTemplate } from 'nostr-tools/pure';
 import { NIP47_KINDS, type NostrEvent } from '@paidrelay/nostr';
 import { networkKey } from '../src/limits.ts';
-import { backends, newKey, plain, RawClient, type TestRelay, startTestRelay } from './harness.ts';
+import { backends, newKey, plain, RawClient, type TestRelay, startTestRelay, until } from './harness.ts';
 
 const now = () => Math.floor(Date.now() / 1000);
 const signWith = (sk: Uint8Array, t: Partial<EventTemplate>): NostrEvent =>
@@ -154,6 +155,42 @@ describe.each(backends())('free paths of a paid relay are not free for everyone 
     expect(await metric(relay, 'relay_held_events')).toBeGreaterThan(0);
     c.close();
   });
+
+  it.runIf(backend === 'postgres')(
+    'a purge during a trim already running trims again after it: rows written meanwhile are counted',
+    async () => {
+      const fill = (from: number, rows: number, ip: string, age: number) =>
+        sql`INSERT INTO held_events (event_id, pubkey, kind, raw, amount_msat, created_at, expires_at, ip, bytes)
+        SELECT decode(md5(g::text || ${ip}) || md5((g + 1000)::text || ${ip}), 'hex'), decode(md5('pk') || md5('pk3'), 'hex'), 1, repeat('o', 2000), 21000, ${now() - age}, ${now() + 3600}, ${ip}, 2000
+        FROM generate_series(${from}::int4, ${from + rows - 1}::int4) g`.execute(relay.ctx.db.kysely);
+      await fill(1, 40, '192.0.2.10', 120); // 80 KB, older than all else: the next trim deletes some of them
+      // Another session holds the oldest, so the purge's trim waits on it with the table as it was.
+      const blocker = new pg.Client({ connectionString: relay.databaseUrl });
+      blocker.on('error', () => {});
+      await blocker.connect();
+      try {
+        await blocker.query('BEGIN');
+        await blocker.query(`SELECT 1 FROM held_events ORDER BY created_at, event_id LIMIT 1 FOR UPDATE`);
+        const first = relay.purge(now());
+        // Asked outside the blocker's transaction: within one, pg_stat_activity is read once.
+        await until(async () => {
+          const r =
+            await sql`SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%DELETE FROM held_events%'`.execute(
+              relay.ctx.db.kysely,
+            );
+          return r.rows.length;
+        });
+        await fill(100, 30, '192.0.2.11', 100); // 60 KB more while that trim waits: it cannot see them
+        const second = relay.purge(now());
+        await blocker.query('ROLLBACK');
+        await Promise.all([first, second]);
+      } finally {
+        await blocker.end();
+      }
+      expect(await heldBytes(relay)).toBeLessThanOrEqual(64 * 1024);
+      expect(await metric(relay, 'relay_held_events_bytes')).toBe(await heldBytes(relay));
+    },
+  );
 });
 
 describe('networkKey', () => {

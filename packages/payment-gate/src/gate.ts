@@ -103,10 +103,23 @@ export async function createPaymentGate(
   // per replica, and a refusal never pays for a sum over the whole table.
   const trimEvery = Math.max(64 * 1024, Math.floor(config.HELD_EVENTS_MAX_TOTAL_BYTES / 16));
   let heldSinceTrim = 0;
+  // A trim answers for the rows held before it was asked for: a call while one runs waits for
+  // the next one, which every call meanwhile shares (one on Postgres, at most one waiting). The
+  // one running may have read the table before rows the caller knows of were written.
   let trimming: Promise<number> | undefined;
+  let nextTrim: Promise<number> | undefined;
   const trim = (at: number): Promise<number> => {
     heldSinceTrim = 0;
-    trimming ??= trimHeldEvents(db.kysely, config.HELD_EVENTS_MAX_TOTAL_BYTES, at)
+    if (trimming) {
+      nextTrim ??= trimming
+        .catch(() => 0)
+        .then(() => {
+          nextTrim = undefined;
+          return trim(at);
+        });
+      return nextTrim;
+    }
+    trimming = trimHeldEvents(db.kysely, config.HELD_EVENTS_MAX_TOTAL_BYTES, at)
       .then(({ deleted, ...stats }) => {
         onHeldStats(stats);
         if (deleted > 0) log.info({ deleted, ...stats }, 'held events over the global bound dropped, oldest first');
