@@ -41,6 +41,8 @@ const { values: args } = parseArgs({
     entry: { type: 'string' },
     // A node flag for the relay (repeatable), e.g. --node-arg=--always-sparkplug.
     'node-arg': { type: 'string', multiple: true, default: [] },
+    // A repeated flood phase from addresses the relay has not seen (by default each comes from the same ones).
+    'fresh-addresses': { type: 'boolean', default: false },
   },
 });
 const SECONDS = Number(args.seconds);
@@ -167,25 +169,26 @@ async function main(): Promise<void> {
   );
 
   /** Each flood phase's own events: the `run`-th time that phase comes in --phases. */
+  const net = (run: number) => (args['fresh-addresses'] ? run : 0);
   const floods: Record<string, (ms: number, run: number) => FloodJob> = {
     unpaid: (ms, run) => ({
       url: relay!.url,
       events: unpaidPools[run],
-      addresses: Array.from({ length: 20 }, (_, i) => `127.2.0.${(i % 10) + 1}`),
+      addresses: Array.from({ length: 20 }, (_, i) => `127.2.${net(run)}.${(i % 10) + 1}`),
       window: 32,
       ms,
     }),
     'short-balance': (ms, run) => ({
       url: relay!.url,
       events: shortPools[run],
-      addresses: Array.from({ length: 10 }, () => '127.3.0.1'),
+      addresses: Array.from({ length: 10 }, () => `127.3.${net(run)}.1`),
       window: 32,
       ms,
     }),
     'one-key': (ms, run) => ({
       url: relay!.url,
       events: fastPools[run],
-      addresses: Array.from({ length: 200 }, () => '127.4.0.1'),
+      addresses: Array.from({ length: 200 }, () => `127.4.${net(run)}.1`),
       window: 8,
       ms,
     }),
