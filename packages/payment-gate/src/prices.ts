@@ -233,7 +233,7 @@ export function spamPolicyProblem(s: SpamSettings | null): string | undefined {
 /**
  * The prices as they are now in Postgres, for one process: seeded from the environment on the
  * first start of any process, re-read when any process announces a change on the bus (within
- * a second) and every PRICES_RELOAD_MS. Its `pricing` is the one live object every consumer
+ * a second), when the bus reports a message may have been missed, and every PRICES_RELOAD_MS. Its `pricing` is the one live object every consumer
  * reads (the gate, refusals, invoices, /api/pricing, NIP-11): its price fields are getters of
  * the current prices, so nobody keeps a stale copy, and the pricing functions stay pure.
  */
@@ -298,16 +298,18 @@ export class LivePrices {
     bus: Bus,
     log: Logger,
     base: Pricing,
-    opts: { allowed?: () => ReadonlySet<string> } = {},
+    opts: { allowed?: () => ReadonlySet<string>; reloadMs?: number } = {},
   ): Promise<LivePrices> {
     const live = new LivePrices(db, bus, log, base, opts.allowed);
     // Subscribed before the first read: a change made meanwhile is not missed.
     await bus.subscribe(PRICES_CHANNEL, () => void live.reload());
+    // A message the bus may have missed may have been a change of prices: read them again now.
+    bus.onLoss(() => void (live.timer && live.reload()));
     const { prices, seeded } = await seedPriceSettings(db.kysely, live.current, nowSeconds());
     if (seeded) log.info({ prices: settingsJson(prices) }, 'prices seeded from the environment');
     else log.debug({ prices: settingsJson(prices) }, 'prices read from the database (the environment only seeds them)');
     live.set(prices);
-    live.timer = setInterval(() => void live.reload(), PRICES_RELOAD_MS);
+    live.timer = setInterval(() => void live.reload(), opts.reloadMs ?? PRICES_RELOAD_MS);
     live.timer.unref();
     return live;
   }
@@ -347,5 +349,6 @@ export class LivePrices {
 
   close(): void {
     clearInterval(this.timer);
+    this.timer = undefined;
   }
 }
